@@ -1,0 +1,71 @@
+"""Shipyard: carry a model from raw data to a monitored production service.
+
+The public Python API. Heavy dependencies load only when a call needs them."""
+
+from shipyard._version import __version__
+from shipyard.config import init_workspace
+from shipyard.errors import (
+    BackendError,
+    ConfigError,
+    ConflictError,
+    FilterSyntaxError,
+    IntegrityError,
+    NotFoundError,
+    ShipyardError,
+    ValidationError,
+    WorkspaceNotFoundError,
+)
+from shipyard.tracking.api import (
+    audit_log,
+    delete_run,
+    download_artifact,
+    get_metric_history,
+    get_run,
+    search_runs,
+    verify_audit,
+)
+from shipyard.tracking.fluent import (
+    Run,
+    active_run,
+    end_run,
+    log_artifact,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    set_tag,
+    set_tags,
+    start_run,
+)
+
+__all__ = [
+    "BackendError",
+    "ConfigError",
+    "ConflictError",
+    "FilterSyntaxError",
+    "IntegrityError",
+    "NotFoundError",
+    "Run",
+    "ShipyardError",
+    "ValidationError",
+    "WorkspaceNotFoundError",
+    "__version__",
+    "active_run",
+    "audit_log",
+    "delete_run",
+    "download_artifact",
+    "end_run",
+    "get_metric_history",
+    "get_run",
+    "init_workspace",
+    "log_artifact",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "search_runs",
+    "set_tag",
+    "set_tags",
+    "start_run",
+    "verify_audit",
+]

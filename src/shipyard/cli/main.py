@@ -1,0 +1,90 @@
+"""The `shipyard` entry point: global options, error handling, and the command groups."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from shipyard.cli.output import err_console, state
+from shipyard.errors import ShipyardError
+
+app = typer.Typer(
+    name="shipyard",
+    help="Shipyard: carry a model from raw data to a monitored production service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from shipyard import __version__
+
+        typer.echo(f"shipyard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    workspace: Annotated[
+        Optional[str], typer.Option("--workspace", "-C", help="Use the workspace in this folder.")
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override a setting, e.g. --set store.url=sqlite:///x.db (repeatable)."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    state.debug = debug
+    state.workspace = workspace
+    state.overrides = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ShipyardError(f"--set {item!r} must look like KEY=VALUE, e.g. --set store.url=sqlite:///x.db.")
+        state.overrides[key.strip()] = value
+
+
+def _register() -> None:
+    from shipyard.cli import artifacts, audit, runs, workspace
+
+    workspace.register(app)
+    app.add_typer(runs.app, name="runs")
+    app.add_typer(audit.app, name="audit")
+    app.add_typer(artifacts.app, name="artifacts")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; ShipyardErrors print one message (the traceback with --debug) and exit 1."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = app(args=args, prog_name="shipyard", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console().print("Aborted.")
+        return 130
+    except ShipyardError as exc:
+        if state.debug or "--debug" in args:
+            traceback.print_exc()
+        err_console().print(f"[bold red]Error:[/] {exc}", markup=True, highlight=False)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

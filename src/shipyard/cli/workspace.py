@@ -1,0 +1,53 @@
+"""`shipyard init` and `shipyard config show`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from shipyard.cli.output import console, print_json, state, table
+
+
+def context():  # type: ignore[no-untyped-def]
+    """The service context for the workspace chosen by the global options."""
+    from shipyard.context import open_context
+
+    return open_context(state.workspace, state.overrides)
+
+
+def init(path: Annotated[str, typer.Argument(help="Folder to turn into a workspace.")] = ".") -> None:
+    """Create a workspace: shipyard.yaml and the .shipyard/ folder (store, artifacts, logs)."""
+    from shipyard.config import SPEC_FILE, init_workspace
+    from shipyard.context import open_context
+
+    root = init_workspace(path)
+    ctx = open_context(root, state.overrides)  # creates the store and applies migrations
+    console().print(f"Initialised Shipyard workspace in {root}")
+    console().print(f"  settings: {root / SPEC_FILE}")
+    console().print(f"  store:    {ctx.workspace.store_url}")
+    console().print(f"  blobs:    {ctx.workspace.artifacts_url}")
+
+
+def config_show(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show the resolved settings and where each value came from."""
+    from shipyard.config import load_workspace
+
+    ws = load_workspace(state.workspace, state.overrides)
+    data = ws.settings.model_dump()
+    rows = []
+    for section, values in data.items():
+        for name, value in values.items():
+            key = f"{section}.{name}"
+            rows.append([key, value, ws.sources.get(key, "default")])
+    if as_json:
+        print_json({"root": str(ws.root), "settings": data, "sources": dict(ws.sources)})
+        return
+    console().print(table(f"Settings of {ws.root}", ["key", "value", "from"], rows))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    config = typer.Typer(help="Workspace settings.", no_args_is_help=True)
+    config.command("show")(config_show)
+    app.add_typer(config, name="config")

@@ -1,0 +1,1 @@
+"""Governance: the audit trail's readers and verification (model cards and readiness come later)."""

@@ -1,0 +1,144 @@
+"""The typed settings model and how its values are merged from their sources."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from shipyard.config import check_key
+from shipyard.errors import ConfigError
+
+ENV_PREFIX = "SHIPYARD_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:///.shipyard/shipyard.db"
+    busy_timeout_ms: int = Field(default=60_000, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql")):
+            raise ValueError(
+                "expected a sqlite:///path or postgresql+psycopg://user@host:port/db URL"
+            )
+        return value
+
+
+class ArtifactSettings(_Section):
+    url: str = ".shipyard/artifacts"
+    endpoint_url: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        if "://" in value and not value.startswith(("s3://", "file://", "memory://")):
+            raise ValueError("expected a local folder, file://path or s3://bucket/prefix")
+        if not value.strip():
+            raise ValueError("expected a local folder, file://path or s3://bucket/prefix")
+        return value
+
+
+class TrackingSettings(_Section):
+    flush_interval_seconds: float = Field(default=2.0, ge=0)
+    flush_max_points: int = Field(default=5000, ge=1)
+
+    @field_validator("flush_interval_seconds")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number of seconds")
+        return value
+
+
+class Settings(_Section):
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+
+
+def setting_keys() -> dict[str, str]:
+    """Every dotted setting key mapped to its environment variable."""
+    keys: dict[str, str] = {}
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for name in model.model_fields:
+            keys[f"{section}.{name}"] = f"{ENV_PREFIX}{section}_{name}".upper()
+    return keys
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {exc}. Fix the file and retry.") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, got {type(data).__name__}.")
+    return data
+
+
+def resolve_settings(
+    spec_path: Path, environ: Mapping[str, str], overrides: Mapping[str, Any]
+) -> tuple[Settings, dict[str, str]]:
+    """Merge the sources in order and validate; errors name the key, the value and its source."""
+    keys = setting_keys()
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    spec = _read_spec(spec_path)
+    sections = list(Settings.model_fields)
+    for section, values in spec.items():
+        if section not in sections:
+            # Sections that later building blocks own are read by them; only ours are checked here.
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{spec_path}: '{section}' must be a mapping of settings, got {values!r}."
+            )
+        for name, value in values.items():
+            check_key(f"{section}.{name}", list(keys), f"setting in {spec_path.name}")
+            merged[f"{section}.{name}"] = value
+            sources[f"{section}.{name}"] = spec_path.name
+    for key, env_name in keys.items():
+        if env_name in environ:
+            merged[key] = environ[env_name]
+            sources[key] = env_name
+    for key, value in overrides.items():
+        check_key(key, list(keys), "setting")
+        merged[key] = value
+        sources[key] = "flag"
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in merged.items():
+        section, name = key.split(".", 1)
+        nested.setdefault(section, {})[name] = value
+    try:
+        settings = Settings.model_validate(nested)
+    except PydanticValidationError as exc:
+        raise ConfigError(_describe(exc, merged, sources)) from None
+    return settings, sources
+
+
+def _describe(exc: PydanticValidationError, merged: dict[str, Any], sources: dict[str, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        value = merged.get(key, err.get("input"))
+        source = sources.get(key, "default")
+        message = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"Invalid setting {key} = {value!r} (from {source}): {message}.")
+    return "\n".join(lines)

@@ -1,0 +1,182 @@
+"""The audit trail: every mutation appends an event to a SHA-256 hash chain in its own transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from shipyard.errors import IntegrityError
+from shipyard.store.tables import audit_events, audit_head
+
+GENESIS = "0" * 64
+_HEAD_ID = 1
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    time: int  # milliseconds since the epoch
+    actor: str
+    action: str
+    object_kind: str
+    object_id: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """The result of walking the chain: ok, or the first broken link and why."""
+
+    ok: bool
+    events_checked: int
+    head_seq: int
+    broken_seq: int | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def canonical(payload: Any) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def event_hash(
+    seq: int, time_ms: int, actor: str, action: str, kind: str, object_id: str, payload: str, prev: str
+) -> str:
+    body = canonical([seq, time_ms, actor, action, kind, object_id, payload, prev])
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def append(
+    conn: Connection, actor: str, action: str, object_kind: str, object_id: str, payload: dict[str, Any]
+) -> int:
+    """Append one event inside the caller's transaction; returns its sequence number.
+
+    The head row is read FOR UPDATE, which on PostgreSQL serialises concurrent appenders; on SQLite
+    the writer already holds the database's write lock (BEGIN IMMEDIATE)."""
+    head = conn.execute(
+        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID).with_for_update()
+    ).first()
+    if head is None:
+        raise IntegrityError(
+            "The audit chain head record is missing, so no event can be appended. "
+            "Run `shipyard audit verify` to see what was removed from the audit tables."
+        )
+    prev_seq, prev_hash = head.seq, head.hash
+    seq = prev_seq + 1
+    time_ms = time.time_ns() // 1_000_000
+    body = canonical(payload)
+    digest = event_hash(seq, time_ms, actor, action, object_kind, object_id, body, prev_hash)
+    conn.execute(
+        insert(audit_events).values(
+            seq=seq,
+            time=time_ms,
+            actor=actor,
+            action=action,
+            object_kind=object_kind,
+            object_id=object_id,
+            payload=body,
+            prev_hash=prev_hash,
+            hash=digest,
+        )
+    )
+    conn.execute(update(audit_head).where(audit_head.c.id == _HEAD_ID).values(seq=seq, hash=digest))
+    return seq
+
+
+def list_events(
+    conn: Connection,
+    *,
+    object_kind: str | None = None,
+    object_id: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    limit: int = 100,
+    newest_first: bool = True,
+) -> list[AuditEvent]:
+    conds = []
+    if object_kind:
+        conds.append(audit_events.c.object_kind == object_kind)
+    if object_id:
+        conds.append(audit_events.c.object_id == object_id)
+    if actor:
+        conds.append(audit_events.c.actor == actor)
+    if action:
+        conds.append(audit_events.c.action == action)
+    order = audit_events.c.seq.desc() if newest_first else audit_events.c.seq.asc()
+    query = select(audit_events).where(and_(*conds)).order_by(order).limit(limit)
+    return [_event(row) for row in conn.execute(query)]
+
+
+def _event(row: Any) -> AuditEvent:
+    try:
+        payload = json.loads(row.payload)
+    except ValueError:
+        payload = {"unparsable": row.payload}
+    return AuditEvent(
+        seq=row.seq,
+        time=row.time,
+        actor=row.actor,
+        action=row.action,
+        object_kind=row.object_kind,
+        object_id=row.object_id,
+        payload=payload,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def _rows(conn: Connection, batch: int = 5000) -> Iterator[Any]:
+    last = 0
+    while True:
+        rows = conn.execute(
+            select(audit_events).where(audit_events.c.seq > last).order_by(audit_events.c.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def verify(conn: Connection) -> ChainReport:
+    """Walk the chain from the first event; report the first event that breaks it."""
+    head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).first()
+    head_seq = head.seq if head else 0
+    expected_seq, prev_hash, checked = 1, GENESIS, 0
+
+    def broken(seq: int, reason: str) -> ChainReport:
+        return ChainReport(False, checked, head_seq, seq, reason)
+
+    for row in _rows(conn):
+        if row.seq != expected_seq:
+            if row.seq > expected_seq:
+                return broken(expected_seq, f"event {expected_seq} is missing (next is {row.seq})")
+            return broken(row.seq, f"sequence out of order: {row.seq} after {expected_seq - 1}")
+        if row.prev_hash != prev_hash:
+            return broken(row.seq, "its prev_hash does not match the hash of the event before it")
+        digest = event_hash(
+            row.seq, row.time, row.actor, row.action, row.object_kind, row.object_id, row.payload, row.prev_hash
+        )
+        if digest != row.hash:
+            return broken(row.seq, "its content does not match its hash (the event was edited)")
+        prev_hash, expected_seq, checked = row.hash, expected_seq + 1, checked + 1
+    last_seq = expected_seq - 1
+    if head is None:
+        return broken(last_seq + 1, "the chain head record is missing")
+    if head.seq != last_seq or head.hash != prev_hash:
+        if head.seq > last_seq:
+            return broken(last_seq + 1, f"events {last_seq + 1}..{head.seq} are missing from the end")
+        return broken(last_seq, "the chain head does not match the last event")
+    return ChainReport(True, checked, head_seq)

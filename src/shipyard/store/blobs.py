@@ -1,0 +1,330 @@
+"""Content-addressed blob store on fsspec: SHA-256 keys, atomic writes, digests verified on read."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from shipyard.errors import BackendError, IntegrityError, NotFoundError, ValidationError
+
+CHUNK = 1 << 20
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: str
+    size: int
+
+
+@dataclass
+class GcReport:
+    kept: int = 0
+    removed: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    temp_removed: int = 0
+
+
+def check_digest(digest: str) -> str:
+    if not isinstance(digest, str) or not _DIGEST.match(digest):
+        raise ValidationError(
+            f"Invalid blob digest {digest!r}: expected 64 lowercase hexadecimal characters (SHA-256)."
+        )
+    return digest
+
+
+class BlobStore:
+    """Blobs live at ROOT/sha256/ab/abcdef…; partial writes live under ROOT/tmp/ until complete."""
+
+    def __init__(self, url: str, *, endpoint_url: str | None = None, options: dict[str, Any] | None = None):
+        self.url = url.rstrip("/")
+        self.remote = "://" in self.url and not self.url.startswith("file://")
+        options = dict(options or {})
+        if self.remote:
+            protocol, _, path = self.url.partition("://")
+            if protocol == "s3":
+                if endpoint_url:
+                    options.setdefault("endpoint_url", endpoint_url)
+                options.setdefault("use_listings_cache", False)
+            self.root = path.rstrip("/")
+            self.fs = _filesystem(protocol, options, self.url)
+        else:
+            self.root = str(Path(self.url.removeprefix("file://")).resolve())
+            self.fs = _filesystem("file", options, self.url)
+            os.makedirs(os.path.join(self.root, "tmp"), exist_ok=True)
+
+    # -- naming ---------------------------------------------------------------------------------
+    def _path(self, digest: str) -> str:
+        return f"{self.root}/sha256/{digest[:2]}/{digest}"
+
+    def __repr__(self) -> str:
+        return f"BlobStore({self.url!r})"
+
+    # -- writing --------------------------------------------------------------------------------
+    def put_bytes(self, data: bytes) -> BlobInfo:
+        return self.put_stream(io.BytesIO(data))
+
+    def put_file(self, path: str | os.PathLike[str]) -> BlobInfo:
+        source = Path(path)
+        if not source.is_file():
+            raise NotFoundError(f"Cannot store {source}: no such file. Check the path.")
+        if self.remote:
+            digest, size = hash_file(source)
+            return self._upload(source, digest, size)
+        with open(source, "rb") as handle:
+            return self.put_stream(handle)
+
+    def put_stream(self, stream: IO[bytes] | BinaryIO) -> BlobInfo:
+        """Store a stream chunk by chunk, never holding it whole in memory."""
+        if self.remote:
+            with tempfile.NamedTemporaryFile(prefix="shipyard-blob-", delete=True) as spool:
+                digest, size = _copy_hashing(stream, spool)
+                spool.flush()
+                return self._upload(Path(spool.name), digest, size)
+        tmp = os.path.join(self.root, "tmp", f"{uuid.uuid4().hex}.part")
+        try:
+            with open(tmp, "wb") as out:
+                digest, size = _copy_hashing(stream, out)
+                out.flush()
+                os.fsync(out.fileno())
+            final = self._path(digest)
+            if os.path.exists(final):
+                os.unlink(tmp)
+            else:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(tmp, final)  # atomic: the blob appears whole or not at all
+                _fsync_dir(os.path.dirname(final))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return BlobInfo(digest, size)
+
+    def _upload(self, source: Path, digest: str, size: int) -> BlobInfo:
+        final = self._path(digest)
+        try:
+            if not self.fs.exists(final):
+                # One PUT (or a multipart upload completed at the end): the object is visible
+                # only once it is complete.
+                self.fs.put_file(str(source), final)
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"Cannot write blob {digest} to {self.url}: {exc}") from exc
+        return BlobInfo(digest, size)
+
+    # -- reading --------------------------------------------------------------------------------
+    def exists(self, digest: str) -> bool:
+        return bool(self.fs.exists(self._path(check_digest(digest))))
+
+    def size(self, digest: str) -> int:
+        try:
+            return int(self.fs.size(self._path(check_digest(digest))))
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+
+    def open(self, digest: str) -> VerifyingReader:
+        """A reader that checks the digest when it reaches the end of the blob."""
+        path = self._path(check_digest(digest))
+        try:
+            handle = self.fs.open(path, "rb", block_size=CHUNK) if self.remote else open(path, "rb")
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+        return VerifyingReader(handle, digest, self.url)
+
+    def get_bytes(self, digest: str) -> bytes:
+        with self.open(digest) as reader:
+            return reader.read()
+
+    def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:
+        """Copy a blob to `dest`, verified, appearing atomically."""
+        target = Path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            with self.open(digest) as reader, open(tmp, "wb") as out:
+                shutil.copyfileobj(reader, out, CHUNK)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return target
+
+    def verify(self, digest: str) -> None:
+        """Re-hash a stored blob; raise IntegrityError when its content no longer matches."""
+        with self.open(digest) as reader:
+            while reader.read(CHUNK):
+                pass
+
+    def _missing(self, digest: str) -> NotFoundError:
+        return NotFoundError(
+            f"Blob {digest} is not in the artifact store {self.url}. It may have been garbage "
+            "collected or the store URL (artifacts.url) points elsewhere."
+        )
+
+    # -- listing and collection -----------------------------------------------------------------
+    def iter_digests(self) -> Iterator[str]:
+        base = f"{self.root}/sha256"
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return
+        for path in found:
+            name = str(path).rsplit("/", 1)[-1]
+            if _DIGEST.match(name):
+                yield name
+
+    def delete(self, digest: str) -> None:
+        try:
+            self.fs.rm(self._path(check_digest(digest)))
+        except FileNotFoundError:
+            pass
+
+    def gc(self, referenced: Iterable[str], *, grace_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:
+        """Delete blobs nobody references and abandoned partial writes, older than the grace period.
+
+        The grace period protects blobs written by a transaction that has not committed yet."""
+        keep = set(referenced)
+        cutoff = time.time() - grace_seconds
+        report = GcReport()
+        for digest in list(self.iter_digests()):
+            if digest in keep:
+                report.kept += 1
+                continue
+            path = self._path(digest)
+            info = self.fs.info(path)
+            if _mtime(info) > cutoff:
+                report.kept += 1
+                continue
+            report.removed.append(digest)
+            report.freed_bytes += int(info.get("size") or 0)
+            if not dry_run:
+                self.fs.rm(path)
+        if not self.remote:
+            tmp_dir = Path(self.root, "tmp")
+            for part in tmp_dir.glob("*.part"):
+                try:
+                    if part.stat().st_mtime <= cutoff:
+                        report.temp_removed += 1
+                        if not dry_run:
+                            part.unlink()
+                except FileNotFoundError:
+                    continue
+        return report
+
+
+class VerifyingReader(io.RawIOBase):
+    """Reads a blob and raises IntegrityError at the end if its SHA-256 differs from the key."""
+
+    def __init__(self, handle: Any, digest: str, where: str) -> None:
+        self._handle = handle
+        self._digest = digest
+        self._where = where
+        self._hash = hashlib.sha256()
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._handle.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        if n:
+            self._hash.update(data)
+        else:
+            self._check()
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = []
+            while chunk := self._handle.read(CHUNK):
+                self._hash.update(chunk)
+                chunks.append(chunk)
+            self._check()
+            return b"".join(chunks)
+        data = self._handle.read(size)
+        if data:
+            self._hash.update(data)
+        else:
+            self._check()
+        return bytes(data)
+
+    def _check(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        actual = self._hash.hexdigest()
+        if actual != self._digest:
+            raise IntegrityError(
+                f"Blob {self._digest} in {self._where} is corrupted: its content hashes to {actual}. "
+                "It was not used. Restore it from a backup or re-log the artifact."
+            )
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        finally:
+            super().close()
+
+
+def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _copy_hashing(source: IO[bytes] | BinaryIO, out: IO[bytes] | Any) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := source.read(CHUNK):
+        digest.update(chunk)
+        out.write(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        return float(value)
+    return 0.0
+
+
+def _filesystem(protocol: str, options: dict[str, Any], url: str) -> Any:
+    import fsspec
+
+    try:
+        return fsspec.filesystem(protocol, **options)
+    except ImportError as exc:
+        raise BackendError(
+            f"Using artifacts.url={url} needs the {protocol} filesystem, which is not installed. "
+            "Install it with `pip install 'shipyard-mlops[s3]'`."
+        ) from exc
+    except (TypeError, ValueError) as exc:
+        raise BackendError(f"Cannot open the artifact store {url}: {exc}. Check artifacts.options.") from exc

@@ -1,0 +1,56 @@
+"""The shapes tracking hands back: runs, metric points, artifacts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+
+class MetricPoint(NamedTuple):
+    key: str
+    value: float
+    step: int
+    timestamp: int  # milliseconds since the epoch
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    path: str
+    digest: str
+    size: int
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    name: str
+    experiment: str
+    status: str
+    user: str
+    start_time: int
+    end_time: int | None = None
+    parent_id: str | None = None
+    lifecycle: str = "active"
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    source: str | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    wall_seconds: float | None = None
+    error: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RunPage(list[RunRecord]):
+    """One page of search results; pass next_page_token back to get the next."""
+
+    def __init__(self, runs: list[RunRecord], next_page_token: str | None) -> None:
+        super().__init__(runs)
+        self.next_page_token = next_page_token
