@@ -169,6 +169,7 @@ def w_writer(args) -> dict:
 
     t_start = time.monotonic()
     run = retry_start(lambda: mlflow.start_run(experiment_id=exp_id, run_name=f"writer-{args.index}"), errors)
+    t_started = time.monotonic()
     for i in range(args.n):
         t0 = time.perf_counter()
         try:
@@ -176,6 +177,7 @@ def w_writer(args) -> dict:
         except Exception as exc:  # noqa: BLE001 - counted
             errors.add(exc)
         latencies.append(time.perf_counter() - t0)
+    t_logged = time.monotonic()
     try:
         mlflow.end_run()
     except Exception as exc:  # noqa: BLE001 - counted
@@ -185,6 +187,9 @@ def w_writer(args) -> dict:
         "run_id": run.info.run_id,
         "t_start": t_start,
         "t_end": t_end,
+        "start_run_seconds": t_started - t_start,
+        "log_loop_seconds": t_logged - t_started,
+        "end_run_seconds": t_end - t_logged,
         "latencies": latencies,
         "errors": errors.count,
         "error_samples": errors.samples,

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tracking._shared import SEARCH_FILTER, SEARCH_ORDER_BY, percentile
+from tracking._shared import SEARCH_FILTER, SEARCH_ORDER_BY, median, percentile
 from common import (
     Context,
     WorkerError,
@@ -144,6 +144,9 @@ def _concurrent_workload(ctx: Context, tool: Tool, writers: int, per_writer: int
             "latency_p50_ms": percentile(lat, 50) * 1000,
             "latency_p99_ms": percentile(lat, 99) * 1000,
             "latency_max_ms": max(lat) * 1000 if lat else None,
+            "start_run_median_s": median([p["start_run_seconds"] for p in parts]),
+            "log_loop_median_s": median([p["log_loop_seconds"] for p in parts]),
+            "end_run_median_s": median([p["end_run_seconds"] for p in parts]),
             "errors": sum(p["errors"] for p in parts),
             "error_samples": samples[:5],
             "stored": check["stored"],
@@ -307,7 +310,10 @@ def render(result: dict[str, Any], console: Any) -> None:
         console.note(note)
 
     c = result["workloads"]["concurrent"]
-    headers = ["Tool / mode", "Wall", "Throughput", "p50 / call", "p99 / call", "max / call", "Errors", "Stored"]
+    headers = [
+        "Tool / mode", "Wall", "Throughput", "p50 / call", "p99 / call", "max / call",
+        "start_run", "call loop", "end of run", "Errors", "Stored",
+    ]
     rows = []
     for key, label in (
         ("shipyard_buffered", "Shipyard, buffered (default)"),
@@ -316,7 +322,7 @@ def render(result: dict[str, Any], console: Any) -> None:
     ):
         r = c[key]
         if r.get("failed"):
-            rows.append([label, "FAILED", "", "", "", "", "", ""])
+            rows.append([label, "FAILED"] + [""] * (len(headers) - 2))
             continue
         rows.append(
             [
@@ -326,6 +332,9 @@ def render(result: dict[str, Any], console: Any) -> None:
                 fmt_seconds(r["latency_p50_ms"] / 1000),
                 fmt_seconds(r["latency_p99_ms"] / 1000),
                 fmt_seconds(r["latency_max_ms"] / 1000),
+                fmt_seconds(r["start_run_median_s"]),
+                fmt_seconds(r["log_loop_median_s"]),
+                fmt_seconds(r["end_run_median_s"]),
                 str(r["errors"]),
                 f"{r['stored']:,} / {r['points']:,}",
             ]
@@ -335,8 +344,9 @@ def render(result: dict[str, Any], console: Any) -> None:
         f"(d) {cfg['writers']} concurrent processes x {cfg['per_writer']} log_metric calls, one SQLite store",
         headers,
         rows,
-        right_align={1, 2, 3, 4, 5, 6, 7},
+        right_align=set(range(1, len(headers))),
     )
+    console.note("start_run / call loop / end of run: median per process of the time spent in each phase.")
     for key, r in c.items():
         for sample in r.get("error_samples") or []:
             console.note(f"{key} error: {sample}")

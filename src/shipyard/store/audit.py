@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from shipyard.errors import IntegrityError
 from shipyard.store.tables import audit_events, audit_head
@@ -116,7 +116,7 @@ def list_events(
     if action:
         conds.append(audit_events.c.action == action)
     order = audit_events.c.seq.desc() if newest_first else audit_events.c.seq.asc()
-    query = select(audit_events).where(and_(*conds)).order_by(order).limit(limit)
+    query = select(audit_events).where(*conds).order_by(order).limit(limit)
     return [_event(row) for row in conn.execute(query)]
 
 
