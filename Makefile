@@ -22,6 +22,7 @@ demo: $(VENV)/.demo-installed
 	$(PY) examples/demo.py
 
 test: $(VENV)/.test-installed
+	$(PY) -m mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 typecheck: $(VENV)/.test-installed

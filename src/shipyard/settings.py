@@ -15,6 +15,8 @@ from shipyard.config import check_key
 from shipyard.errors import ConfigError
 
 ENV_PREFIX = "SHIPYARD_"
+# Sections of shipyard.yaml that other building blocks read (the lifecycle spec); checked by them.
+OTHER_SECTIONS = ("project", "data", "features", "model", "evaluation", "gates", "deploy", "monitor", "pipeline")
 
 
 class _Section(BaseModel):
@@ -103,9 +105,9 @@ def resolve_settings(
     spec = _read_spec(spec_path)
     sections = list(Settings.model_fields)
     for section, values in spec.items():
-        if section not in sections:
-            # Sections that later building blocks own are read by them; only ours are checked here.
+        if section in OTHER_SECTIONS:
             continue
+        check_key(str(section), sections + list(OTHER_SECTIONS), f"section in {spec_path.name}")
         if not isinstance(values, dict):
             raise ConfigError(
                 f"{spec_path}: '{section}' must be a mapping of settings, got {values!r}."

@@ -34,7 +34,7 @@ def list_runs(
         experiment=experiment, include_deleted=deleted,
     )
     if as_json:
-        print_json({"runs": [r.to_dict() for r in page], "next_page_token": page.next_page_token})  # type: ignore[union-attr]
+        print_json({"runs": [r.to_dict() for r in page], "next_page_token": page.next_page_token})
         return
     metric_keys = [k for k, _ in Counter(k for r in page for k in r.metrics).most_common(6)]
     rows = [
@@ -44,8 +44,8 @@ def list_runs(
     ]
     out = console()
     out.print(table(None, ["run", "name", "experiment", "status", "started", "took", *metric_keys], rows))
-    if page.next_page_token:  # type: ignore[union-attr]
-        out.print(f"More runs: --page-token {page.next_page_token}")  # type: ignore[union-attr]
+    if page.next_page_token:
+        out.print(f"More runs: --page-token {page.next_page_token}")
     elif not rows:
         out.print("No runs match." if filter else "No runs yet. Start one with shipyard.start_run() in Python.")
 
@@ -111,7 +111,7 @@ def compare(
         raise ValidationError(f"Compare needs at least two runs, got {len(run_ids)}. Example: shipyard runs compare a1b2c3 d4e5f6")
     ctx = context()
     records = [runs.get_run(ctx, r) for r in run_ids]
-    rows: list[list[object]] = []
+    rows: list[list[str]] = []
     data: dict[str, dict[str, object]] = {}
     for kind in ("params", "metrics"):
         keys = sorted({k for r in records for k in getattr(r, kind)})

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shipyard.cli.output import console, print_json, state, table
 
+if TYPE_CHECKING:
+    from shipyard.context import Context
 
-def context():  # type: ignore[no-untyped-def]
+
+def context() -> Context:
     """The service context for the workspace chosen by the global options."""
     from shipyard.context import open_context
 

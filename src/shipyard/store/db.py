@@ -82,7 +82,7 @@ class MetadataStore:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
             stmt = sqlite_insert(table)
-        return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        return stmt.on_conflict_do_update(
             index_elements=index,
             set_={c: stmt.excluded[c] for c in update},
             where=where(stmt.excluded) if where else None,

@@ -8,6 +8,7 @@ with and / or / not and parentheses. Keys with other characters go in backquotes
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -260,7 +261,7 @@ class _Parser:
                     self.text,
                     node.position,
                 )
-            values = tuple(_as_text(v) for v in values)
+            values = tuple(_as_text(v) for v in values if v is not None)
             if ns == "attributes" and key == "status":
                 values = tuple(str(v).lower() for v in values)
             value: float | str | tuple[float | str, ...] | None = values if isinstance(node.value, tuple) else values[0]
@@ -287,7 +288,7 @@ class OrderKey:
     descending: bool
 
 
-def parse_order_by(items: list[str] | tuple[str, ...] | str | None) -> list[OrderKey]:
+def parse_order_by(items: Sequence[str] | str | None) -> list[OrderKey]:
     if items is None:
         return []
     if isinstance(items, str):

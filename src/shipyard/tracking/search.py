@@ -36,25 +36,25 @@ def compile_filter(node: Node | None) -> ColumnElement[bool]:
 
 def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op == "=":
-        return column == value  # type: ignore[no-any-return]
+        return column == value
     if op == "!=":
-        return column != value  # type: ignore[no-any-return]
+        return column != value
     if op == "<":
-        return column < value  # type: ignore[no-any-return]
+        return column < value
     if op == "<=":
-        return column <= value  # type: ignore[no-any-return]
+        return column <= value
     if op == ">":
-        return column > value  # type: ignore[no-any-return]
+        return column > value
     if op == ">=":
-        return column >= value  # type: ignore[no-any-return]
+        return column >= value
     if op == "like":
-        return column.like(value)  # type: ignore[no-any-return]
+        return column.like(value)
     if op == "ilike":
-        return column.ilike(value)  # type: ignore[no-any-return]
+        return column.ilike(value)
     if op == "in":
-        return column.in_(list(value))  # type: ignore[no-any-return]
+        return column.in_(list(value))
     if op == "notin":
-        return column.not_in(list(value))  # type: ignore[no-any-return]
+        return column.not_in(list(value))
     raise AssertionError(op)
 
 
