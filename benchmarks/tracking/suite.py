@@ -143,6 +143,8 @@ def _concurrent_workload(ctx: Context, tool: Tool, writers: int, per_writer: int
             "points_per_s": expected / wall,
             "latency_p50_ms": percentile(lat, 50) * 1000,
             "latency_p99_ms": percentile(lat, 99) * 1000,
+            "latency_p999_ms": percentile(lat, 99.9) * 1000,
+            "slow_calls_over_100ms": sum(1 for x in lat if x > 0.1),
             "latency_max_ms": max(lat) * 1000 if lat else None,
             "start_run_median_s": median([p["start_run_seconds"] for p in parts]),
             "log_loop_median_s": median([p["log_loop_seconds"] for p in parts]),
@@ -347,6 +349,10 @@ def render(result: dict[str, Any], console: Any) -> None:
         right_align=set(range(1, len(headers))),
     )
     console.note("start_run / call loop / end of run: median per process of the time spent in each phase.")
+    console.note(
+        "SQLite settings are each tool's defaults: Shipyard WAL + synchronous=NORMAL, "
+        "MLflow rollback journal + synchronous=FULL (fsync per commit)."
+    )
     for key, r in c.items():
         for sample in r.get("error_samples") or []:
             console.note(f"{key} error: {sample}")

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
-import click
 import typer
+from typer.core import TyperGroup
 
 from shipyard.cli.output import err_console, state
 from shipyard.errors import ShipyardError
 
+
+class ShipyardGroup(TyperGroup):
+    """Turns a ShipyardError from any command into one message on stderr and exit status 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ShipyardError as exc:
+            if state.debug:
+                traceback.print_exc()
+            err_console().print(f"[bold red]Error:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(1) from None
+
+
 app = typer.Typer(
+    cls=ShipyardGroup,
     name="shipyard",
     help="Shipyard: carry a model from raw data to a monitored production service.",
     no_args_is_help=True,
@@ -66,24 +81,15 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; ShipyardErrors print one message (the traceback with --debug) and exit 1."""
+    """Run the CLI and return its exit status (usage errors 2, Shipyard errors 1)."""
     args = sys.argv[1:] if argv is None else argv
+    state.debug = "--debug" in args
     try:
-        result = app(args=args, prog_name="shipyard", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        err_console().print("Aborted.")
-        return 130
-    except ShipyardError as exc:
-        if state.debug or "--debug" in args:
-            traceback.print_exc()
-        err_console().print(f"[bold red]Error:[/] {exc}", markup=True, highlight=False)
-        return 1
-    return result if isinstance(result, int) else 0
+        app(args=args, prog_name="shipyard")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":

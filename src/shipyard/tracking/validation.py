@@ -83,24 +83,22 @@ def check_timestamp(key: str, timestamp: Any) -> int:
     return int(timestamp)
 
 
-def param_value(key: str, value: Any) -> str:
+def _text_value(kind: str, key: str, value: Any, limit: int) -> str:
     text = value if isinstance(value, str) else str(value)
-    if len(text) > MAX_PARAM_VALUE:
+    if len(text) > limit:
         raise ValidationError(
-            f"Param '{key}' has a value of {len(text)} characters; the limit is {MAX_PARAM_VALUE}. "
+            f"{kind} '{key}' has a value of {len(text)} characters; the limit is {limit}. "
             "Log long values as an artifact instead."
         )
     return text
+
+
+def param_value(key: str, value: Any) -> str:
+    return _text_value("Param", key, value, MAX_PARAM_VALUE)
 
 
 def tag_value(key: str, value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
-    if len(text) > MAX_TAG_VALUE:
-        raise ValidationError(
-            f"Tag '{key}' has a value of {len(text)} characters; the limit is {MAX_TAG_VALUE}. "
-            "Log long values as an artifact instead."
-        )
-    return text
+    return _text_value("Tag", key, value, MAX_TAG_VALUE)
 
 
 def check_name(name: Any, what: str) -> str:
