@@ -258,3 +258,23 @@ def test_outside_a_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.chdir(tmp_path)
     with pytest.raises(shipyard.WorkspaceNotFoundError, match="shipyard init"):
         shipyard.start_run()
+
+
+def test_points_are_committed_between_calls(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("SHIPYARD_TRACKING_FLUSH_INTERVAL_SECONDS", "0.1")
+    with shipyard.start_run() as run:
+        run.log_metric("heartbeat", 1.0)
+        run.flush()
+        run.log_metric("heartbeat", 2.0)  # logged right after a flush: it waits in the buffer
+        deadline = time.monotonic() + 30
+        stored: list[object] = []
+        while time.monotonic() < deadline and len(stored) < 2:
+            time.sleep(0.05)
+            try:
+                stored = shipyard.get_metric_history(run.run_id, "heartbeat")
+            except shipyard.NotFoundError:
+                stored = []
+        assert [p.value for p in stored] == [1.0, 2.0]  # committed while the run is still open
+        assert run.background_error is None

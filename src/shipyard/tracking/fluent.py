@@ -1,7 +1,8 @@
 """The Python tracking API: `with shipyard.start_run() as run:` and module-level logging calls.
 
 Metric points are buffered and committed in batches: when enough are waiting, when the flush
-interval has passed, when the run ends (normally or by an exception) and at interpreter exit."""
+interval has passed (a background thread sees to that between calls), when the run ends (normally
+or by an exception) and at interpreter exit."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 _stack: list[Run] = []
 _stack_lock = threading.RLock()
 _hooks_installed = False
+_flusher: threading.Thread | None = None
 
 
 class Run:
@@ -48,6 +50,7 @@ class Run:
         self._flush_max = settings.flush_max_points
         self._ended = False
         self._pid = os.getpid()
+        self.background_error: BaseException | None = None  # the last failed background flush
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id} {self.name!r}{' ended' if self._ended else ''}>"
@@ -226,6 +229,7 @@ def start_run(
     with _stack_lock:
         _stack.append(run)
     _install_hooks()
+    _start_flusher()
     return run
 
 
@@ -304,6 +308,37 @@ def _point(item: Any, now: int) -> MetricPoint:
     step = check.check_step(key, item[2])
     ts = check.check_timestamp(key, item[3]) if len(item) == 4 else now
     return MetricPoint(key, value, step, ts)
+
+
+# -- the background flusher: points logged before a long pause are committed on time --------------
+
+
+def _start_flusher() -> None:
+    global _flusher
+    with _stack_lock:
+        if _flusher is not None and _flusher.is_alive():
+            return
+        _flusher = threading.Thread(target=_flush_loop, name="shipyard-metric-flusher", daemon=True)
+        _flusher.start()
+
+
+def _flush_loop() -> None:
+    global _flusher
+    while True:
+        with _stack_lock:
+            open_runs = [r for r in _stack if not r._ended]
+            if not open_runs:
+                _flusher = None
+                return
+        now = time.monotonic()
+        for run in open_runs:
+            if run._buffer and now - run._last_flush >= run._flush_interval:
+                try:
+                    run.flush()
+                    run.background_error = None
+                except Exception as exc:  # noqa: BLE001 - kept; the points stay buffered for a retry
+                    run.background_error = exc
+        time.sleep(min(max(min(r._flush_interval for r in open_runs), 0.05), 1.0))
 
 
 # -- interpreter exit: no buffered point is lost, and a crash marks its runs failed ----------------
