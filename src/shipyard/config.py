@@ -76,6 +76,8 @@ def find_root(start: Path | None = None) -> Path:
                 f"Run `shipyard init {env}` or unset {WORKSPACE_ENV}."
             )
         return root
+    if start is not None and not Path(start).is_dir():
+        raise WorkspaceNotFoundError(f"Folder {start} does not exist. Check the path, or create it with `shipyard init {start}`.")
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / SPEC_FILE).is_file():
@@ -130,7 +132,7 @@ def resolve_artifacts_url(url: str, root: Path) -> str:
     """A bare path is a local folder, relative to the workspace root; URLs pass through."""
     if "://" in url:
         if url.startswith("file://"):
-            return str(Path(url[len("file://") :]).resolve())
+            return str((root / Path(url[len("file://") :]).expanduser()).resolve())
         return url
     return str((root / Path(url).expanduser()).resolve())
 

@@ -108,6 +108,8 @@ def resolve_settings(
         if section in OTHER_SECTIONS:
             continue
         check_key(str(section), sections + list(OTHER_SECTIONS), f"section in {spec_path.name}")
+        if values is None:  # a section whose keys are all commented out
+            continue
         if not isinstance(values, dict):
             raise ConfigError(
                 f"{spec_path}: '{section}' must be a mapping of settings, got {values!r}."

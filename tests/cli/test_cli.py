@@ -567,29 +567,6 @@ def test_debug_shows_a_traceback_only_when_asked(workspace: Path, capsys: pytest
     assert "Traceback" not in fails(capsys, "runs", "show", "deadbeefdeadbeef")
 
 
-def test_the_installed_command(workspace: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(SHIPYARD), *args], capture_output=True, text=True, cwd=workspace, env=os.environ.copy(), timeout=120
-        )
-
-    version = run("--version")
-    assert version.returncode == 0, version.stderr
-    assert version.stdout.strip() == f"shipyard {shipyard.__version__}"
-
-    helped = run("--help")
-    assert helped.returncode == 0, helped.stderr
-    for command in ("init", "config", "runs", "audit", "artifacts"):
-        assert command in helped.stdout
-
-    missing = run("runs", "show", "deadbeefdeadbeef")
-    assert missing.returncode == 1 and missing.stdout == ""
-    assert "No run with id 'deadbeefdeadbeef'" in missing.stderr and "Traceback" not in missing.stderr
-
-
-# -- known defects: these state the correct behaviour ---------------------------------------------------
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -613,6 +590,33 @@ def test_bare_group_prints_its_help(workspace: Path, capsys: pytest.CaptureFixtu
     assert "list" in out + err and "compare" in out + err
 
 
+def test_the_installed_command(workspace: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SHIPYARD), *args], capture_output=True, text=True, cwd=workspace, env=os.environ.copy(), timeout=120
+        )
+
+    version = run("--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"shipyard {shipyard.__version__}"
+
+    helped = run("--help")
+    assert helped.returncode == 0, helped.stderr
+    for command in ("init", "config", "runs", "audit", "artifacts"):
+        assert command in helped.stdout
+
+    missing = run("runs", "show", "deadbeefdeadbeef")
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert "No run with id 'deadbeefdeadbeef'" in missing.stderr and "Traceback" not in missing.stderr
+
+    misused = run("runs", "list", "--bogus")
+    assert misused.returncode == 2 and misused.stdout == ""
+    assert "No such option" in misused.stderr and "Traceback" not in misused.stderr
+
+
+# -- text that looks like console markup is printed as given ------------------------------------
+
+
 def test_error_messages_with_square_brackets_are_printed_verbatim(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -622,6 +626,10 @@ def test_error_messages_with_square_brackets_are_printed_verbatim(
 
     err = fails(capsys, "runs", "show", "[/x]")
     assert "No run with id '[/x]'" in err
+
+    (workspace / "shipyard.yaml").write_text("store:\n  url: [a\n")
+    err = fails(capsys, "config", "show")
+    assert "not valid YAML" in err and "url: [a" in err
 
 
 def test_run_names_with_square_brackets_are_printed_verbatim(

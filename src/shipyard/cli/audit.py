@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from shipyard.cli.output import console, print_json, table, when
 from shipyard.cli.workspace import context
@@ -46,6 +47,6 @@ def verify(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         print_json(report.to_dict())
     else:
         style = "green" if report.ok else "bold red"
-        console().print(f"[{style}]{describe(report)}[/]")
+        console().print(Text(describe(report), style=style))
     if not report.ok:
         raise typer.Exit(1)

@@ -7,6 +7,7 @@ import traceback
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.text import Text
 from typer.core import TyperGroup
 
 from shipyard.cli.output import err_console, state
@@ -22,7 +23,7 @@ class ShipyardGroup(TyperGroup):
         except ShipyardError as exc:
             if state.debug:
                 traceback.print_exc()
-            err_console().print(f"[bold red]Error:[/] {exc}", markup=True, highlight=False)
+            err_console().print(Text.assemble(("Error: ", "bold red"), str(exc)))
             raise typer.Exit(1) from None
 
 

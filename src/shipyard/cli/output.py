@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 @dataclass
@@ -26,12 +27,14 @@ state = State()
 
 def console() -> Console:
     # Piped output (scripts, CI logs) gets a wide fixed width instead of rich's 80 columns.
+    # Markup is off: run names, params and messages are user text and print verbatim; styling
+    # is applied with rich Text objects.
     width = None if sys.stdout.isatty() else 200
-    return Console(file=sys.stdout, soft_wrap=True, highlight=False, width=width)
+    return Console(file=sys.stdout, soft_wrap=True, highlight=False, markup=False, width=width)
 
 
 def err_console() -> Console:
-    return Console(file=sys.stderr, soft_wrap=True, highlight=False)
+    return Console(file=sys.stderr, soft_wrap=True, highlight=False, markup=False)
 
 
 def print_json(data: Any) -> None:
@@ -47,7 +50,9 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table
     return out
 
 
-def cell(value: Any) -> str:
+def cell(value: Any) -> str | Text:
+    if isinstance(value, Text):
+        return value
     if value is None:
         return "-"
     if isinstance(value, float):

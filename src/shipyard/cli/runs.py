@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from shipyard.cli.output import cell, console, duration, print_json, table, when
 from shipyard.cli.workspace import context
@@ -70,7 +71,7 @@ def show(
         print_json(data)
         return
     out = console()
-    out.print(f"[bold]Run {record.run_id}[/] {record.name}  ({record.experiment})")
+    out.print(Text.assemble((f"Run {record.run_id}", "bold"), f" {record.name}  ({record.experiment})"))
     out.print(f"  status   {record.status}" + (" (deleted)" if record.lifecycle != "active" else ""))
     out.print(f"  user     {record.user}")
     out.print(f"  started  {when(record.start_time)}   took {duration(record.start_time, record.end_time)}")
@@ -92,8 +93,8 @@ def show(
         rows = [[a.path, a.size, a.digest[:16]] for a in record.artifacts]
         out.print(table("artifacts", ["path", "bytes", "sha256"], rows))
     if record.error:
-        out.print("[red]error:[/]")
-        out.print(record.error, markup=False)
+        out.print(Text("error:", style="red"))
+        out.print(record.error)
     if points is not None:
         out.print(table(f"history of {history}", ["step", "value", "time"], [[p.step, p.value, when(p.timestamp)] for p in points]))
 
@@ -111,7 +112,7 @@ def compare(
         raise ValidationError(f"Compare needs at least two runs, got {len(run_ids)}. Example: shipyard runs compare a1b2c3 d4e5f6")
     ctx = context()
     records = [runs.get_run(ctx, r) for r in run_ids]
-    rows: list[list[str]] = []
+    rows: list[list[str | Text]] = []
     data: dict[str, dict[str, object]] = {}
     for kind in ("params", "metrics"):
         keys = sorted({k for r in records for k in getattr(r, kind)})
@@ -120,8 +121,8 @@ def compare(
             differs = len({repr(v) for v in values}) > 1
             data[f"{kind}.{key}"] = {r.run_id: v for r, v in zip(records, values, strict=True)}
             if differs or all_keys:
-                style = "[yellow]" if differs else ""
-                rows.append([f"{style}{kind}.{key}"] + [cell(v) for v in values])
+                label = Text(f"{kind}.{key}", style="yellow" if differs else "")
+                rows.append([label, *(cell(v) for v in values)])
     if as_json:
         print_json({"runs": [r.run_id for r in records], "values": data})
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -19,12 +19,14 @@ def context() -> Context:
     return open_context(state.workspace, state.overrides)
 
 
-def init(path: Annotated[str, typer.Argument(help="Folder to turn into a workspace.")] = ".") -> None:
+def init(
+    path: Annotated[Optional[str], typer.Argument(help="Folder to turn into a workspace (default: -C or here).")] = None,
+) -> None:
     """Create a workspace: shipyard.yaml and the .shipyard/ folder (store, artifacts, logs)."""
     from shipyard.config import SPEC_FILE, init_workspace
     from shipyard.context import open_context
 
-    root = init_workspace(path)
+    root = init_workspace(path or state.workspace or ".")
     ctx = open_context(root, state.overrides)  # creates the store and applies migrations
     console().print(f"Initialised Shipyard workspace in {root}")
     console().print(f"  settings: {root / SPEC_FILE}")
