@@ -81,9 +81,13 @@ def setting_keys() -> dict[str, str]:
     return keys
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_cache: dict[tuple[Any, ...], tuple[Settings, dict[str, str]]] = {}
+
+
 def _read_spec(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) if path.exists() else None
+        data = yaml.load(path.read_text(), Loader=_Loader) if path.exists() else None  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -98,7 +102,29 @@ def _read_spec(path: Path) -> dict[str, Any]:
 def resolve_settings(
     spec_path: Path, environ: Mapping[str, str], overrides: Mapping[str, Any]
 ) -> tuple[Settings, dict[str, str]]:
-    """Merge the sources in order and validate; errors name the key, the value and its source."""
+    """Merge the sources in order and validate; errors name the key, the value and its source.
+
+    Results are cached until the file, the SHIPYARD_* environment or the overrides change."""
+    try:
+        stat = spec_path.stat()
+        file_key: tuple[Any, ...] = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    except FileNotFoundError:
+        file_key = ()
+    env_items = tuple(sorted((k, v) for k, v in environ.items() if k.startswith(ENV_PREFIX)))
+    key = (str(spec_path), file_key, env_items, repr(sorted(overrides.items())))
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached[0], dict(cached[1])
+    settings, sources = _resolve(spec_path, environ, overrides)
+    if len(_cache) > 64:
+        _cache.clear()
+    _cache[key] = (settings, sources)
+    return settings, dict(sources)
+
+
+def _resolve(
+    spec_path: Path, environ: Mapping[str, str], overrides: Mapping[str, Any]
+) -> tuple[Settings, dict[str, str]]:
     keys = setting_keys()
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}

@@ -9,13 +9,21 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from shipyard.errors import IntegrityError
 from shipyard.store.tables import audit_events, audit_head
 
 GENESIS = "0" * 64
 _HEAD_ID = 1
+# Built once: executing prebuilt statements with parameters skips per-call statement construction.
+_SELECT_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID).with_for_update()
+_INSERT_EVENT = insert(audit_events)
+_UPDATE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == _HEAD_ID)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
 
 
 @dataclass(frozen=True)
@@ -66,9 +74,7 @@ def append(
 
     The head row is read FOR UPDATE, which on PostgreSQL serialises concurrent appenders; on SQLite
     the writer already holds the database's write lock (BEGIN IMMEDIATE)."""
-    head = conn.execute(
-        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID).with_for_update()
-    ).first()
+    head = conn.execute(_SELECT_HEAD).first()
     if head is None:
         raise IntegrityError(
             "The audit chain head record is missing, so no event can be appended. "
@@ -80,19 +86,20 @@ def append(
     body = canonical(payload)
     digest = event_hash(seq, time_ms, actor, action, object_kind, object_id, body, prev_hash)
     conn.execute(
-        insert(audit_events).values(
-            seq=seq,
-            time=time_ms,
-            actor=actor,
-            action=action,
-            object_kind=object_kind,
-            object_id=object_id,
-            payload=body,
-            prev_hash=prev_hash,
-            hash=digest,
-        )
+        _INSERT_EVENT,
+        {
+            "seq": seq,
+            "time": time_ms,
+            "actor": actor,
+            "action": action,
+            "object_kind": object_kind,
+            "object_id": object_id,
+            "payload": body,
+            "prev_hash": prev_hash,
+            "hash": digest,
+        },
     )
-    conn.execute(update(audit_head).where(audit_head.c.id == _HEAD_ID).values(seq=seq, hash=digest))
+    conn.execute(_UPDATE_HEAD, {"new_seq": seq, "new_hash": digest})
     return seq
 
 

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
 
 from shipyard.context import Context
 from shipyard.errors import ConflictError, NotFoundError, ValidationError, did_you_mean
@@ -18,6 +18,12 @@ from shipyard.tracking.records import ArtifactRecord, MetricPoint, RunRecord
 
 STATUSES = ("running", "finished", "failed", "killed")
 _PREFIX_MIN = 4
+# Prebuilt statements for the hot paths, executed with parameters.
+_INSERT_RUN = insert(runs)
+_RUN_STATE = select(runs.c.status, runs.c.lifecycle).where(runs.c.run_id == bindparam("rid"))
+_UPDATE_RUN = update(runs).where(runs.c.run_id == bindparam("rid"))
+_INSERT_TAGS = insert(tags)
+_INSERT_PARAMS = insert(params)
 
 
 def new_run_id() -> str:
@@ -60,23 +66,24 @@ def create_run(
         if parent_id is not None:
             _require_run(conn, parent_id)
         conn.execute(
-            insert(runs).values(
-                run_id=run_id,
-                name=name,
-                experiment=experiment,
-                parent_id=parent_id,
-                status="running",
-                lifecycle="active",
-                user=record.user,
-                start_time=record.start_time,
-                git_commit=git_commit,
-                git_dirty=git_dirty,
-                source=source,
-                environment=json.dumps(record.environment),
-            )
+            _INSERT_RUN,
+            {
+                "run_id": run_id,
+                "name": name,
+                "experiment": experiment,
+                "parent_id": parent_id,
+                "status": "running",
+                "lifecycle": "active",
+                "user": record.user,
+                "start_time": record.start_time,
+                "git_commit": git_commit,
+                "git_dirty": git_dirty,
+                "source": source,
+                "environment": json.dumps(record.environment),
+            },
         )
         if tag_values:
-            conn.execute(insert(tags), [{"run_id": run_id, "key": k, "value": v} for k, v in tag_values.items()])
+            conn.execute(_INSERT_TAGS, [{"run_id": run_id, "key": k, "value": v} for k, v in tag_values.items()])
     return record
 
 
@@ -149,11 +156,7 @@ def finish_run(
         _require_writable(conn, run_id)
         if points:
             _write_metrics(ctx, conn, run_id, points)
-        conn.execute(
-            update(runs)
-            .where(runs.c.run_id == run_id)
-            .values(status=status, end_time=now_ms(), error=error, **(resources or {}))
-        )
+        conn.execute(_UPDATE_RUN, {"rid": run_id, "status": status, "end_time": now_ms(), "error": error, **(resources or {})})
 
 
 def log_artifact_blob(ctx: Context, run_id: str, path: str, digest: str, size: int) -> ArtifactRecord:
@@ -307,7 +310,7 @@ def _record(row: Any) -> RunRecord:
 
 
 def _require_run(conn: Connection, run_id: str) -> Any:
-    row = conn.execute(select(runs.c.status, runs.c.lifecycle).where(runs.c.run_id == run_id)).first()
+    row = conn.execute(_RUN_STATE, {"rid": run_id}).first()
     if row is None:
         raise NotFoundError(f"No run with id '{run_id}'. List runs with `shipyard runs list`.")
     return row
@@ -335,7 +338,7 @@ def _write_params(conn: Connection, run_id: str, values: dict[str, str]) -> None
             )
     new = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items() if k not in existing]
     if new:
-        conn.execute(insert(params), new)
+        conn.execute(_INSERT_PARAMS, new)
 
 
 def _write_tags(ctx: Context, conn: Connection, run_id: str, values: dict[str, str]) -> None:
