@@ -2,6 +2,7 @@
 
 The public Python API. Heavy dependencies load only when a call needs them."""
 
+from shipyard import data
 from shipyard._version import __version__
 from shipyard.config import init_workspace
 from shipyard.errors import (
@@ -52,6 +53,7 @@ __all__ = [
     "__version__",
     "active_run",
     "audit_log",
+    "data",
     "delete_run",
     "download_artifact",
     "end_run",

@@ -70,9 +70,11 @@ def root(
 
 
 def _register() -> None:
-    from shipyard.cli import artifacts, audit, runs, workspace
+    from shipyard.cli import artifacts, audit, data, lineage, runs, workspace
 
     workspace.register(app)
+    app.add_typer(data.app, name="data")
+    app.add_typer(lineage.app, name="lineage")
     app.add_typer(runs.app, name="runs")
     app.add_typer(audit.app, name="audit")
     app.add_typer(artifacts.app, name="artifacts")

@@ -67,6 +67,12 @@ def event_hash(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def lock_head(conn: Connection) -> None:
+    """Take the chain's lock for the rest of the transaction (a no-op read on SQLite, whose writer
+    already holds the database's write lock)."""
+    conn.execute(_SELECT_HEAD)
+
+
 def append(
     conn: Connection, actor: str, action: str, object_kind: str, object_id: str, payload: dict[str, Any]
 ) -> int:

@@ -74,7 +74,9 @@ class BlobStore:
     def put_bytes(self, data: bytes) -> BlobInfo:
         return self.put_stream(io.BytesIO(data))
 
-    def put_file(self, path: str | os.PathLike[str]) -> BlobInfo:
+    def put_file(self, path: str | os.PathLike[str], *, sync: bool = True) -> BlobInfo:
+        """Store a file, reading it once: hashed while it is copied. With sync=False the caller
+        promises to call sync() before relying on durability (bulk adds sync once at the end)."""
         source = Path(path)
         if not source.is_file():
             raise NotFoundError(f"Cannot store {source}: no such file. Check the path.")
@@ -82,9 +84,21 @@ class BlobStore:
             digest, size = hash_file(source)
             return self._upload(source, digest, size)
         with open(source, "rb") as handle:
-            return self.put_stream(handle)
+            return self.put_stream(handle, sync=sync)
 
-    def put_stream(self, stream: IO[bytes] | BinaryIO) -> BlobInfo:
+    def sync(self) -> None:
+        """Flush blobs written with sync=False to stable storage."""
+        if not self.remote:
+            os.sync()
+
+    def existing(self, digests: Iterable[str]) -> set[str]:
+        """Which of `digests` are stored: one listing for many remote lookups, stat calls locally."""
+        wanted = set(digests)
+        if self.remote and len(wanted) > 50:
+            return wanted & set(self.iter_digests())
+        return {d for d in wanted if self.exists(d)}
+
+    def put_stream(self, stream: IO[bytes] | BinaryIO, *, sync: bool = True) -> BlobInfo:
         """Store a stream chunk by chunk, never holding it whole in memory."""
         if self.remote:
             with tempfile.NamedTemporaryFile(prefix="shipyard-blob-", delete=True) as spool:
@@ -95,15 +109,17 @@ class BlobStore:
         try:
             with open(tmp, "wb") as out:
                 digest, size = _copy_hashing(stream, out)
-                out.flush()
-                os.fsync(out.fileno())
+                if sync:
+                    out.flush()
+                    os.fsync(out.fileno())
             final = self._path(digest)
             if os.path.exists(final):
                 os.unlink(tmp)
             else:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 os.replace(tmp, final)  # atomic: the blob appears whole or not at all
-                _fsync_dir(os.path.dirname(final))
+                if sync:
+                    _fsync_dir(os.path.dirname(final))
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)

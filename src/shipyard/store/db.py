@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, create_engine, event
@@ -61,12 +61,16 @@ class MetadataStore:
         action: str,
         object_kind: str,
         object_id: str,
-        payload: Mapping[str, Any] | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> Iterator[Connection]:
-        """A write transaction whose change and audit event commit together or not at all."""
+        """A write transaction whose change and audit event commit together or not at all.
+
+        The chain head is locked first, so writers are serialised; the event is appended last, so the
+        body may add to `payload` what it learns (a new version number, say)."""
         with self._translate(), self.engine.begin() as conn:
-            audit.append(conn, actor, action, object_kind, object_id, dict(payload or {}))
+            audit.lock_head(conn)
             yield conn
+            audit.append(conn, actor, action, object_kind, object_id, payload if payload is not None else {})
 
     def insert_or_update(
         self, table: Table, index: list[str], update: list[str], where: Callable[[Any], Any] | None = None

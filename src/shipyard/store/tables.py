@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 NAMING = {
@@ -127,5 +128,78 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(KEY_LENGTH), nullable=False),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("version_id", String(160), primary_key=True),  # NAME@N
+    Column("dataset", String(128), ForeignKey("datasets.name", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),  # files | table
+    Column("manifest_digest", String(64), nullable=False),
+    Column("file_count", Integer, nullable=False),
+    Column("total_bytes", BigInteger, nullable=False),
+    Column("row_count", BigInteger),
+    Column("table_digest", String(64)),  # the canonical Parquet form of a table
+    Column("table_schema", Text),  # JSON: [{"name", "type", "nullable"}]
+    Column("profile", Text),  # JSON profile, the reference for validation and drift
+    Column("key_columns", Text),  # JSON list, when a key was declared
+    Column("source", Text),
+    Column("message", Text),
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(KEY_LENGTH), nullable=False),
+    UniqueConstraint("dataset", "version", name="uq_dataset_versions_dataset_version"),
+    Index("ix_dataset_versions_table_digest", "table_digest"),
+)
+
+dataset_files = Table(
+    "dataset_files",
+    metadata,
+    Column("version_id", String(160), ForeignKey("dataset_versions.version_id", ondelete="CASCADE"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Index("ix_dataset_files_digest", "digest"),
+)
+
+# Every validation of a dataset version, kept as evidence (the readiness checklist reads it).
+data_validations = Table(
+    "data_validations",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("version_id", String(160), ForeignKey("dataset_versions.version_id", ondelete="CASCADE"), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("warnings", Integer, nullable=False),
+    Column("schema_digest", String(64), nullable=False),
+    Column("reference_version", String(160)),
+    Column("report", Text, nullable=False),  # JSON
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(KEY_LENGTH), nullable=False),
+    Index("ix_data_validations_version", "version_id"),
+)
+
+# Edges of the lineage graph: dataset versions, runs and (later) models and deployments.
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("src_kind", String(32), nullable=False),
+    Column("src_id", String(KEY_LENGTH), nullable=False),
+    Column("dst_kind", String(32), nullable=False),
+    Column("dst_id", String(KEY_LENGTH), nullable=False),
+    Column("relation", String(32), nullable=False),
+    Column("created", BigInteger, nullable=False),
+    UniqueConstraint("src_kind", "src_id", "dst_kind", "dst_id", "relation", name="uq_lineage_edges_edge"),
+    Index("ix_lineage_edges_dst", "dst_kind", "dst_id"),
+)
+
 # Columns holding blob digests; garbage collection keeps every blob named here.
-BLOB_REFERENCES = [artifacts.c.digest]
+BLOB_REFERENCES = [artifacts.c.digest, dataset_files.c.digest, dataset_versions.c.table_digest]

@@ -165,6 +165,28 @@ class Run:
             )
         return runs.log_artifact_blob(self.ctx, self.run_id, str(name), info.digest, info.size)
 
+    # -- lineage --------------------------------------------------------------------------------
+    def log_input(self, ref: str) -> str:
+        """Record that this run read dataset version `ref` (e.g. "credit@3"); returns its id."""
+        return self._link(ref, reads=True)
+
+    def log_output(self, ref: str) -> str:
+        """Record that this run wrote dataset version `ref`; returns its id."""
+        return self._link(ref, reads=False)
+
+    def _link(self, ref: str, *, reads: bool) -> str:
+        from shipyard.data.lineage import Node, add_edge
+        from shipyard.data.versions import get_version
+
+        self._check_open()
+        version = get_version(self.ctx, ref)
+        data, run = Node("dataset_version", version.version_id), Node("run", self.run_id)
+        if reads:
+            add_edge(self.ctx, data, run, "input")
+        else:
+            add_edge(self.ctx, run, data, "output")
+        return version.version_id
+
     # -- ending ---------------------------------------------------------------------------------
     def end(self, status: str = "finished", error: str | None = None) -> None:
         """End the run, committing buffered points and resources used in the same transaction."""
