@@ -176,7 +176,7 @@ def diff(
     as_json: JsonFlag = False,
 ) -> None:
     """Files added, removed and changed; for tables also schema, rows and statistic shifts."""
-    from shipyard.data.diff import diff_versions
+    from shipyard.data.compare import diff_versions
 
     d = diff_versions(context(), a, b, key=key)
     if as_json:

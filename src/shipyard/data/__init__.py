@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from shipyard.context import Context
-    from shipyard.data.diff import VersionDiff
+    from shipyard.data.compare import VersionDiff
     from shipyard.data.records import AddResult, DatasetVersion, StatusReport
     from shipyard.data.validation import ValidationReport
 
@@ -51,7 +51,8 @@ def get(ref: str, *, workspace: PathLike | None = None) -> DatasetVersion:
     return get_version(_ctx(workspace), ref)
 
 
-def versions(name: str, *, workspace: PathLike | None = None) -> list[DatasetVersion]:
+def log(name: str, *, workspace: PathLike | None = None) -> list[DatasetVersion]:
+    """The versions of a dataset, newest first."""
     from shipyard.data.versions import list_versions
 
     return list_versions(_ctx(workspace), name)
@@ -77,7 +78,7 @@ def checkout(ref: str, dest: PathLike, *, force: bool = False, workspace: PathLi
 
 
 def diff(ref_a: str, ref_b: str, *, key: list[str] | None = None, workspace: PathLike | None = None) -> VersionDiff:
-    from shipyard.data.diff import diff_versions
+    from shipyard.data.compare import diff_versions
 
     return diff_versions(_ctx(workspace), ref_a, ref_b, key=key)
 

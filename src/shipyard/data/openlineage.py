@@ -27,7 +27,8 @@ def _time(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _dataset(namespace: str, version: DatasetVersion) -> dict[str, Any]:
+def _dataset(namespace: str, version: DatasetVersion, role: str) -> dict[str, Any]:
+    """A dataset as an input or output of a job run (`role` is "input" or "output")."""
     facets: dict[str, Any] = {
         "version": {"_producer": PRODUCER, "_schemaURL": VERSION_FACET, "datasetVersion": str(version.version)}
     }
@@ -37,7 +38,7 @@ def _dataset(namespace: str, version: DatasetVersion) -> dict[str, Any]:
             "_schemaURL": SCHEMA_FACET,
             "fields": [{"name": c["name"], "type": c["type"]} for c in version.table_schema],
         }
-    return {"namespace": namespace, "name": version.dataset, "facets": facets}
+    return {"namespace": namespace, "name": version.dataset, "facets": facets, f"{role}Facets": {}}
 
 
 def _event(kind: str, ms: int, run_id: str, job: str, inputs: list[Any], outputs: list[Any]) -> dict[str, Any]:
@@ -68,11 +69,11 @@ def export_events(ctx: Context) -> list[dict[str, Any]]:
     parents: dict[str, list[Any]] = defaultdict(list)
     for e in edges:
         if e.relation == "input" and e.dst_kind == "run" and e.src_id in versions:
-            inputs[e.dst_id].append(_dataset(namespace, versions[e.src_id]))
+            inputs[e.dst_id].append(_dataset(namespace, versions[e.src_id], "input"))
         elif e.relation == "output" and e.src_kind == "run" and e.dst_id in versions:
-            outputs[e.src_id].append(_dataset(namespace, versions[e.dst_id]))
+            outputs[e.src_id].append(_dataset(namespace, versions[e.dst_id], "output"))
         elif e.relation == "derived" and e.src_id in versions:
-            parents[e.dst_id].append(_dataset(namespace, versions[e.src_id]))
+            parents[e.dst_id].append(_dataset(namespace, versions[e.src_id], "input"))
     events: list[dict[str, Any]] = []
     for r in run_rows:
         run_uuid = str(uuid.UUID(hex=r.run_id))
@@ -84,7 +85,7 @@ def export_events(ctx: Context) -> list[dict[str, Any]]:
         version = versions[vid]
         run_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{vid}"))
         job = f"dataset.{version.dataset}"
-        produced = [_dataset(namespace, version)]
+        produced = [_dataset(namespace, version, "output")]
         events.append(_event("START", version.created, run_uuid, job, sources, produced))
         events.append(_event("COMPLETE", version.created, run_uuid, job, sources, produced))
     return events

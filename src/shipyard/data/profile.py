@@ -287,10 +287,8 @@ def _mix64(bits: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 def _boolean_stats(present: pa.ChunkedArray) -> dict[str, Any]:
     true = int(pc.sum(present).as_py() or 0)
     false = len(present) - true
-    top = sorted(
-        ({"value": name, "count": count} for name, count in (("false", false), ("true", true)) if count),
-        key=lambda item: -item["count"],
-    )
+    pairs = sorted((pair for pair in (("false", false), ("true", true)) if pair[1]), key=lambda pair: -pair[1])
+    top = [{"value": name, "count": count} for name, count in pairs]
     return {"distinct_count": len(top), "distinct_approx": False, "top": top, "other_count": 0}
 
 

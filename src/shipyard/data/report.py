@@ -199,7 +199,10 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        size = abs(value)
+        if size >= 1e15 or 0 < size < 1e-3:
+            return f"{value:.3e}"
+        return f"{value:,.0f}" if size >= 1000 else f"{value:.4g}"
     return str(value)
 
 

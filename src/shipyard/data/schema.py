@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from shipyard.data.profile import profile_column, profile_table
 from shipyard.errors import ValidationError, did_you_mean
 
 Severity = Literal["error", "warning"]
@@ -207,7 +208,7 @@ class Schema(_Rule):
 
     def severity_of(self, kind: str) -> Severity:
         """The severity of an anomaly kind: the schema's override, else the default."""
-        overrides: dict[str, Severity] = dict(self.severity)
+        overrides: dict[str, Severity] = {str(k): v for k, v in self.severity.items()}
         return overrides.get(kind, DEFAULT_SEVERITY[kind])
 
     def to_yaml(self) -> str:
@@ -245,6 +246,9 @@ def load_schema(text: str, source: str = "schema.yaml") -> Schema:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start:  # e.g. an unclosed brace: say where the construct began
+            problem += f" ({context} at line {start.line + 1})"
         raise ValidationError(f"{source} is not valid YAML{where}: {problem}. Fix the file and retry.") from None
     if not isinstance(data, dict):
         got = "nothing" if data is None else f"a {type(data).__name__}"
@@ -297,7 +301,8 @@ def _known_keys(parent: tuple[Any, ...]) -> list[str]:
 
 
 def infer_schema(
-    table: pa.Table, profile: dict[str, Any], *, key: list[str] | None = None, now: dt.datetime | None = None
+    table: pa.Table, profile: dict[str, Any] | None, *, key: list[str] | None = None,
+    now: dt.datetime | None = None,
 ) -> Schema:
     """A starting contract for data like `table`, to be reviewed and edited.
 
@@ -305,8 +310,10 @@ def infer_schema(
     share, rounded up to 0.01); min and max from the profile; categories for categorical columns with at
     most 50 values; freshness_days = 30 for timestamp columns whose newest value is within 30 days of
     `now` (older data is historical and gets no freshness rule); row-count bounds ±50% with a 50%
-    change limit; skew thresholds 0.1.
+    change limit; skew thresholds 0.1. Without a profile, the table is profiled here.
     """
+    if not profile:
+        profile = profile_table(table)
     names = table.column_names
     for name in key or []:
         if name not in names:
@@ -317,7 +324,9 @@ def infer_schema(
     columns = {}
     rows = int(profile["row_count"])
     for field in table.schema:
-        stats = profile["columns"][field.name]
+        stats = profile["columns"].get(field.name)
+        if stats is None:
+            stats = profile_column(table.column(field.name))
         columns[field.name] = _infer_column(type_name(field.type), stats, rows, now)
     margin = DEFAULT_ROW_COUNT_MARGIN
     return Schema(

@@ -85,14 +85,14 @@ class ValidationReport:
 
 def validate_table(
     table: pa.Table,
-    profile: dict[str, Any],
+    profile: dict[str, Any] | None,
     schema: Schema,
     *,
     reference_profile: dict[str, Any] | None = None,
     previous_row_count: int | None = None,
     now: dt.datetime | None = None,
 ) -> ValidationReport:
-    """Check `table` (whose profile is `profile`) against `schema`.
+    """Check `table` (whose profile is `profile`; columns missing from it are profiled here) against `schema`.
 
     Skew is measured against `reference_profile` when given; the row-count change against
     `previous_row_count`; freshness against `now` (default: the current time; naive means UTC).
@@ -113,7 +113,7 @@ def validate_table(
                       expected_type=rule.type)
             continue
         column = table.column(name)
-        stats = profile["columns"].get(name) or profile_column(column)
+        stats = (profile or {}).get("columns", {}).get(name) or profile_column(column)
         if not _check_column(found, name, rule, column, stats, rows, when):
             broken.add(name)
     for name in names:
@@ -180,20 +180,20 @@ def _check_numbers(found: _Findings, name: str, rule: ColumnRule, column: pa.Chu
                   "allows finite numbers only (set allow_non_finite: true to accept them).",
                   nan_count=nan, inf_count=inf)
     low, high = stats.get("min"), stats.get("max")
-    below = rule.min is not None and low is not None and low < rule.min
-    above = rule.max is not None and high is not None and high > rule.max
-    if not (below or above):  # the profile settles it without reading the data
+    minimum = rule.min if rule.min is not None and low is not None and low < rule.min else None
+    maximum = rule.max if rule.max is not None and high is not None and high > rule.max else None
+    if minimum is None and maximum is None:  # the profile settles it without reading the data
         return
     values = numeric_values(column)
     values = values[np.isfinite(values)]
-    if below:
-        count = int(np.count_nonzero(values < rule.min))
-        found.add("out_of_range", name, f"Column '{name}': {count:,} values below the minimum {_num(rule.min)} "
-                  f"(lowest {_num(low)}).", count=count, minimum=rule.min, lowest=low)
-    if above:
-        count = int(np.count_nonzero(values > rule.max))
-        found.add("out_of_range", name, f"Column '{name}': {count:,} values above the maximum {_num(rule.max)} "
-                  f"(highest {_num(high)}).", count=count, maximum=rule.max, highest=high)
+    if minimum is not None:
+        count = int(np.count_nonzero(values < minimum))
+        found.add("out_of_range", name, f"Column '{name}': {count:,} values below the minimum {_num(minimum)} "
+                  f"(lowest {_num(low)}).", count=count, minimum=minimum, lowest=low)
+    if maximum is not None:
+        count = int(np.count_nonzero(values > maximum))
+        found.add("out_of_range", name, f"Column '{name}': {count:,} values above the maximum {_num(maximum)} "
+                  f"(highest {_num(high)}).", count=count, maximum=maximum, highest=high)
 
 
 def _check_categories(found: _Findings, name: str, categories: list[str], column: pa.ChunkedArray) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shipyard.context import Context
 from shipyard.data.records import DatasetVersion, StatusReport
@@ -84,7 +84,7 @@ def load(ctx: Context, ref: str) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(data)).to_pandas()
 
 
-def load_arrow(ctx: Context, version: DatasetVersion, columns: list[str] | None = None):  # type: ignore[no-untyped-def]
+def load_arrow(ctx: Context, version: DatasetVersion, columns: list[str] | None = None) -> Any:
     import io
 
     import pyarrow.parquet as pq
