@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create benchmarks/.venv-peers with the pinned peer tools from
-# benchmarks/peers-requirements.txt. Idempotent: does nothing when every
-# pinned package is already installed at its pinned version.
+# benchmarks/peers-requirements.txt (MLflow for the tracking suite, DVC for
+# the data suite). Idempotent: does nothing when every pinned package is
+# already installed at its pinned version.
 #
 # Usage: bash benchmarks/setup_peers.sh [--force]
 #   PYTHON=python3.11 bash benchmarks/setup_peers.sh   # choose the interpreter
@@ -42,6 +43,11 @@ PY
 }
 
 pinlist="$(pins | paste -sd' ' -)"
+
+# The data suite runs `git init` before `dvc init` in each of its temporary repositories.
+if ! command -v git >/dev/null 2>&1; then
+    echo "peers: warning: git is not installed; the data suite (DVC) needs it" >&2
+fi
 
 if satisfied; then
     echo "peers: already installed in $venv ($pinlist)"

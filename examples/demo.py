@@ -1,4 +1,5 @@
-"""The Shipyard demo: a fresh workspace, several scikit-learn models tracked, the best one picked.
+"""The Shipyard demo: a fresh workspace, the data versioned and validated, several scikit-learn models
+tracked against that exact data version, the best one picked.
 
 Run it with `make demo`. It uses only the embedded defaults (SQLite, a local artifact folder)."""
 
@@ -36,15 +37,35 @@ def main() -> int:
     if WORKSPACE.exists():
         shutil.rmtree(WORKSPACE)
     shipyard.init_workspace(WORKSPACE)
+    print(f"Workspace: {WORKSPACE}\n")
+
+    # 1. Version the data and check it against a schema contract before anything trains on it.
     data = load_breast_cancer(as_frame=True)
+    table = data.frame.copy()
+    table.insert(0, "patient_id", np.arange(len(table)))
+    source = WORKSPACE / "data" / "cancer.csv"
+    source.parent.mkdir()
+    table.to_csv(source, index=False)
+    added = shipyard.data.add("cancer", source, message="scikit-learn breast cancer", key=["patient_id"],
+                              workspace=WORKSPACE)
+    print(f"Versioned the data as {added.version.version_id}: {added.version.row_count} rows, "
+          f"{len(added.version.table_schema or [])} columns, profiled")
+    schema = shipyard.data.infer_schema("cancer@1", workspace=WORKSPACE)
+    report = shipyard.data.validate("cancer@1", workspace=WORKSPACE)
+    print(f"Schema contract in {schema.relative_to(WORKSPACE.parent)}; validation "
+          f"{'passed' if report.ok else 'FAILED'} ({len(report.errors)} errors, {len(report.warnings)} warnings)")
+    if not report.ok:
+        return 1
+    frame = shipyard.data.load("cancer@1", workspace=WORKSPACE)
+    features = frame.drop(columns=["patient_id", "target"])
     x_train, x_test, y_train, y_test = train_test_split(
-        data.data, data.target, test_size=0.25, random_state=42, stratify=data.target
+        features, frame["target"], test_size=0.25, random_state=42, stratify=frame["target"]
     )
-    print(f"Workspace: {WORKSPACE}")
-    print(f"Data: scikit-learn breast cancer, {len(x_train)} training and {len(x_test)} test rows\n")
+    print(f"Training on {len(x_train)} rows, testing on {len(x_test)}\n")
 
     for name, build, params in CANDIDATES:
         with shipyard.start_run(name, experiment="breast-cancer", tags={"dataset": "sklearn:breast_cancer"}, workspace=WORKSPACE) as run:
+            run.log_input("cancer@1")
             run.log_params({**params, "test_size": 0.25, "random_state": 42})
             model = build().fit(x_train, y_train)
             proba = model.predict_proba(x_test)[:, 1]
@@ -60,7 +81,7 @@ def main() -> int:
                     run.log_metric("test_log_loss", log_loss(y_test, staged[:, 1]), step=stage)
             importances = getattr(model, "feature_importances_", None)
             if importances is not None:
-                top = sorted(zip(data.feature_names, np.round(importances, 4).tolist()), key=lambda t: -t[1])[:10]
+                top = sorted(zip(features.columns, np.round(importances, 4).tolist()), key=lambda t: -t[1])[:10]
                 run.log_artifact(json.dumps(dict(top), indent=2).encode(), name="feature_importances.json")
             print(f"  trained {name:<11} roc_auc={roc_auc_score(y_test, proba):.4f}")
 
@@ -73,6 +94,8 @@ def main() -> int:
     print("\nLook further:")
     print(f"  .venv/bin/shipyard -C {WORKSPACE.name} runs show {best.run_id[:8]}")
     print(f"  .venv/bin/shipyard -C {WORKSPACE.name} runs list --filter \"params.model = 'rf'\"")
+    print(f"  .venv/bin/shipyard -C {WORKSPACE.name} data show cancer@1")
+    print(f"  .venv/bin/shipyard -C {WORKSPACE.name} lineage show cancer@1 --downstream")
     print(f"  .venv/bin/shipyard -C {WORKSPACE.name} audit log")
     return status
 

@@ -29,9 +29,12 @@ def _shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_readme_tour_runs(tmp_path: Path) -> None:
     tour = _tour()
-    [init, *shell_blocks] = _blocks(tour, "bash")
+    [init, data, *shell_blocks] = _blocks(tour, "bash")
     [python_block] = _blocks(tour, "python")
     assert _shell(init.strip(), tmp_path).returncode == 0
+    for command in data.strip().splitlines():
+        result = _shell(command, tmp_path)
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
     script = tmp_path / "tour.py"
     script.write_text(python_block)
     ran = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)

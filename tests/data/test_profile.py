@@ -177,7 +177,8 @@ def test_edge_cases_stay_json_safe() -> None:
     assert cols["all_null"]["null_count"] == 2 and cols["all_null"]["min"] is None
     assert cols["only_inf"]["inf_count"] == 2 and cols["only_inf"]["histogram"]["counts"] == []
     assert cols["one_value"]["histogram"]["edges"][0] == 2.5 and cols["one_value"]["std"] == 0.0
-    assert cols["day"]["kind"] == "timestamp" and cols["day"]["min"] == dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp()
+    assert cols["day"]["kind"] == "timestamp"
+    assert cols["day"]["min"] == dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp()
     assert cols["money"]["mean"] == 1.5
     assert cols["cat"]["kind"] == "categorical"
     assert (cols["huge"]["min"], cols["huge"]["max"]) == (-(2**63), 2**63 - 1)  # exact ints

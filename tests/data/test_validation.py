@@ -71,7 +71,7 @@ def test_inferred_freshness_skips_historical_data(base: tuple[pa.Table, dict[str
 
 def test_infer_schema_rejects_unknown_key(base: tuple[pa.Table, dict[str, Any], Schema]) -> None:
     table, profile, _ = base
-    with pytest.raises(ValidationError, match="Key column 'customer_di' is not in the table. Did you mean 'customer_id'"):
+    with pytest.raises(ValidationError, match="Key column 'customer_di' is not in the table. Did you mean 'custome"):
         infer_schema(table, profile, key=["customer_di"])
 
 
@@ -112,7 +112,8 @@ def test_schema_from_handwritten_yaml() -> None:
     [
         ("columns:\n  age: {type: int64, nullabel: false}\n",
          "schema.yaml: unknown key columns.age.nullabel (value False). Did you mean 'nullable'?"),
-        ("colums:\n  age: {type: int64}\n", "unknown key colums (value {'age': {'type': 'int64'}}). Did you mean 'columns'?"),
+        ("colums:\n  age: {type: int64}\n",
+         "unknown key colums (value {'age': {'type': 'int64'}}). Did you mean 'columns'?"),
         ("columns:\n  age: {type: int46}\n", "columns.age.type = 'int46': unknown type. Did you mean 'int64'?"),
         ("columns:\n  age: {nullable: maybe}\n", "columns.age.nullable = 'maybe': Input should be a valid boolean"),
         ("columns:\n  age: {min: ten}\n", "columns.age.min = 'ten': expected a finite number"),
@@ -121,7 +122,8 @@ def test_schema_from_handwritten_yaml() -> None:
         ("row_count: {min: 10, maximum: 20}\n", "unknown key row_count.maximum (value 20). Did you mean 'max'?"),
         ("skew: {numeric_js_max: 2}\n", "skew.numeric_js_max = 2: Input should be less than or equal to 1"),
         ("severity: {skwe: error}\n", "unknown key severity.skwe. Did you mean 'skew'?"),
-        ("severity: {skew: eror}\n", "severity.skew = 'eror': Input should be 'error' or 'warning'. Did you mean 'error'?"),
+        ("severity: {skew: eror}\n",
+         "severity.skew = 'eror': Input should be 'error' or 'warning'. Did you mean 'error'?"),
         ("columns:\n  answer: {categories: [yes, no]}\n", "True was read as a YAML boolean; quote"),
         ("- columns\n", "must hold a mapping with 'columns'"),
     ],

@@ -49,7 +49,7 @@ class StatCache:
 
     def lookup(self, path: str) -> tuple[int, int, int, str] | None:
         row = self._conn.execute("SELECT size, mtime_ns, inode, digest FROM stat WHERE path = ?", (path,)).fetchone()
-        return tuple(row) if row else None  # type: ignore[return-value]
+        return (row[0], row[1], row[2], row[3]) if row else None
 
     def store(self, entries: Iterable[tuple[FileStat, str]]) -> None:
         horizon = (time.time() - RACY_SECONDS) * 1e9
