@@ -429,7 +429,7 @@ def summary_rows(w: dict[str, Any], cfg: dict[str, Any]) -> list[dict[str, Any]]
     t = w["table"]
     p = t.get("profile", {"failed": True})
     prof = None if p.get("failed") else {"seconds": p["profile_seconds"]}
-    add(f"(e) profile_table, {cfg['rows']:,} rows x 20 cols, in-process (median of {cfg['repeats']})",
+    add(f"(e1) profile_table, {cfg['rows']:,} rows x 20 cols, in-process (median of {cfg['repeats']})",
         prof or {"failed": True}, None, "FAILED" if prof is None else ("ok" if p.get("verified") else "MISMATCH"),
         "Shipyard only (DVC does not profile data).", s_cmd="shipyard.data.profile.profile_table(table)")
     s, d = t.get("add_shipyard", {"failed": True}), t.get("add_dvc", {"failed": True})
@@ -437,7 +437,7 @@ def summary_rows(w: dict[str, Any], cfg: dict[str, Any]) -> list[dict[str, Any]]
         check = "FAILED"
     else:
         check = f"ok: {s['recorded']['rows']:,} rows" if s["verified"] and d["verified"] else "MISMATCH"
-    add(f"(e) add the table as Parquet", s, d, check,
+    add("(e2) add the same table as Parquet", s, d, check,
         "not like-for-like: Shipyard reads the table, stores a canonical Parquet copy, schema and profile; "
         "DVC hashes and copies the file.",
         s_cmd="shipyard data add t t.parquet", d_cmd="dvc add t.parquet")
@@ -459,9 +459,9 @@ def render(result: dict[str, Any], console: Any) -> None:
     console.table(title, headers, rows, right_align={1, 2, 3})
     console.note("Wall time of each CLI command (a fresh process, start-up included); DVC/Shipyard > 1 means "
                  "Shipyard is faster.")
-    console.note("Commands: " + "; ".join(
-        f"{r['workload'].split(' ')[0]} `{r['shipyard_cmd']}`" + (f" vs `{r['dvc_cmd']}`" if r["dvc_cmd"] else "")
-        for r in result["summary"] if r["shipyard_cmd"]))
+    console.table("Commands timed", ["Workload", "Shipyard", "DVC"],
+                  [[r["workload"].split(" ")[0], r["shipyard_cmd"], r["dvc_cmd"] or "-"]
+                   for r in result["summary"] if r["shipyard_cmd"]])
     for note in notes + result.get("notes", []):
         console.note(note)
     w = result["workloads"]

@@ -86,12 +86,23 @@ _cache: dict[tuple[Any, ...], tuple[Settings, dict[str, str]]] = {}
 
 
 def _read_spec(path: Path) -> dict[str, Any]:
+    text = path.read_text() if path.exists() else ""
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader) if path.exists() else None  # noqa: S506 - a safe loader
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: {exc}. Fix the file and retry.") from exc
+        problem = getattr(exc, "problem", None) or str(exc)
+        if mark is None:
+            raise ConfigError(f"{path} is not valid YAML: {problem}. Fix the file and retry.") from exc
+        lines = text.splitlines()
+        context = getattr(exc, "context_mark", None)
+        if (mark.line >= len(lines) or not lines[mark.line].strip()) and context is not None:
+            mark = context  # the error is at the end of the file: point at where the construct began
+        line = lines[mark.line] if mark.line < len(lines) else ""
+        raise ConfigError(
+            f"{path} is not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}.\n"
+            f"  {line}\n  {' ' * mark.column}^\nFix the file and retry."
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
