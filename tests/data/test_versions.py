@@ -161,6 +161,9 @@ def test_bad_input_writes_nothing(workspace: Path, tmp_path: Path, call, error, 
         call(tmp_path)
     assert len(shipyard.audit_log(limit=1000)) == events_before
     assert _datasets() == []
+    from shipyard.context import open_context
+
+    assert list(open_context().blobs.iter_digests()) == []  # no orphaned blob either
     assert shipyard.verify_audit().ok
 
 

@@ -64,28 +64,28 @@ def add_version(
             raise ValidationError(f"{path} is a folder; a table is one file ({', '.join(formats.TABLE_FORMATS)}).")
         if kind == "table" and formats.table_format(path) is None:
             formats.read_table(path)  # raises the unsupported-type error
-        entries, files_read = _snapshot_files(ctx, path, progress)
         source_text = str(path.resolve())
         table = None
         if is_table:
+            # Unchanged since the latest version (by the stat cache alone)? Then nothing is read.
             latest = _latest(ctx, name)
-            if latest is not None and latest.manifest_digest == manifest_digest(entries):
-                return AddResult(latest, False, len(entries), files_read, time.perf_counter() - started)
-            table = formats.read_table(path)
+            known = _cached_entry(ctx, path)
+            if latest is not None and known is not None and latest.manifest_digest == manifest_digest([known]):
+                return AddResult(latest, False, 1, 0, time.perf_counter() - started)
+            table = formats.read_table(path)  # a malformed file fails here, before anything is stored
+            _check_keys(table, key_columns)
+        elif key_columns:
+            raise ValidationError("--key applies to tables; this source is versioned as files.")
+        entries, files_read = _snapshot_files(ctx, path, progress)
     else:
         table = formats.from_frame(source)
+        _check_keys(table, key_columns)
         files_read = 0
         source_text = "pandas.DataFrame"
         entries = []
     table_digest = schema = profile = None
     row_count = None
     if table is not None:
-        missing = [c for c in key_columns if c not in table.column_names]
-        if missing:
-            raise ValidationError(
-                f"Key column {missing[0]!r} is not in the table.{did_you_mean(missing[0], table.column_names)} "
-                f"Columns: {', '.join(table.column_names)}."
-            )
         parquet = formats.to_parquet_bytes(table)
         info = ctx.blobs.put_bytes(parquet)
         table_digest = info.digest
@@ -96,8 +96,6 @@ def add_version(
         from shipyard.data.profile import profile_table
 
         profile = profile_table(table)
-    elif key_columns:
-        raise ValidationError("--key applies to tables; this source is versioned as files.")
     version = _commit(
         ctx, name, entries, kind="table" if table is not None else "files", row_count=row_count,
         table_digest=table_digest, schema=schema, profile=profile, key_columns=key_columns or None,
@@ -108,6 +106,29 @@ def add_version(
         version = _latest(ctx, name)
         assert version is not None
     return AddResult(version, created, len(entries), files_read, time.perf_counter() - started)
+
+
+def _check_keys(table: Any, key_columns: list[str]) -> None:
+    missing = [c for c in key_columns if c not in table.column_names]
+    if missing:
+        raise ValidationError(
+            f"Key column {missing[0]!r} is not in the table.{did_you_mean(missing[0], table.column_names)} "
+            f"Columns: {', '.join(table.column_names)}."
+        )
+
+
+def _cached_entry(ctx: Context, path: Path) -> ManifestEntry | None:
+    """The manifest entry of a single file, when the stat cache vouches for its digest."""
+    from shipyard.data.statcache import cached_digest
+
+    st = path.stat()
+    stat = FileStat(str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    cache = stat_cache(ctx)
+    try:
+        digest = cached_digest(cache.lookup(stat.path), stat)
+    finally:
+        cache.close()
+    return ManifestEntry(path.name, stat.size, digest) if digest else None
 
 
 def _snapshot_files(
