@@ -209,3 +209,24 @@ def test_two_processes_adding_at_once_get_two_versions(backend_workspace: Path) 
     assert sorted(o[0].strip() for o in outputs) == ["shared@1", "shared@2"]
     assert sorted(shipyard.data.load(f"shared@{v}")["writer"][0] for v in (1, 2)) == [0, 1]
     assert shipyard.verify_audit().ok
+
+
+def test_versions_on_an_s3_artifact_store(workspace: Path, folder: Path, tmp_path: Path, moto,  # type: ignore[no-untyped-def]
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = moto.new_bucket()
+    monkeypatch.setenv("SHIPYARD_ARTIFACTS_URL", f"s3://{bucket}/shipyard")
+    monkeypatch.setenv("SHIPYARD_ARTIFACTS_ENDPOINT_URL", moto.endpoint)
+    first = shipyard.data.add("images", folder)
+    assert first.created and first.version.file_count == 40
+    assert not shipyard.data.add("images", folder).created
+    frame = load_wine(as_frame=True).frame
+    shipyard.data.add("wine", frame)
+    pd.testing.assert_frame_equal(shipyard.data.load("wine@1"), frame)
+    out = tmp_path / "from-s3"
+    shipyard.data.checkout("images@1", out)
+    assert sorted(p.relative_to(out) for p in out.rglob("*.bin")) == sorted(p.relative_to(folder) for p in folder.rglob("*.bin"))
+    assert all((out / p.relative_to(folder)).read_bytes() == p.read_bytes() for p in folder.rglob("*.bin"))
+    import boto3
+
+    listed = boto3.client("s3", endpoint_url=moto.endpoint).list_objects_v2(Bucket=bucket, Prefix="shipyard/sha256/")
+    assert listed["KeyCount"] == 40 + 1  # 40 images + the wine table's Parquet form
