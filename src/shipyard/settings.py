@@ -16,7 +16,9 @@ from shipyard.errors import ConfigError
 
 ENV_PREFIX = "SHIPYARD_"
 # Sections of shipyard.yaml that other building blocks read (the lifecycle spec); checked by them.
-OTHER_SECTIONS = ("project", "data", "features", "model", "evaluation", "gates", "deploy", "monitor", "pipeline")
+OTHER_SECTIONS = (
+    "project", "data", "features", "model", "evaluation", "gates", "governance", "deploy", "monitor", "pipeline",
+)
 
 
 class _Section(BaseModel):
@@ -83,6 +85,11 @@ def setting_keys() -> dict[str, str]:
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _cache: dict[tuple[Any, ...], tuple[Settings, dict[str, str]]] = {}
+
+
+def read_spec_file(path: Path) -> dict[str, Any]:
+    """The parsed shipyard.yaml (sections other building blocks own included), with clear YAML errors."""
+    return _read_spec(path)
 
 
 def _read_spec(path: Path) -> dict[str, Any]:

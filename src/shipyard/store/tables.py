@@ -201,5 +201,98 @@ lineage_edges = Table(
     Index("ix_lineage_edges_dst", "dst_kind", "dst_id"),
 )
 
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("description", Text),
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(KEY_LENGTH), nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("version_id", String(160), primary_key=True),  # NAME/N
+    Column("model", String(128), ForeignKey("registered_models.name", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("flavor", String(64), nullable=False),
+    Column("artifact_digest", String(64), nullable=False),
+    Column("artifact_size", BigInteger, nullable=False),
+    Column("flavor_meta", Text, nullable=False),  # JSON: what the flavor needs to load the file
+    Column("signature", Text),  # JSON: inputs (name, dtype, nullable) and output
+    Column("environment", Text, nullable=False),  # JSON: python and package versions
+    Column("details", Text),  # JSON: the flavor's description (class, task, params)
+    Column("metrics", Text),  # JSON: the run's metrics at registration
+    Column("run_id", String(ID_LENGTH), ForeignKey("runs.run_id", ondelete="SET NULL")),
+    Column("dataset_version", String(160)),
+    Column("status", String(16), nullable=False, server_default="active"),  # active | archived
+    Column("description", Text),
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(KEY_LENGTH), nullable=False),
+    UniqueConstraint("model", "version", name="uq_model_versions_model_version"),
+    Index("ix_model_versions_artifact_digest", "artifact_digest"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model", String(128), ForeignKey("registered_models.name", ondelete="CASCADE"), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    Column("updated_by", String(KEY_LENGTH), nullable=False),
+)
+
+# Every move of an alias: set, moved from one version to another, or removed.
+alias_history = Table(
+    "alias_history",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("actor", String(KEY_LENGTH), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("reason", Text),
+    Index("ix_alias_history_model_alias", "model", "alias"),
+)
+
+gate_results = Table(
+    "gate_results",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("version_id", String(160), ForeignKey("model_versions.version_id", ondelete="CASCADE"), nullable=False),
+    Column("gate", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # PASS | FAIL | NO_BASELINE | WAIVED
+    Column("result", Text, nullable=False),  # JSON: checks with their numbers
+    Column("waived_by", String(KEY_LENGTH)),
+    Column("waiver_reason", Text),
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(KEY_LENGTH), nullable=False),
+    Index("ix_gate_results_version_gate", "version_id", "gate"),
+)
+
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("version_id", String(160), ForeignKey("model_versions.version_id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # requested | approved | rejected
+    Column("requested_by", String(KEY_LENGTH), nullable=False),
+    Column("requested", BigInteger, nullable=False),
+    Column("decided_by", String(KEY_LENGTH)),
+    Column("decided", BigInteger),
+    Column("notes", Text),
+    Index("ix_reviews_version_kind", "version_id", "kind"),
+)
+
 # Columns holding blob digests; garbage collection keeps every blob named here.
-BLOB_REFERENCES = [artifacts.c.digest, dataset_files.c.digest, dataset_versions.c.table_digest]
+BLOB_REFERENCES = [
+    artifacts.c.digest,
+    dataset_files.c.digest,
+    dataset_versions.c.table_digest,
+    model_versions.c.artifact_digest,
+]

@@ -165,6 +165,31 @@ class Run:
             )
         return runs.log_artifact_blob(self.ctx, self.run_id, str(name), info.digest, info.size)
 
+    # -- models ---------------------------------------------------------------------------------
+    def log_model(
+        self,
+        model: Any,
+        name: str,
+        *,
+        input_example: Any = None,
+        flavor: str | None = None,
+        dataset: str | None = None,
+        description: str | None = None,
+        register: bool = True,
+    ) -> Any:
+        """Attach `model` to this run (as artifacts under models/NAME) and register it as the next
+        version of `name`, linked to this run, its metrics and the dataset version it trained on
+        (`dataset`, else the run's first logged input). register=False only attaches it; register
+        later with `shipyard models register NAME --run RUN`."""
+        from shipyard.models.registry import register_model
+        from shipyard.tracking.runs import get_run
+
+        self._check_open()
+        self.flush()
+        metrics = get_run(self.ctx, self.run_id).metrics
+        return register_model(self.ctx, name, model, input_example=input_example, flavor=flavor, run_id=self.run_id,
+                              dataset_version=dataset, metrics=metrics, description=description, register=register)
+
     # -- lineage --------------------------------------------------------------------------------
     def log_input(self, ref: str) -> str:
         """Record that this run read dataset version `ref` (e.g. "credit@3"); returns its id."""

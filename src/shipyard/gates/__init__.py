@@ -1,0 +1,1 @@
+"""Validation gates: evaluation, behavioural, fairness and infrastructure checks of model versions."""

@@ -1,0 +1,1 @@
+"""The model registry: flavors, versions, signatures, environments, aliases."""

@@ -1,0 +1,144 @@
+"""Model signatures: the input columns (name, dtype, nullability) and output, inferred from an example
+and enforced at prediction time with errors that name the column."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shipyard.errors import ValidationError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+_KINDS = ("integer", "float", "boolean", "string", "datetime", "category", "object")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    kind: str  # integer | float | boolean | string | datetime | category | object
+    dtype: str  # the pandas dtype seen in the example
+    nullable: bool
+
+
+@dataclass
+class Signature:
+    inputs: list[ColumnSpec]
+    output: dict[str, Any] = field(default_factory=dict)  # {"kind": ..., "classes": [...]} when known
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": [asdict(c) for c in self.inputs], "output": self.output}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Signature:
+        return cls([ColumnSpec(**c) for c in data.get("inputs", [])], dict(data.get("output") or {}))
+
+    @property
+    def columns(self) -> list[str]:
+        return [c.name for c in self.inputs]
+
+
+def column_kind(dtype: Any) -> str:
+    import pandas as pd
+
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "category"
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "integer"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    if pd.api.types.is_string_dtype(dtype):
+        return "string"
+    return "object"
+
+
+def infer_signature(example: pd.DataFrame, predictions: np.ndarray | None = None, *,
+                    classes: list[Any] | None = None) -> Signature:
+    import pandas as pd
+
+    if not isinstance(example, pd.DataFrame):
+        raise ValidationError(
+            f"input_example must be a pandas DataFrame with the model's input columns, got {type(example).__name__}."
+        )
+    if example.empty:
+        raise ValidationError("input_example has no rows; give a few representative rows of input.")
+    inputs = [
+        ColumnSpec(str(name), column_kind(example[name].dtype), str(example[name].dtype), bool(example[name].isna().any()))
+        for name in example.columns
+    ]
+    output: dict[str, Any] = {}
+    if predictions is not None:
+        output["dtype"] = str(getattr(predictions, "dtype", type(predictions).__name__))
+    if classes is not None:
+        output["classes"] = [c.item() if hasattr(c, "item") else c for c in classes]
+    return Signature(inputs, output)
+
+
+def enforce(signature: Signature, frame: Any) -> pd.DataFrame:
+    """Return the frame the model should see: the signature's columns in its order, safely cast.
+
+    A missing column, a type that cannot be cast without loss, or a null in a column the example had
+    none in raises ValidationError naming the column. Extra columns are dropped."""
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise ValidationError(f"Model input must be a pandas DataFrame, got {type(frame).__name__}.")
+    missing = [c.name for c in signature.inputs if c.name not in frame.columns]
+    if missing:
+        raise ValidationError(
+            f"Model input is missing column(s) {', '.join(repr(m) for m in missing)}. "
+            f"The model expects: {', '.join(signature.columns)}."
+        )
+    out = {}
+    for spec in signature.inputs:
+        column = frame[spec.name]
+        if not spec.nullable and column.isna().any():
+            row = int(np.flatnonzero(column.isna().to_numpy())[0])
+            raise ValidationError(
+                f"Column '{spec.name}' has a null at row {row}, but the model was registered with no nulls "
+                "there. Fill or drop the missing values first."
+            )
+        out[spec.name] = _cast(spec, column)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _cast(spec: ColumnSpec, column: pd.Series) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
+    kind = column_kind(column.dtype)
+    if kind == spec.kind or spec.kind == "object":
+        return column.astype(spec.dtype) if str(column.dtype) != spec.dtype and kind != "category" else column
+
+    def refuse(why: str) -> ValidationError:
+        return ValidationError(
+            f"Column '{spec.name}' has type {column.dtype} but the model expects {spec.dtype} ({spec.kind}); "
+            f"{why}. Convert the column before predicting."
+        )
+
+    if spec.kind == "float" and kind in ("integer", "boolean"):
+        return column.astype(spec.dtype)
+    if spec.kind == "integer" and kind == "float":
+        values = column.to_numpy(dtype=float, na_value=np.nan)
+        finite = values[~np.isnan(values)]
+        if not np.all(np.mod(finite, 1) == 0):
+            bad = finite[np.mod(finite, 1) != 0][0]
+            raise refuse(f"a value such as {bad!r} is not a whole number")
+        return column.astype("Int64" if column.isna().any() else spec.dtype)
+    if spec.kind == "integer" and kind == "boolean":
+        return column.astype(spec.dtype)
+    if spec.kind in ("string", "category") and kind in ("string", "category"):
+        return column.astype(spec.dtype) if spec.kind == "string" else column.astype("category")
+    if spec.kind == "datetime" and kind == "string":
+        try:
+            return pd.to_datetime(column)
+        except (ValueError, TypeError) as exc:
+            raise refuse(f"it cannot be parsed as dates ({exc})") from None
+    raise refuse("it cannot be cast safely")
