@@ -2,7 +2,7 @@
 
 The public Python API. Heavy dependencies load only when a call needs them."""
 
-from shipyard import data
+from shipyard import data, models
 from shipyard._version import __version__
 from shipyard.config import init_workspace
 from shipyard.errors import (
@@ -10,6 +10,7 @@ from shipyard.errors import (
     ConfigError,
     ConflictError,
     FilterSyntaxError,
+    GateFailed,
     IntegrityError,
     NotFoundError,
     ShipyardError,
@@ -44,6 +45,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "FilterSyntaxError",
+    "GateFailed",
     "IntegrityError",
     "NotFoundError",
     "Run",
@@ -65,6 +67,7 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "models",
     "search_runs",
     "set_tag",
     "set_tags",

@@ -51,6 +51,12 @@ class ConflictError(ShipyardError):
     status_code = 409
 
 
+class GateFailed(ShipyardError):
+    """A model version may not take a serving alias: a gate failed or a required review is missing."""
+
+    status_code = 409
+
+
 class IntegrityError(ShipyardError):
     """Stored data failed a check: a blob digest mismatch or a broken audit chain."""
 

@@ -76,7 +76,8 @@ def test_invariance_passes_for_a_sound_model_and_fails_for_one_that_reads_the_co
     ]}
     result = gate(checks, *sound())
     assert result.status == "PASS", result.summary()
-    assert result.checks[0].message == "invariance[0] clinic: setting clinic to 3 changed no predicted label in 171 rows"
+    assert result.checks[0].message == (
+        "invariance[0] clinic: setting clinic to 3 changed no predicted label in 171 rows")
     failing = gate(checks, *leaky())
     assert failing.status == "FAIL"
     check = failing.checks[0]

@@ -96,7 +96,7 @@ class _Runner:
 
     def start(self) -> None:
         if len(self.y_true) != len(self.frame):
-            raise _CheckFailed(f"y_true has {len(self.y_true)} rows but the frame has {len(self.frame)}.")
+            raise _CheckFailed(f"y_true has {len(self.y_true)} rows but the frame has {len(self.frame)}")
         self.labels = self.predict(self.frame, "the evaluation data")
         if self.task == "classification":
             self.classes = self.given_classes or class_labels(self.y_true, self.labels)
@@ -111,30 +111,30 @@ class _Runner:
         out = out.ravel() if out.ndim == 2 and out.shape[1] == 1 else out
         if out.ndim != 1 or len(out) != len(frame):
             raise _CheckFailed(f"predict returned shape {out.shape} for {len(frame)} rows of {what}; "
-                                 "expected one prediction per row.")
+                               "expected one prediction per row")
         return out
 
     def proba(self, frame: pd.DataFrame, what: str) -> npt.NDArray[np.float64]:
         """P(positive) per row of `frame`."""
         if self.task != "classification":
-            raise _CheckFailed("output: proba needs a classifier; a regression model has no probabilities.")
+            raise _CheckFailed("output: proba needs a classifier; a regression model has no probabilities")
         if self.proba_fn is None:
-            raise _CheckFailed("output: proba needs predicted probabilities, and the model has no predict_proba.")
+            raise _CheckFailed("output: proba needs predicted probabilities, and the model has no predict_proba")
         if len(self.classes) > 2 and self.positive_label is None:
             raise _CheckFailed(f"P(positive) of a multiclass model ({len(self.classes)} classes) needs "
-                                 "evaluation.positive_label.")
+                               "evaluation.positive_label")
         try:
             raw = self.proba_fn(frame)
         except Exception as exc:  # noqa: BLE001
             raise _CheckFailed(f"predict_proba raised {type(exc).__name__} on {what}: {exc}") from exc
         if raw is None:
-            raise _CheckFailed("output: proba needs predicted probabilities, and predict_proba returned none.")
+            raise _CheckFailed("output: proba needs predicted probabilities, and predict_proba returned none")
         try:
             p = positive_proba(raw, self.classes, self.positive())
         except ShipyardError as exc:
             raise _CheckFailed(str(exc)) from exc
         if len(p) != len(frame):
-            raise _CheckFailed(f"predict_proba returned {len(p)} rows for {len(frame)} rows of {what}.")
+            raise _CheckFailed(f"predict_proba returned {len(p)} rows for {len(frame)} rows of {what}")
         return p
 
     def baseline_proba(self) -> npt.NDArray[np.float64]:
@@ -185,7 +185,9 @@ class _Runner:
         checks = []
         for name, case, value in zip(names, cases, predicted, strict=True):
             value = _python(value)
-            if self.task == "regression":
+            if self.task == "regression" and not _is_number(case.expected):
+                ok, said = False, f"expected {case.expected!r}, but a regression model predicts numbers"
+            elif self.task == "regression":
                 ok = abs(float(value) - float(case.expected)) <= case.tolerance + _EPSILON
                 shown = format_number(case.expected) + (f" ± {format_number(case.tolerance)}" if case.tolerance else "")
                 said = f"predicted {format_number(value)}, expected {shown}"
@@ -282,9 +284,10 @@ class _Runner:
         ok = moved and (limit is None or wrong_fraction <= limit + _EPSILON)
         went = ("did not move" if abs(mean_after - mean_before) <= _EPSILON
                 else "increased" if mean_after > mean_before else "decreased")
+        verdict = "as expected" if moved else f"expected to {spec.direction}"
         message = (f"{spec.describe()} moved the mean {unit} from {format_number(mean_before)} to "
-                   f"{format_number(mean_after)}: it {went}, expected to {spec.direction}; {wrong_count:,} of "
-                   f"{rows:,} rows ({wrong_fraction:.1%}) moved the other way")
+                   f"{format_number(mean_after)}: it {went}, {verdict}; {wrong_count:,} of {rows:,} rows "
+                   f"({wrong_fraction:.1%}) moved the other way")
         if limit is not None:
             message += f" (allowed {limit:.1%})"
         return Check(
@@ -307,7 +310,7 @@ class _Runner:
                     mask &= (values <= condition.max).to_numpy(dtype=bool)
             except TypeError:
                 raise _CheckFailed(f"column '{column}' holds {values.dtype} values, which min and max cannot "
-                                     "compare; use equals or in") from None
+                                   "compare; use equals or in") from None
             if condition.equals is not None:
                 mask &= _equal(values.to_numpy(), np.full(len(values), condition.equals, dtype=object))
             if condition.in_ is not None:
@@ -364,7 +367,7 @@ def _perturb(frame: pd.DataFrame, spec: Perturbation) -> pd.DataFrame:
         return changed
     if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         raise _CheckFailed(f"column '{spec.column}' holds {column.dtype} values; add and multiply need numbers "
-                             "(use set: for other values)")
+                           "(use set: for other values)")
     changed[spec.column] = column + spec.add if spec.add is not None else column * spec.multiply
     return changed
 
@@ -379,6 +382,10 @@ def _equal(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
     except (TypeError, ValueError):
         pass
     return np.array([x == y for x, y in zip(a, b, strict=True)], dtype=bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
 
 
 def _same_label(value: Any, expected: Any) -> bool:

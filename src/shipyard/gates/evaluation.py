@@ -113,6 +113,16 @@ def compute_metrics(
             "r2": float(skm.r2_score(truth, predicted)) if len(truth) > 1 else math.nan,
         }
     labels = list(classes) if classes is not None else class_labels(truth, predicted)
+    try:
+        return _classification(skm, truth, predicted, y_proba, positive_label, labels)
+    except ValueError as exc:  # labels and probabilities that do not fit together
+        raise ValidationError(f"Cannot compute classification metrics: {exc}") from None
+
+
+def _classification(
+    skm: Any, truth: npt.NDArray[Any], predicted: npt.NDArray[Any], y_proba: Any, positive_label: Any,
+    labels: list[Any],
+) -> dict[str, float]:
     binary = len(labels) <= 2
     result = {"accuracy": float(skm.accuracy_score(truth, predicted))}
     with warnings.catch_warnings():

@@ -90,6 +90,13 @@ def fairness_gate(spec: GateSpec, y_true: Any, y_pred: Any, groups: Any) -> Gate
         by_group = group_metrics(y_true, y_pred, groups, label)
     except ValidationError as exc:
         return GateResult.from_checks("fairness", [Check(name="groups", status="FAIL", message=str(exc))])
+    if len(by_group) < 2:
+        only = next(iter(by_group))
+        return GateResult.from_checks("fairness", [Check(
+            name="groups", status="FAIL", observed=1,
+            message=f"the sensitive column '{fairness.sensitive}' holds the single group {only!r} in the evaluation "
+                    "data, so there is nothing to compare; evaluate on data with every group",
+        )])
     selection = {g: m["selection_rate"] for g, m in by_group.items()}
     tpr = {g: m["tpr"] for g, m in by_group.items()}
     fpr = {g: m["fpr"] for g, m in by_group.items()}

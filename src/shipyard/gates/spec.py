@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import types
 import typing
@@ -279,7 +280,15 @@ def load_gate_spec(data: dict[str, Any] | None, *, source: str, model: str) -> G
     try:
         spec = GateSpec.model_validate(data)
     except PydanticValidationError as exc:
-        lines = dict.fromkeys(_describe(err, source, prefix) for err in exc.errors())  # unique, in order
+        errors = exc.errors()
+        misspelt = {  # `sensitve: sex` also makes `sensitive` missing; the typo's line says all there is to say
+            (*err["loc"][:-1], _closest(str(err["loc"][-1]), _keys_of(_strip(_annotation_at(err["loc"][:-1])))))
+            for err in errors if err["type"] == "extra_forbidden"
+        }
+        lines = dict.fromkeys(  # unique, in order
+            _describe(err, source, prefix) for err in errors
+            if not (err["type"] == "missing" and tuple(err["loc"]) in misspelt)
+        )
         raise ConfigError("\n".join(lines)) from None
     spec._model = model
     problems = list(_cross_check(spec, prefix))
@@ -289,7 +298,8 @@ def load_gate_spec(data: dict[str, Any] | None, *, source: str, model: str) -> G
 
 
 def check_columns(spec: GateSpec, columns: list[str], dataset: str) -> None:
-    """Raise ConfigError when a gate names a column that is not in the evaluation data `dataset`."""
+    """Raise ConfigError when a gate names a column that is not among `columns` (those of the evaluation data,
+    target included), naming the key path, `dataset` (for the message, e.g. 'credit@2') and the closest column."""
     known = set(columns)
     shown = ", ".join(columns[:30]) + (f", … ({len(columns)} in all)" if len(columns) > 30 else "")
     problems = [
@@ -397,6 +407,11 @@ def _unknown_key(source: str, prefix: str, loc: tuple[Any, ...], *, value: Any) 
     shown = f" (value {value!r})" if value is not None and not isinstance(value, dict) else ""
     return (f"{source}: unknown {what} {_path(prefix, loc)}{shown}.{did_you_mean(key, known)} "
             f"Known {what}s there: {', '.join(known)}.")
+
+
+def _closest(key: str, known: list[str]) -> str | None:
+    matches = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return matches[0] if matches else None
 
 
 def _path(prefix: str, loc: tuple[Any, ...]) -> str:

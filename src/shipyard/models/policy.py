@@ -61,6 +61,4 @@ def governance(ctx: Context, model: str) -> Governance:
 
 
 def configured_gates(spec: GateSpec | None) -> list[str]:
-    if spec is None:
-        return []
-    return [g for g in ("evaluation", "behavioural", "fairness", "infrastructure") if getattr(spec, g, None) is not None]
+    return list(spec.configured) if spec is not None else []

@@ -281,6 +281,13 @@ def set_alias(ctx: Context, ref: str, alias: str, *, reason: str | None = None) 
     Serving aliases (champion, challenger) go through promote(), which checks gates first."""
     version = get_model_version(ctx, ref)
     check_alias(alias)
+    if alias in SERVING_ALIASES:
+        from shipyard.errors import GateFailed
+
+        raise GateFailed(
+            f"'{alias}' serves traffic, so it moves only through promotion, which checks the gates: "
+            f"`shipyard models promote {version.version_id} --alias {alias}`."
+        )
     if version.status == "archived":
         raise ConflictError(f"{version.version_id} is archived; an alias cannot point at it. Choose an active version.")
     return _move_alias(ctx, version.model, alias, version.version, reason=reason)

@@ -1,0 +1,226 @@
+"""Running a model version's gates (declared in shipyard.yaml under gates.NAME), persisting each result
+as evidence linked to the version, and waiving a failed gate with a name and a reason."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from shipyard.context import Context
+from shipyard.errors import ConfigError, NotFoundError, ValidationError, did_you_mean
+from shipyard.models.loading import LoadedModel, fetch_artifact, load_model
+from shipyard.models.policy import gate_spec
+from shipyard.models.records import ModelVersion
+from shipyard.models.registry import get_model_version
+from shipyard.store.db import now_ms
+from shipyard.store.tables import gate_results
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shipyard.gates.results import GateResult
+    from shipyard.gates.spec import GateSpec
+
+GATES = ("evaluation", "behavioural", "fairness", "infrastructure")
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredGate:
+    gate: str
+    status: str
+    result: dict[str, Any]
+    created: int
+    created_by: str
+    waived_by: str | None = None
+    waiver_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_gates(ctx: Context, ref: str, *, only: list[str] | None = None) -> list[GateResult]:
+    """Run the configured gates of a version and store their results (all in one transaction)."""
+    from shipyard.gates.spec import check_columns
+
+    version = get_model_version(ctx, ref)
+    spec = gate_spec(ctx, version.model)
+    if spec is None or not spec.configured:
+        raise ConfigError(
+            f"No gates are configured for model '{version.model}'. Declare them in shipyard.yaml under "
+            f"gates.{version.model} (evaluation, behavioural, fairness, infrastructure)."
+        )
+    gates = list(spec.configured)
+    if only:
+        unknown = [g for g in only if g not in gates]
+        if unknown:
+            raise ValidationError(
+                f"Gate '{unknown[0]}' is not configured for '{version.model}'.{did_you_mean(unknown[0], gates)} "
+                f"Configured: {', '.join(gates)}."
+            )
+        gates = [g for g in gates if g in only]
+    frame = target = dataset = None
+    if spec.evaluation is not None:
+        from shipyard.data.workspace_files import load as load_frame
+        from shipyard.data.versions import get_version as get_dataset_version
+
+        dataset = get_dataset_version(ctx, spec.evaluation.dataset).version_id
+        frame = load_frame(ctx, dataset)
+        check_columns(spec, [str(c) for c in frame.columns], dataset)
+        target = spec.evaluation.target
+    model = load_model(ctx, version.version_id)
+    results: list[GateResult] = []
+    for gate in gates:
+        if gate == "infrastructure":
+            results.append(_infrastructure(ctx, spec, version, frame, target))
+        else:
+            assert frame is not None and target is not None
+            results.append(_on_data(ctx, gate, spec, version, model, frame, target))
+    _store(ctx, version, results, dataset)
+    return results
+
+
+def _predictions(model: LoadedModel, features: pd.DataFrame) -> tuple[Any, Any]:
+    return model.predict(features), model.predict_proba(features)
+
+
+def _on_data(ctx: Context, gate: Any, spec: GateSpec, version: ModelVersion, model: LoadedModel,
+             frame: pd.DataFrame, target: str) -> GateResult:
+    from shipyard.gates.behavioural import behavioural_gate
+    from shipyard.gates.evaluation import compute_metrics, evaluate_gate, infer_task
+    from shipyard.gates.fairness import fairness_gate
+    from shipyard.gates.results import Check, GateResult
+
+    features, truth = frame.drop(columns=[target]), frame[target].to_numpy()
+    recorded = version.details.get("task")
+    task = spec.task or (recorded if recorded in ("classification", "regression") else None) or infer_task(truth)
+    classes = version.details.get("classes") or version.flavor_meta.get("classes")
+    try:
+        predicted, proba = _predictions(model, features)
+    except Exception as exc:  # noqa: BLE001 - a model that fails to predict fails its gate
+        check = Check(name="predict", status="FAIL", message=f"the model's predict raised {type(exc).__name__}: {exc}")
+        return GateResult.from_checks(gate, [check], {})
+    if gate == "evaluation":
+        metrics = compute_metrics(task, truth, predicted, proba, spec.positive_label, classes=classes)
+        return evaluate_gate(spec, metrics, _champion_metrics(ctx, version, features, truth, task, spec, classes))
+    if gate == "behavioural":
+        return behavioural_gate(spec, model.predict, model.predict_proba, features, truth, task=task, classes=classes)
+    if gate == "fairness":
+        assert spec.fairness is not None
+        return fairness_gate(spec, truth, predicted, frame[spec.fairness.sensitive].to_numpy())
+    raise AssertionError(gate)
+
+
+def _champion_metrics(ctx: Context, version: ModelVersion, features: pd.DataFrame, truth: Any, task: Any,
+                      spec: GateSpec, classes: Any) -> dict[str, float] | None:
+    """The current champion's metrics on the same evaluation data, or None when there is none."""
+    from shipyard.gates.evaluation import compute_metrics
+
+    try:
+        champion = get_model_version(ctx, f"{version.model}@champion")
+    except NotFoundError:
+        return None
+    if champion.version == version.version:
+        return None
+    model = load_model(ctx, champion.version_id)
+    predicted, proba = _predictions(model, features)
+    champion_classes = champion.details.get("classes") or champion.flavor_meta.get("classes") or classes
+    return compute_metrics(task, truth, predicted, proba, spec.positive_label, classes=champion_classes)
+
+
+def _infrastructure(ctx: Context, spec: GateSpec, version: ModelVersion, frame: pd.DataFrame | None,
+                    target: str | None) -> GateResult:
+    """Load the model from its artifact alone in a fresh interpreter and measure it there."""
+    from shipyard.gates.latency import infrastructure_gate
+    from shipyard.gates.results import Check, GateResult
+
+    with tempfile.TemporaryDirectory(prefix="shipyard-probe-") as tmp:
+        folder = Path(tmp)
+        artifact = fetch_artifact(ctx, version, folder)
+        sample = _probe_sample(version, frame, target)
+        sample.to_parquet(folder / "sample.parquet")
+        request = {"flavor": version.flavor, "flavor_meta": version.flavor_meta, "artifact": str(artifact),
+                   "sample": str(folder / "sample.parquet"), "signature": version.signature,
+                   "environment": version.environment, "max_seconds": 10}
+        (folder / "request.json").write_text(json.dumps(request))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+        proc = subprocess.run([sys.executable, "-m", "shipyard.models.probe", str(folder / "request.json")],
+                              capture_output=True, text=True, timeout=300, cwd=tmp, env=env)
+    try:
+        measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        measured = {"error": (proc.stderr.strip().splitlines() or ["the probe printed nothing"])[-1]}
+    if "error" in measured:
+        check = Check(name="load", status="FAIL",
+                      message=f"the model could not be loaded and run in a clean process: {measured['error']}")
+        return GateResult.from_checks("infrastructure", [check], {})
+    diff = measured.pop("environment_diff", [])
+    result = infrastructure_gate(spec, measured, diff)
+    loaded = Check(name="load", status="PASS", observed=measured.get("load_seconds"),
+                   message=f"loaded from its artifact alone in a clean process in {measured.get('load_seconds')} s")
+    return GateResult.from_checks("infrastructure", [loaded, *result.checks], result.metrics)
+
+
+def _probe_sample(version: ModelVersion, frame: pd.DataFrame | None, target: str | None) -> pd.DataFrame:
+    if frame is not None:
+        features = frame.drop(columns=[target]) if target in frame.columns else frame
+        return features.head(1000).reset_index(drop=True)
+    raise ConfigError(
+        f"The infrastructure gate of '{version.model}' needs input rows to measure latency: declare "
+        f"gates.{version.model}.evaluation with a dataset."
+    )
+
+
+def _store(ctx: Context, version: ModelVersion, results: list[GateResult], dataset: str | None) -> None:
+    now = now_ms()
+    payload = {"gates": {r.gate: r.status for r in results}, "dataset": dataset}
+    with ctx.store.mutation(ctx.actor, "model.gate", "model_version", version.version_id, payload) as conn:
+        for result in results:
+            conn.execute(gate_results.insert(), {
+                "version_id": version.version_id, "gate": result.gate, "status": result.status,
+                "result": json.dumps({**result.to_dict(), "dataset": dataset}, allow_nan=False),
+                "created": now, "created_by": ctx.actor,
+            })
+
+
+def latest_gates(ctx: Context, version_id: str) -> dict[str, StoredGate]:
+    """The newest stored result of each gate of a version."""
+    newest = (
+        select(gate_results.c.gate, func.max(gate_results.c.id).label("id"))
+        .where(gate_results.c.version_id == version_id).group_by(gate_results.c.gate).subquery()
+    )
+    with ctx.store.read() as conn:
+        rows = conn.execute(select(gate_results).join(newest, gate_results.c.id == newest.c.id)).all()
+    return {r.gate: StoredGate(r.gate, r.status, json.loads(r.result), r.created, r.created_by, r.waived_by,
+                               r.waiver_reason) for r in rows}
+
+
+def waive_gate(ctx: Context, ref: str, gate: str, *, reason: str) -> StoredGate:
+    """Record that a named person accepts a failed gate, with the reason; the failed result is kept."""
+    version = get_model_version(ctx, ref)
+    if not isinstance(reason, str) or len(reason.strip()) < 5:
+        raise ValidationError("A waiver needs a reason of a few words (--reason \"…\"): it is kept as evidence.")
+    current = latest_gates(ctx, version.version_id)
+    if gate not in current:
+        known = sorted(current)
+        raise NotFoundError(
+            f"{version.version_id} has no result for gate '{gate}' to waive.{did_you_mean(gate, known)} "
+            f"Results: {', '.join(known) or 'none; run `shipyard models gate` first'}."
+        )
+    if current[gate].status in ("PASS", "WAIVED"):
+        raise ValidationError(f"Gate '{gate}' of {version.version_id} is {current[gate].status}; there is nothing to waive.")
+    payload = {"gate": gate, "was": current[gate].status, "reason": reason}
+    with ctx.store.mutation(ctx.actor, "model.gate_waive", "model_version", version.version_id, payload) as conn:
+        conn.execute(gate_results.insert(), {
+            "version_id": version.version_id, "gate": gate, "status": "WAIVED",
+            "result": json.dumps(current[gate].result), "waived_by": ctx.actor, "waiver_reason": reason,
+            "created": now_ms(), "created_by": ctx.actor,
+        })
+    return latest_gates(ctx, version.version_id)[gate]
