@@ -1,0 +1,251 @@
+"""`shipyard models list|show|versions|register|alias set|alias delete|alias history|archive|gate|waive|promote`
+and `shipyard review request|approve|reject`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.text import Text
+
+from shipyard.cli.output import cell, console, print_json, table, when
+from shipyard.cli.workspace import context
+
+app = typer.Typer(help="The model registry: versions, aliases, gates, promotion.", no_args_is_help=True)
+alias_app = typer.Typer(help="Aliases such as champion and challenger, with their history.", no_args_is_help=True)
+app.add_typer(alias_app, name="alias")
+review_app = typer.Typer(help="Reviews of model versions (ethical, security, …).", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+STATUS_STYLE = {"PASS": "green", "NO_BASELINE": "cyan", "WAIVED": "yellow", "FAIL": "bold red", "NOT RUN": "dim"}
+
+
+@app.command("list")
+def list_models(as_json: JsonFlag = False) -> None:
+    """Registered models with their latest version and aliases."""
+    from shipyard.models.registry import list_models as find
+
+    found = find(context())
+    if as_json:
+        print_json(found)
+        return
+    rows = [[m["name"], m["versions"], m["latest"], ", ".join(f"{a}→{v}" for a, v in sorted(m["aliases"].items())),
+             m["archived"]] for m in found]
+    console().print(table(None, ["model", "versions", "latest", "aliases", "archived"], rows))
+    if not rows:
+        console().print("No models yet. Register one with run.log_model(model, 'name', input_example=df).")
+
+
+@app.command("versions")
+def versions(name: Annotated[str, typer.Argument(help="Model name.")], as_json: JsonFlag = False) -> None:
+    """The versions of a model, newest first."""
+    from shipyard.models.registry import list_versions
+
+    found = list_versions(context(), name)
+    if as_json:
+        print_json([v.to_dict() for v in found])
+        return
+    rows = [[v.version_id, when(v.created), v.created_by, v.flavor, v.status, ", ".join(v.aliases),
+             (v.run_id or "-")[:8], v.dataset_version] for v in found]
+    console().print(table(None, ["version", "registered", "by", "flavor", "status", "aliases", "run", "data"], rows))
+
+
+@app.command("show")
+def show(ref: Annotated[str, typer.Argument(help="NAME/VERSION, NAME@ALIAS or models:/… .")], as_json: JsonFlag = False) -> None:
+    """One version: artifact, signature, environment, metrics, lineage, gates and reviews."""
+    from shipyard.models.gating import latest_gates
+    from shipyard.models.promotion import check_promotion
+    from shipyard.models.registry import get_model_version
+    from shipyard.models.reviews import list_reviews
+
+    ctx = context()
+    v = get_model_version(ctx, ref)
+    gates = latest_gates(ctx, v.version_id)
+    state = check_promotion(ctx, v.version_id)
+    reviews = list_reviews(ctx, v.version_id)
+    if as_json:
+        print_json({**v.to_dict(), "gates": {g: s.to_dict() for g, s in gates.items()},
+                    "promotion": state.to_dict(), "reviews": [r.to_dict() for r in reviews]})
+        return
+    out = console()
+    out.print(Text.assemble((v.version_id, "bold"), f"  {v.flavor} {v.details.get('class', '')}  ({v.status})"))
+    out.print(f"  registered  {when(v.created)} by {v.created_by}")
+    out.print(f"  aliases     {', '.join(v.aliases) or '-'}")
+    out.print(f"  artifact    sha256 {v.artifact_digest} ({v.artifact_size} bytes)")
+    out.print(f"  run         {v.run_id or '-'}   data {v.dataset_version or '-'}")
+    packages = ", ".join(f"{k} {val}" for k, val in v.environment.get("packages", {}).items())
+    out.print(f"  environment python {v.environment.get('python')}  {packages}")
+    if v.signature:
+        inputs = ", ".join(f"{c['name']}:{c['kind']}" for c in v.signature["inputs"][:12])
+        more = len(v.signature["inputs"]) - 12
+        out.print(f"  inputs      {inputs}{f' … (+{more})' if more > 0 else ''}")
+    if v.metrics:
+        out.print(table("metrics (from the run)", ["metric", "value"], [[k, val] for k, val in sorted(v.metrics.items())]))
+    if gates:
+        rows = [[g, Text(s.status, style=STATUS_STYLE.get(s.status, "")), when(s.created),
+                 s.waived_by and f"{s.waived_by}: {s.waiver_reason}" or ""] for g, s in gates.items()]
+        out.print(table("gates", ["gate", "status", "when", "waiver"], rows))
+    for r in reviews:
+        out.print(f"  review {r.kind}: {r.status} (requested by {r.requested_by}"
+                  + (f", decided by {r.decided_by})" if r.decided_by else ")"))
+    verdict = "may be promoted" if state.allowed else "may not be promoted: " + "; ".join(state.problems)
+    out.print(Text(f"  {verdict}", style="green" if state.allowed else "yellow"))
+
+
+@app.command("register")
+def register(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    run: Annotated[str, typer.Option("--run", help="The run that logged the model (log_model(register=False)).")],
+    path: Annotated[Optional[str], typer.Option("--path", help="Where in the run it was logged (default models/NAME).")] = None,
+    description: Annotated[Optional[str], typer.Option("--description", "-d")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register a model that a run logged, reusing its stored artifact."""
+    from shipyard.models.registry import register_from_run
+
+    v = register_from_run(context(), name, run, artifact_path=path, description=description)
+    if as_json:
+        print_json(v.to_dict())
+        return
+    console().print(f"Registered {v.version_id} ({v.flavor}) from run {v.run_id}")
+
+
+@alias_app.command("set")
+def alias_set(
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION the alias should point at.")],
+    alias: Annotated[str, typer.Argument(help="The alias, e.g. staging. champion/challenger: use promote.")],
+    reason: Annotated[Optional[str], typer.Option("--reason", help="Kept in the alias history.")] = None,
+) -> None:
+    """Point an alias at a version (serving aliases move only through `models promote`)."""
+    from shipyard.models.registry import set_alias
+
+    move = set_alias(context(), ref, alias, reason=reason)
+    before = f"{move.model}/{move.from_version}" if move.from_version else "nothing"
+    console().print(f"{move.model}@{alias}: {before} → {move.model}/{move.to_version}")
+
+
+@alias_app.command("delete")
+def alias_delete(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="The alias to remove.")],
+    reason: Annotated[Optional[str], typer.Option("--reason")] = None,
+) -> None:
+    """Remove an alias (kept in the history)."""
+    from shipyard.models.registry import delete_alias
+
+    move = delete_alias(context(), name, alias, reason=reason)
+    console().print(f"Removed {name}@{alias} (was {name}/{move.from_version})")
+
+
+@alias_app.command("history")
+def alias_history(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[Optional[str], typer.Argument(help="Only this alias.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every move of a model's aliases: who, when, from which version to which, and why."""
+    from shipyard.models.registry import alias_moves
+
+    moves = alias_moves(context(), name, alias)
+    if as_json:
+        print_json([m.to_dict() for m in moves])
+        return
+    rows = [[when(m.time), f"{m.model}@{m.alias}", m.from_version or "-", m.to_version or "(removed)", m.actor,
+             m.reason or ""] for m in moves]
+    console().print(table(None, ["when", "alias", "from", "to", "by", "reason"], rows))
+
+
+@app.command("archive")
+def archive(ref: Annotated[str, typer.Argument(help="NAME/VERSION.")]) -> None:
+    """Archive a version (refused while an alias points at it)."""
+    from shipyard.models.registry import archive_version
+
+    v = archive_version(context(), ref)
+    console().print(f"Archived {v.version_id}")
+
+
+@app.command("gate")
+def gate(
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION to check.")],
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only this gate (repeatable).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the gates configured in shipyard.yaml (gates.NAME) and keep the results; exit 1 on a FAIL."""
+    from shipyard.models.gating import run_gates
+
+    results = run_gates(context(), ref, only=only)
+    if as_json:
+        print_json([r.to_dict() for r in results])
+    else:
+        rows = []
+        for r in results:
+            for c in r.checks:
+                rows.append([r.gate, Text(c.status, style=STATUS_STYLE.get(c.status, "")), c.name, c.message])
+        console().print(table(f"gates of {ref}", ["gate", "status", "check", "result"], rows))
+        for r in results:
+            console().print(Text(f"{r.gate}: {r.status}", style=STATUS_STYLE.get(r.status, "")))
+    if any(r.status == "FAIL" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("waive")
+def waive(
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION.")],
+    gate_name: Annotated[str, typer.Option("--gate", help="The failed gate to waive.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is acceptable; kept as evidence.")],
+) -> None:
+    """Accept a failed gate, as yourself (SHIPYARD_USER), with a reason."""
+    from shipyard.models.gating import waive_gate
+
+    stored = waive_gate(context(), ref, gate_name, reason=reason)
+    console().print(f"Waived gate '{stored.gate}' of {ref} as {stored.waived_by}: {stored.waiver_reason}")
+
+
+@app.command("promote")
+def promote(
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION to promote.")],
+    alias: Annotated[str, typer.Option("--alias", help="The serving alias.")] = "champion",
+    reason: Annotated[Optional[str], typer.Option("--reason")] = None,
+) -> None:
+    """Move a serving alias to the version if every configured gate passed or was waived."""
+    from shipyard.models.promotion import promote as move
+
+    m = move(context(), ref, alias, reason=reason)
+    before = f"{m.model}/{m.from_version}" if m.from_version else "nothing"
+    console().print(f"Promoted {m.model}/{m.to_version} to {alias} (was {before}).")
+
+
+def _review(ref: str, kind: str, notes: str | None, decision: bool | None) -> None:
+    from shipyard.models.reviews import decide_review, request_review
+
+    ctx = context()
+    r = request_review(ctx, ref, kind, notes=notes) if decision is None else decide_review(ctx, ref, kind, approve=decision, notes=notes)
+    console().print(f"{r.kind} review of {r.version_id}: {r.status}" + (f" by {r.decided_by}" if r.decided_by else ""))
+
+
+KindOption = Annotated[str, typer.Option("--kind", help="e.g. ethical, security.")]
+NotesOption = Annotated[Optional[str], typer.Option("--notes", help="Notes kept with the review.")]
+
+
+@review_app.command("request")
+def review_request(ref: Annotated[str, typer.Argument(help="NAME/VERSION.")], kind: KindOption,
+                   notes: NotesOption = None) -> None:
+    """Ask for a review of a version."""
+    _review(ref, kind, notes, None)
+
+
+@review_app.command("approve")
+def review_approve(ref: Annotated[str, typer.Argument(help="NAME/VERSION.")], kind: KindOption,
+                   notes: NotesOption = None) -> None:
+    """Approve a requested review (not by its requester)."""
+    _review(ref, kind, notes, True)
+
+
+@review_app.command("reject")
+def review_reject(ref: Annotated[str, typer.Argument(help="NAME/VERSION.")], kind: KindOption,
+                  notes: NotesOption = None) -> None:
+    """Reject a requested review."""
+    _review(ref, kind, notes, False)
+
+
+__all__ = ["app", "cell", "review_app"]
