@@ -135,4 +135,20 @@ def test_local_partial_write_is_invisible_and_collected(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="source went away"):
         store.put_stream(Exploding())
     assert list(store.iter_digests()) == []
-    assert list(Path(store.root, "tmp").iterdir()) == []  # the temp file was removed too
+    assert list(Path(store.root, "tmp").rglob("*.part")) == []  # the temp file was removed too
+
+
+def test_large_local_file_is_copied_and_hashed_in_parallel(tmp_path: Path) -> None:
+    from shipyard.store.blobs import PARALLEL_COPY_BYTES
+
+    store = BlobStore(str(tmp_path / "blobs"))
+    source = tmp_path / "big.bin"
+    with open(source, "wb") as out:
+        for _ in range(PARALLEL_COPY_BYTES // (1 << 20) + 3):
+            out.write(os.urandom(1 << 20))
+    info = store.put_file(source, sync=False)
+    assert info.size == source.stat().st_size
+    assert info.digest == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert Path(store._path(info.digest)).read_bytes() == source.read_bytes()
+    assert list(Path(store.root, "tmp").rglob("*.part")) == []
+    assert store.put_file(source) == info  # stored once

@@ -39,13 +39,13 @@ def test_sigkill_mid_blob_write_leaves_store_consistent(workspace: Path) -> None
     assert proc.stdout.readline().strip() == "writing"
     tmp_dir = workspace / ".shipyard" / "artifacts" / "tmp"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(p.stat().st_size > 0 for p in tmp_dir.glob("*.part")):
+    while time.monotonic() < deadline and not any(p.stat().st_size > 0 for p in tmp_dir.rglob("*.part")):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
 
     ctx = open_context(workspace)
-    partial = list(tmp_dir.glob("*.part"))
+    partial = list(tmp_dir.rglob("*.part"))
     assert partial, "the writer was killed before it started the blob"
     assert list(ctx.blobs.iter_digests()) == []  # no partial blob is visible under a digest
     assert verify_audit(ctx).ok
@@ -55,5 +55,5 @@ def test_sigkill_mid_blob_write_leaves_store_consistent(workspace: Path) -> None
     assert run.status == "running" and run.metrics == {"before": 1.0} and run.artifacts == []
     report = collect_garbage(ctx.store, ctx.blobs, ctx.actor, grace_seconds=0)
     assert report.temp_removed == len(partial)
-    assert list(tmp_dir.glob("*.part")) == []
+    assert list(tmp_dir.rglob("*.part")) == []
     assert verify_audit(ctx).ok  # the sweep itself was audited and the chain still verifies

@@ -22,6 +22,7 @@ def walk(root: Path) -> dict[str, FileStat]:
         return {root.name: FileStat(str(root.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)}
     found: dict[str, FileStat] = {}
     base = str(root.resolve())
+    cut = len(base) + 1
     stack = [base]
     while stack:
         folder = stack.pop()
@@ -35,7 +36,9 @@ def walk(root: Path) -> dict[str, FileStat]:
                     stack.append(entry.path)
             elif entry.is_file():
                 st = entry.stat()
-                rel = os.path.relpath(entry.path, base).replace(os.sep, "/")
+                rel = entry.path[cut:]
+                if os.sep != "/":
+                    rel = rel.replace(os.sep, "/")
                 found[rel] = FileStat(entry.path, st.st_size, st.st_mtime_ns, st.st_ino)
     return found
 

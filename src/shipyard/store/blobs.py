@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from shipyard.errors import BackendError, IntegrityError, NotFoundError, ValidationError
+from shipyard.errors import BackendError, ConflictError, IntegrityError, NotFoundError, ValidationError
 
 CHUNK = 1 << 20
+# Files at least this large are copied by the kernel while a second thread hashes them.
+PARALLEL_COPY_BYTES = 16 << 20
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -62,6 +65,8 @@ class BlobStore:
             self.root = str(Path(self.url.removeprefix("file://")).resolve())
             self.fs = _filesystem("file", options, self.url)
             os.makedirs(os.path.join(self.root, "tmp"), exist_ok=True)
+        self.written = False  # blobs written with sync=False since the last sync()
+        self._made_dirs: set[str] = set()
 
     # -- naming ---------------------------------------------------------------------------------
     def _path(self, digest: str) -> str:
@@ -83,19 +88,75 @@ class BlobStore:
         if self.remote:
             digest, size = hash_file(source)
             return self._upload(source, digest, size)
+        if source.stat().st_size >= PARALLEL_COPY_BYTES:
+            return self._put_large(source, sync=sync)
         with open(source, "rb") as handle:
             return self.put_stream(handle, sync=sync)
 
+    def _put_large(self, source: Path, *, sync: bool) -> BlobInfo:
+        """Copy a large file in the kernel (copy_file_range/sendfile) while hashing it in parallel.
+
+        The source's size and mtime are compared before and after: a file that changed meanwhile is
+        refused rather than stored under a digest that does not match its bytes."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        before = source.stat()
+        tmp = self._tmp_path()
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                copying = pool.submit(shutil.copyfile, source, tmp)
+                digest, size = hash_file(source)
+                copying.result()
+            after = source.stat()
+            if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or size != after.st_size:
+                raise ConflictError(f"{source} changed while it was being stored; nothing was kept. Try again.")
+            if sync:
+                with open(tmp, "rb+") as handle:
+                    os.fsync(handle.fileno())
+            self._commit_tmp(tmp, digest, sync=sync)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return BlobInfo(digest, size)
+
+    def _tmp_path(self) -> str:
+        """A fresh partial-write path; each thread writes in a folder of its own, so parallel writers
+        do not contend for one directory's lock."""
+        folder = os.path.join(self.root, "tmp", f"t{threading.get_ident() % 64}")
+        if folder not in self._made_dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._made_dirs.add(folder)
+        return os.path.join(folder, f"{uuid.uuid4().hex}.part")
+
+    def _commit_tmp(self, tmp: str, digest: str, *, sync: bool) -> None:
+        """Move a complete temporary file to its digest's place (or drop it when already stored)."""
+        final = self._path(digest)
+        if os.path.exists(final):
+            os.unlink(tmp)
+            return
+        folder = os.path.dirname(final)
+        if folder not in self._made_dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._made_dirs.add(folder)
+        os.replace(tmp, final)  # atomic: the blob appears whole or not at all
+        self.written = True
+        if sync:
+            _fsync_dir(folder)
+
     def sync(self) -> None:
-        """Flush blobs written with sync=False to stable storage."""
-        if not self.remote:
+        """Flush blobs written with sync=False to stable storage (nothing to do if none was written)."""
+        if not self.remote and self.written:
             os.sync()
+            self.written = False
 
     def existing(self, digests: Iterable[str]) -> set[str]:
         """Which of `digests` are stored: one listing for many remote lookups, stat calls locally."""
         wanted = set(digests)
         if self.remote and len(wanted) > 50:
             return wanted & set(self.iter_digests())
+        if not self.remote:
+            return {d for d in wanted if os.path.exists(self._path(check_digest(d)))}
         return {d for d in wanted if self.exists(d)}
 
     def put_stream(self, stream: IO[bytes] | BinaryIO, *, sync: bool = True) -> BlobInfo:
@@ -105,21 +166,14 @@ class BlobStore:
                 digest, size = _copy_hashing(stream, spool)
                 spool.flush()
                 return self._upload(Path(spool.name), digest, size)
-        tmp = os.path.join(self.root, "tmp", f"{uuid.uuid4().hex}.part")
+        tmp = self._tmp_path()
         try:
             with open(tmp, "wb") as out:
                 digest, size = _copy_hashing(stream, out)
                 if sync:
                     out.flush()
                     os.fsync(out.fileno())
-            final = self._path(digest)
-            if os.path.exists(final):
-                os.unlink(tmp)
-            else:
-                os.makedirs(os.path.dirname(final), exist_ok=True)
-                os.replace(tmp, final)  # atomic: the blob appears whole or not at all
-                if sync:
-                    _fsync_dir(os.path.dirname(final))
+            self._commit_tmp(tmp, digest, sync=sync)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -226,7 +280,7 @@ class BlobStore:
                 self.fs.rm(path)
         if not self.remote:
             tmp_dir = Path(self.root, "tmp")
-            for part in tmp_dir.glob("*.part"):
+            for part in tmp_dir.rglob("*.part"):
                 try:
                     if part.stat().st_mtime <= cutoff:
                         report.temp_removed += 1
