@@ -76,6 +76,7 @@ def _register() -> None:
     app.add_typer(data.app, name="data")
     app.add_typer(models.app, name="models")
     app.add_typer(models.review_app, name="review")
+    app.command("readiness")(models.readiness)
     app.add_typer(lineage.app, name="lineage")
     app.add_typer(runs.app, name="runs")
     app.add_typer(audit.app, name="audit")

@@ -249,3 +249,26 @@ def review_reject(ref: Annotated[str, typer.Argument(help="NAME/VERSION.")], kin
 
 
 __all__ = ["app", "cell", "review_app"]
+
+
+def readiness(
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION.")],
+    html_out: Annotated[Optional[str], typer.Option("--html", help="Also write an HTML report here.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The production-readiness checklist of a version, computed from evidence in the store."""
+    from pathlib import Path
+
+    from shipyard.governance.readiness import evaluate, render_html
+
+    report = evaluate(context(), ref)
+    if html_out:
+        Path(html_out).write_text(render_html(report))
+    if as_json:
+        print_json(report.to_dict())
+        return
+    rows = [[i.name, Text(i.status, style={"PASS": "green", "FAIL": "bold red"}.get(i.status, "dim")),
+             "; ".join(i.evidence), "; ".join(i.missing)] for i in report.items]
+    console().print(table(f"readiness of {report.version_id}", ["item", "status", "evidence", "missing"], rows))
+    if html_out:
+        console().print(f"HTML report: {Path(html_out).resolve()}")

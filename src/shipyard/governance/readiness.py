@@ -1,0 +1,158 @@
+"""The production-readiness checklist, computed from evidence in the store — never ticked by hand.
+
+Seven items: data, code, model, pipeline, deployment, monitoring, governance. Each is PASS, FAIL or
+NOT YET (its building block does not exist yet), with the evidence found or what is missing."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from shipyard.context import Context
+from shipyard.store.tables import audit_events, lineage_edges
+
+PASS, FAIL, NOT_YET = "PASS", "FAIL", "NOT YET"
+
+
+@dataclass
+class Item:
+    name: str
+    question: str
+    status: str
+    evidence: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReadinessReport:
+    version_id: str
+    items: list[Item]
+
+    @property
+    def ready(self) -> bool:
+        return all(i.status == PASS for i in self.items)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version_id": self.version_id, "ready": self.ready, "items": [asdict(i) for i in self.items]}
+
+
+def _item(name: str, question: str, evidence: list[str], missing: list[str]) -> Item:
+    return Item(name, question, PASS if not missing else FAIL, evidence, missing)
+
+
+def evaluate(ctx: Context, ref: str) -> ReadinessReport:
+    from shipyard.data.checks import latest_validation
+    from shipyard.governance.audit import verify_audit
+    from shipyard.models.promotion import check_promotion
+    from shipyard.models.registry import get_model_version
+    from shipyard.tracking.runs import get_run
+
+    version = get_model_version(ctx, ref)
+    vid = version.version_id
+    items: list[Item] = []
+
+    # Data: the training data is a versioned dataset, validated against its contract.
+    evidence, missing = [], []
+    if version.dataset_version:
+        evidence.append(f"trained on dataset version {version.dataset_version}")
+        check = latest_validation(ctx, version.dataset_version)
+        if check is None:
+            missing.append(f"{version.dataset_version} was never validated (`shipyard data validate {version.dataset_version}`)")
+        elif not check["ok"]:
+            missing.append(f"the latest validation of {version.dataset_version} found {check['errors']} error(s)")
+        else:
+            evidence.append(f"{version.dataset_version} validated: {check['errors']} errors, {check['warnings']} warnings")
+    else:
+        missing.append("no training dataset version is linked (log_input the data in the training run)")
+    items.append(_item("data", "Is the training data versioned and validated?", evidence, missing))
+
+    # Code: the run recorded a commit of a clean tree.
+    evidence, missing = [], []
+    run = get_run(ctx, version.run_id) if version.run_id else None
+    if run is None:
+        missing.append("the version was registered outside a run, so no code version is recorded")
+    elif not run.git_commit:
+        missing.append(f"run {run.run_id[:8]} ran outside a git checkout: no commit recorded")
+    else:
+        evidence.append(f"run {run.run_id[:8]} at commit {run.git_commit[:12]}")
+        if run.git_dirty:
+            missing.append("the working tree had uncommitted changes when it ran")
+        else:
+            evidence.append("working tree clean")
+    items.append(_item("code", "Is the code that trained it committed and recorded?", evidence, missing))
+
+    # Model: registered with metrics, signature and environment; gates not failing.
+    evidence, missing = [f"registered as {vid} ({version.flavor})"], []
+    (evidence if version.metrics else missing).append(
+        f"{len(version.metrics)} metrics recorded" if version.metrics else "no metrics recorded with the version")
+    (evidence if version.signature else missing).append(
+        "input signature recorded" if version.signature else "no input signature (log_model with input_example)")
+    packages = version.environment.get("packages") or {}
+    (evidence if packages else missing).append(
+        f"environment recorded ({len(packages)} packages)" if packages else "no environment recorded")
+    promotion = check_promotion(ctx, vid)
+    if promotion.gates:
+        evidence.append("gates: " + ", ".join(f"{g} {s}" for g, s in promotion.gates.items()))
+    missing += [p for p in promotion.problems if p.startswith("gate")]
+    items.append(_item("model", "Is the model registered with its metrics, metadata and gate results?", evidence, missing))
+
+    items.append(Item("pipeline", "Was it produced reproducibly by a pipeline run?", NOT_YET, [],
+                      ["training pipelines are not part of Shipyard yet"]))
+    items.append(Item("deployment", "Is a deployment strategy defined, with a rollback target?", NOT_YET, [],
+                      ["serving and deployment strategies are not part of Shipyard yet"]))
+    items.append(Item("monitoring", "Are drift and performance alerts configured?", NOT_YET, [],
+                      ["monitoring is not part of Shipyard yet"]))
+
+    # Governance: a model card, lineage back to run and data, an intact audit chain, reviews.
+    evidence, missing = [], []
+    with ctx.store.read() as conn:
+        card = conn.execute(
+            select(audit_events.c.seq).where(audit_events.c.action == "model.card",
+                                             audit_events.c.object_id == vid).limit(1)
+        ).first()
+        edges = conn.execute(
+            select(lineage_edges.c.src_kind).where(lineage_edges.c.dst_kind == "model_version",
+                                                   lineage_edges.c.dst_id == vid)
+        ).scalars().all()
+    (evidence if card else missing).append(
+        "model card generated" if card else f"no model card (`shipyard models card {vid}`)")
+    if "run" in edges and "dataset_version" in edges:
+        evidence.append("lineage links it to its run and its training data")
+    else:
+        missing.append("lineage does not link it to both a run and a dataset version")
+    chain = verify_audit(ctx)
+    (evidence if chain.ok else missing).append(
+        f"audit chain verified ({chain.events_checked} events)" if chain.ok
+        else f"audit chain broken at event {chain.broken_seq}: {chain.reason}")
+    for kind, status in promotion.reviews.items():
+        (evidence if status == "approved" else missing).append(f"{kind} review {status}")
+    items.append(_item("governance", "Is it documented, traceable and reviewed?", evidence, missing))
+    return ReadinessReport(vid, items)
+
+
+_STYLE = {PASS: "#1a7f37", FAIL: "#cf222e", NOT_YET: "#6e7781"}
+
+
+def render_html(report: ReadinessReport) -> str:
+    rows = []
+    for item in report.items:
+        notes = "".join(f"<li>{html.escape(e)}</li>" for e in item.evidence)
+        notes += "".join(f"<li class='missing'>{html.escape(m)}</li>" for m in item.missing)
+        rows.append(
+            f"<tr><td><b>{html.escape(item.name)}</b><br><span class='q'>{html.escape(item.question)}</span></td>"
+            f"<td><span class='badge' style='background:{_STYLE[item.status]}'>{html.escape(item.status)}</span></td>"
+            f"<td><ul>{notes}</ul></td></tr>"
+        )
+    verdict = "Ready for production" if report.ready else "Not ready for production"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Readiness of {html.escape(report.version_id)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#1f2328}}table{{border-collapse:collapse;width:100%}}
+td{{border-top:1px solid #d0d7de;padding:.6rem;vertical-align:top}}.q{{color:#57606a;font-size:.9em}}
+.badge{{color:#fff;padding:.15rem .5rem;border-radius:4px;font-weight:600;white-space:nowrap}}
+.missing{{color:#cf222e}}ul{{margin:0;padding-left:1.2rem}}</style></head><body>
+<h1>Production readiness of {html.escape(report.version_id)}</h1><p><b>{verdict}</b>: computed from the evidence in
+the Shipyard store; items whose building block does not exist yet say NOT YET.</p>
+<table>{''.join(rows)}</table></body></html>
+"""
