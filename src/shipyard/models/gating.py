@@ -209,10 +209,11 @@ def waive_gate(ctx: Context, ref: str, gate: str, *, reason: str) -> StoredGate:
         raise ValidationError("A waiver needs a reason of a few words (--reason \"…\"): it is kept as evidence.")
     current = latest_gates(ctx, version.version_id)
     if gate not in current:
-        known = sorted(current)
+        spec = gate_spec(ctx, version.model)
+        known = sorted(set(current) | set(spec.configured if spec else []))
         raise NotFoundError(
             f"{version.version_id} has no result for gate '{gate}' to waive.{did_you_mean(gate, known)} "
-            f"Results: {', '.join(known) or 'none; run `shipyard models gate` first'}."
+            f"Results: {', '.join(sorted(current)) or 'none; run `shipyard models gate` first'}."
         )
     if current[gate].status in ("PASS", "WAIVED"):
         raise ValidationError(f"Gate '{gate}' of {version.version_id} is {current[gate].status}; there is nothing to waive.")

@@ -32,9 +32,16 @@ def package_model(model: Any, folder: Path, *, flavor: str | None = None,
     """Save `model` through its flavor into `folder`; return the flavor, the file and its metadata
     (flavor meta, signature, environment, details). The example is predicted on, so a model whose
     predict fails is refused here, before anything is registered."""
+    import pandas as pd
+
     from shipyard.models.flavors import flavor_for, get_flavor
     from shipyard.models.signature import infer_signature
 
+    if input_example is not None and not isinstance(input_example, pd.DataFrame):
+        raise ValidationError(
+            f"input_example must be a pandas DataFrame with the model's input columns, got "
+            f"{type(input_example).__name__}. Pass a few rows of the training features, e.g. X.head()."
+        )
     chosen = get_flavor(flavor) if flavor else flavor_for(model)
     path = folder / chosen.file_name
     meta = chosen.save(model, path)

@@ -129,7 +129,7 @@ def _cast(spec: ColumnSpec, column: pd.Series) -> pd.Series:
         values = column.to_numpy(dtype=float, na_value=np.nan)
         finite = values[~np.isnan(values)]
         if not np.all(np.mod(finite, 1) == 0):
-            bad = finite[np.mod(finite, 1) != 0][0]
+            bad = float(finite[np.mod(finite, 1) != 0][0])
             raise refuse(f"a value such as {bad!r} is not a whole number")
         return column.astype("Int64" if column.isna().any() else spec.dtype)
     if spec.kind == "integer" and kind == "boolean":
