@@ -10,7 +10,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -493,106 +493,55 @@ def _time(ms: int) -> str:
 # -- rendering ---------------------------------------------------------------------------------
 
 
+@dataclass
+class _Section:
+    """A part of the card for people: a table (with headers) or a bulleted list (the rows' first cells)."""
+
+    heading: str
+    rows: list[tuple[Any, ...]]
+    headers: tuple[str, ...] = ()
+    plots: list[dict[str, Any]] = field(default_factory=list)
+    anchor: str = ""
+
+
 def render_markdown(card: dict[str, Any]) -> str:
-    """The card as Markdown; plots are only in the HTML page. Text is escaped for tables and raw HTML."""
-    details, params = card.get("model_details", {}), card.get("model_parameters", {})
-    analysis, considerations = card.get("quantitative_analysis", {}), card.get("considerations", {})
-    lineage, promotion = card.get("lineage", {}), card.get("promotion", {})
-    version = details.get("version", {})
-    lines = [f"# Model card: {_md(details.get('name'))} version {_md(version.get('name'))}", "",
-             _md(details.get("overview")), "", "## Model details", "", "| | |", "|---|---|"]
-    lines += [f"| {_md(k)} | {_md(v)} |" for k, v in _detail_rows(card)]
-    for title, key in (("Intended use", "use_cases"), ("Users", "users"), ("Limitations", "limitations"),
-                       ("Tradeoffs", "tradeoffs")):
-        lines += ["", f"## {title}", "", *[f"- {_md(item)}" for item in considerations.get(key, [])]]
-    lines += ["", "## Ethical considerations", ""]
-    lines += [f"- {_md(r.get('name'))} {_md(r.get('mitigation_strategy'))}"
-              for r in considerations.get("ethical_considerations", [])]
-    lines += ["", "## Data", ""]
-    for part, data in params.get("data", {}).items():
-        lines.append(f"- **{part}**: {_md(data.get('name') or data.get('note'))}"
-                     + (f" ({_md(data.get('row_count'))} rows; lineage: `{_md(data.get('link'))}`)"
-                        if data.get("name") else ""))
-    lines += ["", "## Performance metrics", ""]
-    metrics = analysis.get("performance_metrics", [])
-    if metrics:
-        lines += ["| Metric | Slice | Value | Gate |", "|---|---|---:|---|"]
-        lines += [f"| {_md(m['type'])} | {_md(m.get('slice'))} | {_md(_fmt(m['value']))} | {_md(m.get('gate'))} |"
-                  for m in metrics]
-    lines += [f"- {_md(note)}" for note in analysis.get("notes", [])]
-    graphics = analysis.get("graphics", {})
-    names = ", ".join(g.get("name", "") for g in graphics.get("collection", []))
-    lines += ["", f"{_md(graphics.get('description'))} Plots ({_md(names or 'none')}) are in card.html.", "",
-              "## Gates", "", "| Gate | Status | Summary | Waived by | Reason |", "|---|---|---|---|---|"]
-    lines += [f"| {_md(g)} | {_md(e.get('status'))} | {_md(e.get('summary'))} | {_md(e.get('waived_by') or '')} | "
-              f"{_md(e.get('waiver_reason') or '')} |" for g, e in card.get("gates", {}).items()]
-    if not card.get("gates"):
-        lines.append("| – | NOT CONFIGURED | no gates are declared in shipyard.yaml | | |")
-    lines += ["", "## Reviews", ""]
-    history = card.get("reviews", {}).get("history", [])
-    lines += [f"- {_md(r['kind'])}: {_md(r['status'])} (requested by {_md(r['requested_by'])}"
-              f"{', decided by ' + _md(r['decided_by']) if r.get('decided_by') else ''})" for r in history]
-    if not history:
-        lines.append("- None recorded.")
-    lines += ["", "## Lineage", "", f"- Run: {_md(lineage.get('run_id') or 'none')}",
-              f"- Git commit: {_md(lineage.get('git_commit') or 'unknown')}"
-              f"{' (uncommitted changes)' if lineage.get('git_dirty') else ''}",
-              f"- Training data: {_md(lineage.get('training_dataset') or 'not recorded')}"]
-    lines += [f"- {_md(e['source'])} → {_md(e['target'])} ({_md(e['relation'])})" for e in lineage.get("upstream", [])]
-    lines += ["", "## Promotion", "", "Ready to promote." if promotion.get("allowed") else "Not ready to promote:"]
-    lines += [f"- {_md(p)}" for p in promotion.get("problems", [])]
+    """The card as Markdown (the plots are in the HTML page); no raw HTML tag can open from card text."""
+    title, overview, ready = _headline(card)
+    lines = [f"# {_md(title)}", "", _md(overview), "", f"**{ready}**"]
+    for section in _sections(card):
+        lines += ["", f"## {section.heading}", ""]
+        if section.plots:
+            lines += [f"Plots in card.html: {_md(', '.join(str(p.get('name')) for p in section.plots))}.", ""]
+        if section.headers:
+            lines += ["| " + " | ".join(_md(h) for h in section.headers) + " |", "|" + "---|" * len(section.headers)]
+            lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in section.rows]
+        else:
+            lines += [f"- {_md(row[0])}" for row in section.rows]
     return "\n".join(lines) + "\n"
 
 
 def render_html(card: dict[str, Any]) -> str:
     """A standalone page (inline CSS and SVG, no scripts, fonts or links); all card text is escaped."""
-    details, params = card.get("model_details", {}), card.get("model_parameters", {})
-    analysis, considerations = card.get("quantitative_analysis", {}), card.get("considerations", {})
-    lineage, promotion = card.get("lineage", {}), card.get("promotion", {})
-    title = f"Model card: {details.get('name')} version {details.get('version', {}).get('name')}"
-    ready = ('<span class="status pass">Ready to promote</span>' if promotion.get("allowed")
-             else '<span class="status fail">Not ready to promote</span>')
+    title, overview, ready = _headline(card)
+    badge = "pass" if card.get("promotion", {}).get("allowed") else "fail"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{escape(title)}</title><style>{_CSS}{_EXTRA_CSS}</style></head><body>",
-             f"<h1>{escape(title)}</h1>", f"<p>{ready}</p>", f"<p>{escape(str(details.get('overview', '')))}</p>",
-             "<h2>Model details</h2>", _table(["", ""], _detail_rows(card))]
-    for heading, key in (("Intended use", "use_cases"), ("Users", "users"), ("Limitations", "limitations"),
-                         ("Tradeoffs", "tradeoffs")):
-        parts.append(f"<h2>{heading}</h2>{_list(considerations.get(key, []))}")
-    risks = considerations.get("ethical_considerations", [])
-    parts.append("<h2>Ethical considerations</h2>" + _table(
-        ["Consideration", "Mitigation"], [(r.get("name"), r.get("mitigation_strategy")) for r in risks]))
-    data = params.get("data", {})
-    parts.append("<h2>Data</h2>" + _table(["", "Dataset", "Rows", "Lineage"], [
-        (part, d.get("name") or d.get("note"), d.get("row_count"), d.get("link")) for part, d in data.items()]))
-    metrics = analysis.get("performance_metrics", [])
-    parts.append("<h2>Performance metrics</h2>" + (_table(
-        ["Metric", "Slice", "Value", "Gate"], [(m["type"], m.get("slice"), _fmt(m["value"]), m.get("gate"))
-                                               for m in metrics]) if metrics else "") + _list(analysis.get("notes", [])))
-    graphics = analysis.get("graphics", {})
-    plots = "".join(f'<div class="card"><h3>{escape(str(g.get("name", "")))}</h3>{_svg(g.get("image"))}</div>'
-                    for g in graphics.get("collection", []))
-    parts.append(f'<h2>Plots</h2><p class="meta">{escape(str(graphics.get("description", "")))}</p>'
-                 f'<div class="cols">{plots}</div>')
-    gates = card.get("gates", {})
-    rows = "".join(
-        f'<tr><td>{escape(g)}</td><td><span class="status {_STATUS_CLASS.get(e.get("status"), "none")}">'
-        f'{escape(str(e.get("status")))}</span></td><td>{escape(str(e.get("summary", "")))}</td>'
-        f'<td>{escape(str(e.get("waived_by") or ""))}</td><td>{escape(str(e.get("waiver_reason") or ""))}</td></tr>'
-        for g, e in gates.items())
-    parts.append("<h2>Gates</h2>" + (
-        "<table><thead><tr><th>Gate</th><th>Status</th><th>Summary</th><th>Waived by</th><th>Reason</th></tr>"
-        f"</thead><tbody>{rows}</tbody></table>" if gates else "<p>No gates are declared in shipyard.yaml.</p>"))
-    history = card.get("reviews", {}).get("history", [])
-    parts.append("<h2>Reviews</h2>" + (_table(["Kind", "Status", "Requested by", "Decided by", "Notes"], [
-        (r["kind"], r["status"], r["requested_by"], r.get("decided_by"), r.get("notes")) for r in history])
-        if history else "<p>None recorded.</p>"))
-    dirty = {True: "yes", False: "no"}.get(lineage.get("git_dirty"), "unknown")
-    parts.append('<h2 id="lineage">Lineage</h2>' + _table(["", ""], [
-        ("run", lineage.get("run_id")), ("git commit", lineage.get("git_commit")), ("uncommitted changes", dirty),
-        ("training data", lineage.get("training_dataset"))]) + _table(
-        ["From", "To", "Relation"], [(e["source"], e["target"], e["relation"]) for e in lineage.get("upstream", [])]))
-    parts.append("<h2>Promotion</h2>" + _list(promotion.get("problems", []) or ["Every gate and review allows it."]))
+             f"<h1>{escape(title)}</h1>", f'<p><span class="status {badge}">{escape(ready)}</span></p>',
+             f"<p>{escape(overview)}</p>"]
+    for section in _sections(card):
+        anchor = f' id="{escape(section.anchor)}"' if section.anchor else ""
+        parts.append(f"<h2{anchor}>{escape(section.heading)}</h2>")
+        if section.plots:
+            parts.append('<div class="cols">' + "".join(
+                f'<div class="card"><h3>{escape(str(p.get("name", "")))}</h3>{_svg(p.get("image"))}</div>'
+                for p in section.plots) + "</div>")
+        if section.headers:
+            head = "".join(f"<th>{escape(h)}</th>" for h in section.headers) if any(section.headers) else ""
+            body = "".join("<tr>" + "".join(_cell(h, c) for h, c in zip(section.headers, row, strict=True))
+                           + "</tr>" for row in section.rows)
+            parts.append(f"<table>{f'<thead><tr>{head}</tr></thead>' if head else ''}<tbody>{body}</tbody></table>")
+        elif section.rows:
+            parts.append("<ul>" + "".join(f"<li>{escape(_text(row[0]))}</li>" for row in section.rows) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -602,37 +551,77 @@ _STATUS_CLASS = {"PASS": "pass", "FAIL": "fail", "WAIVED": "warn", "NO_BASELINE"
 _UNSAFE_SVG = re.compile(r"<script|<foreignobject|<image|<use\b|\shref\s*=|\son\w+\s*=", re.IGNORECASE)
 
 
-def _detail_rows(card: dict[str, Any]) -> list[tuple[str, Any]]:
+def _headline(card: dict[str, Any]) -> tuple[str, str, str]:
+    details = card.get("model_details", {})
+    title = f"Model card: {details.get('name')} version {details.get('version', {}).get('name')}"
+    ready = "Ready to promote" if card.get("promotion", {}).get("allowed") else "Not ready to promote"
+    return title, str(details.get("overview", "")), ready
+
+
+def _sections(card: dict[str, Any]) -> list[_Section]:
     details, params = card.get("model_details", {}), card.get("model_parameters", {})
-    version = details.get("version", {})
-    owners = ", ".join(o.get("name", "") for o in details.get("owners", []))
-    packages = (details.get("environment") or {}).get("packages") or {}
+    analysis, considerations = card.get("quantitative_analysis", {}), card.get("considerations", {})
+    lineage, history = card.get("lineage", {}), card.get("reviews", {}).get("history", [])
+    version, environment = details.get("version", {}), details.get("environment") or {}
+    owners = ", ".join(str(o.get("name", "")) for o in details.get("owners", []))
+    graphics = analysis.get("graphics", {})
+    dirty = {True: "yes", False: "no"}.get(lineage.get("git_dirty"), "unknown")
+
+    def bullets(key: str) -> list[tuple[Any, ...]]:
+        return [(item,) for item in considerations.get(key, [])]
+
     return [
-        ("path", details.get("path")), ("version", version.get("name")), ("date", version.get("date")),
-        ("aliases", ", ".join(version.get("aliases", [])) or "none"), ("status", version.get("status")),
-        ("owners", owners or f"Not documented: add governance.{details.get('name')}.owners to shipyard.yaml."),
-        ("licenses", ", ".join(map(str, details.get("licenses", []))) or "Not documented."),
-        ("architecture", params.get("model_architecture")), ("task", params.get("task")),
-        ("flavor", details.get("flavor")), ("artifact digest", details.get("artifact_digest")),
-        ("registered by", details.get("registered_by")), ("registered at", details.get("registered_at")),
-        ("python", (details.get("environment") or {}).get("python")),
-        ("packages", ", ".join(f"{k} {v}" for k, v in packages.items())),
-        ("input", params.get("input_format")), ("output", params.get("output_format")),
+        _Section("Model details", [
+            ("path", details.get("path")), ("version", version.get("name")), ("date", version.get("date")),
+            ("aliases", ", ".join(version.get("aliases", [])) or "none"), ("status", version.get("status")),
+            ("owners", owners or f"Not documented: add governance.{details.get('name')}.owners to shipyard.yaml."),
+            ("licenses", ", ".join(map(str, details.get("licenses", []))) or "Not documented."),
+            ("architecture", params.get("model_architecture")), ("task", params.get("task")),
+            ("flavor", details.get("flavor")), ("artifact digest", details.get("artifact_digest")),
+            ("registered by", details.get("registered_by")), ("registered at", details.get("registered_at")),
+            ("python", environment.get("python")),
+            ("packages", ", ".join(f"{k} {v}" for k, v in (environment.get("packages") or {}).items())),
+            ("input", params.get("input_format")), ("output", params.get("output_format")),
+        ], ("", "")),
+        _Section("Intended use", bullets("use_cases")),
+        _Section("Limitations", bullets("limitations")),
+        _Section("Users", bullets("users")),
+        _Section("Data", [(part, d.get("name") or d.get("note"), d.get("row_count"), d.get("link"))
+                          for part, d in params.get("data", {}).items()], ("", "Dataset", "Rows", "Lineage")),
+        _Section("Evaluation", [(note,) for note in [graphics.get("description"), *analysis.get("notes", [])]],
+                 plots=list(graphics.get("collection", []))),
+        _Section("Performance metrics", [(m.get("type"), m.get("slice"), m.get("value"), m.get("gate"))
+                                         for m in analysis.get("performance_metrics", [])],
+                 ("Metric", "Slice", "Value", "Gate")) if analysis.get("performance_metrics") else
+        _Section("Performance metrics", [("None recorded.",)]),
+        _Section("Gates", [(g, e.get("status"), e.get("summary"), e.get("waived_by") or "", e.get("waiver_reason") or "")
+                           for g, e in card.get("gates", {}).items()], ("Gate", "Status", "Summary", "Waived by", "Reason"))
+        if card.get("gates") else _Section("Gates", [("No gates are declared in shipyard.yaml.",)]),
+        _Section("Ethical considerations", [(r.get("name"), r.get("mitigation_strategy"))
+                                            for r in considerations.get("ethical_considerations", [])],
+                 ("Consideration", "Mitigation")),
+        _Section("Tradeoffs", bullets("tradeoffs")),
+        _Section("Reviews", [(r.get("kind"), r.get("status"), r.get("requested_by"), r.get("decided_by"), r.get("notes"))
+                             for r in history], ("Kind", "Status", "Requested by", "Decided by", "Notes"))
+        if history else _Section("Reviews", [("None recorded.",)]),
+        _Section("Lineage", [("run", lineage.get("run_id")), ("git commit", lineage.get("git_commit")),
+                             ("uncommitted changes", dirty), ("training data", lineage.get("training_dataset")),
+                             *((e.get("relation"), f"{e.get('source')} → {e.get('target')}")
+                               for e in lineage.get("upstream", []))], ("", ""), anchor="lineage"),
+        _Section("Promotion", [(p,) for p in card.get("promotion", {}).get("problems", [])]
+                 or [("Every configured gate and required review allows it.",)]),
     ]
+
+
+def _cell(header: str, value: Any) -> str:
+    if header == "Status" and isinstance(value, str):
+        return f'<td><span class="status {_STATUS_CLASS.get(value, "none")}">{escape(value)}</span></td>'
+    return f'<td{" class=num" if isinstance(value, int | float) and not isinstance(value, bool) else ""}>' \
+           f"{escape(_text(value))}</td>"
 
 
 def _text(value: Any) -> str:
     return "–" if value is None else value if isinstance(value, str) else _fmt(value)
-
-
-def _table(headers: list[str], rows: list[tuple[Any, ...]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers) if any(headers) else ""
-    body = "".join("<tr>" + "".join(f"<td>{escape(_text(cell))}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table>{f'<thead><tr>{head}</tr></thead>' if head else ''}<tbody>{body}</tbody></table>"
-
-
-def _list(items: list[Any]) -> str:
-    return "<ul>" + "".join(f"<li>{escape(_text(item))}</li>" for item in items) + "</ul>" if items else ""
 
 
 def _svg(image: Any) -> str:

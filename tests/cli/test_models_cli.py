@@ -1,0 +1,108 @@
+"""The model commands end to end, including their errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_wine
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestClassifier
+
+import shipyard
+from shipyard.cli.main import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def wine(workspace: Path) -> dict[str, object]:
+    frame = load_wine(as_frame=True).frame
+    frame["target"] = (frame["target"] == 0).astype(int)
+    shipyard.data.add("wine-holdout", frame.sample(60, random_state=0))
+    (workspace / "shipyard.yaml").write_text((workspace / "shipyard.yaml").read_text() + """
+gates:
+  wine:
+    evaluation:
+      dataset: wine-holdout@latest
+      target: target
+      thresholds: {accuracy: {min: 0.9}}
+""")
+    x, y = frame.drop(columns=["target"]), frame["target"]
+    return {"x": x, "y": y}
+
+
+def test_register_gate_promote_and_inspect(wine, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    x, y = wine["x"], wine["y"]
+    with shipyard.start_run("forest") as r:
+        r.log_metric("train_accuracy", 1.0)
+        r.log_model(RandomForestClassifier(n_estimators=20, random_state=0).fit(x, y), "wine", input_example=x.head())
+    shipyard.models.register("wine", DummyClassifier(strategy="constant", constant=0).fit(x, y), input_example=x.head())
+
+    code, out, _ = run(capsys, "models", "gate", "wine/1", "--json")
+    assert code == 0 and json.loads(out)[0]["status"] == "PASS"
+    code, out, _ = run(capsys, "models", "gate", "wine/2")
+    assert code == 1 and "FAIL" in out and "accuracy" in out and "< minimum 0.9" in out
+    code, _, err = run(capsys, "models", "promote", "wine/2")
+    assert code == 1 and "Refusing to promote wine/2 to 'champion'" in err and "accuracy" in err
+    code, out, _ = run(capsys, "models", "promote", "wine/1", "--reason", "first forest")
+    assert code == 0 and "Promoted wine/1 to champion (was nothing)" in out
+    code, _, err = run(capsys, "models", "alias", "set", "wine/2", "champion")
+    assert code == 1 and "moves only through promotion" in err
+    assert run(capsys, "models", "alias", "set", "wine/2", "candidate")[0] == 0
+    code, out, _ = run(capsys, "models", "alias", "history", "wine", "--json")
+    assert [(m["alias"], m["to_version"], m["reason"]) for m in json.loads(out)] == [
+        ("champion", 1, "first forest"), ("candidate", 2, None)]
+    code, out, _ = run(capsys, "models", "list", "--json")
+    assert json.loads(out)[0]["aliases"] == {"champion": 1, "candidate": 2}
+    code, out, _ = run(capsys, "models", "show", "wine@champion", "--json")
+    shown = json.loads(out)
+    assert shown["version"] == 1 and shown["gates"]["evaluation"]["status"] == "PASS" and shown["promotion"]["allowed"]
+    code, out, _ = run(capsys, "models", "show", "wine/2")
+    assert "may not be promoted" in out
+    code, out, _ = run(capsys, "models", "versions", "wine")
+    assert out.index("wine/2") < out.index("wine/1")
+    code, _, err = run(capsys, "models", "archive", "wine/1")
+    assert code == 1 and "still the target of alias(es) champion" in err
+    code, out, _ = run(capsys, "models", "waive", "wine/2", "--gate", "evaluation", "--reason", "baseline for comparison")
+    assert code == 0 and "Waived gate 'evaluation' of wine/2 as tester" in out
+    code, out, _ = run(capsys, "readiness", "wine/1", "--json")
+    items = {i["name"]: i["status"] for i in json.loads(out)["items"]}
+    assert items["pipeline"] == "NOT YET" and items["model"] == "PASS"
+
+
+def test_reviews(wine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    x, y = wine["x"], wine["y"]
+    shipyard.models.register("wine", RandomForestClassifier(n_estimators=5, random_state=0).fit(x, y),
+                             input_example=x.head())
+    code, _, err = run(capsys, "review", "approve", "wine/1", "--kind", "ethical")
+    assert code == 1 and "No open ethical review" in err
+    assert run(capsys, "review", "request", "wine/1", "--kind", "ethical", "--notes", "check groups")[0] == 0
+    code, _, err = run(capsys, "review", "approve", "wine/1", "--kind", "ethical")
+    assert code == 1 and "cannot also decide it" in err
+    monkeypatch.setenv("SHIPYARD_USER", "reviewer")
+    code, out, _ = run(capsys, "review", "reject", "wine/1", "--kind", "ethical", "--notes", "gap too large")
+    assert code == 0 and "ethical review of wine/1: rejected by reviewer" in out
+    code, _, err = run(capsys, "review", "request", "wine/1", "--kind", "Ethical!")
+    assert code == 1 and "Invalid review kind" in err
+
+
+def test_bad_references(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shipyard.models.register("iris", DummyClassifier().fit(np.zeros((4, 1)), [0, 1, 0, 1]))
+    for args, message in [
+        (["models", "show", "irsi/1"], "Did you mean 'iris'"),
+        (["models", "show", "iris/7"], "Versions: iris/1"),
+        (["models", "gate", "iris/1"], "No gates are configured for model 'iris'"),
+        (["models", "promote", "iris/1", "--alias", "Champion!"], "Invalid alias"),
+        (["models", "register", "iris", "--run", "nope"], "No run with id 'nope'"),
+        (["readiness", "iris/9"], "has no version 9"),
+    ]:
+        code, _, err = run(capsys, *args)
+        assert code == 1, args
+        assert message in err, (args, err)
