@@ -31,6 +31,7 @@ from common import BENCH_DIR, PEERS_PYTHON, RESULTS_DIR, Context, environment_in
 SUITES: dict[str, str] = {
     "tracking": "tracking.suite",
     "data": "data.suite",
+    "registry": "registry.suite",
 }
 
 

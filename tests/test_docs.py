@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -40,6 +39,7 @@ def test_readme_tour_runs(tmp_path: Path) -> None:
     ran = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.startswith("rf-depth-6 0.86")
+    assert ran.stdout.strip().splitlines()[-1].startswith("[")  # the champion candidate predicted
     commands = [line for block in shell_blocks for line in block.splitlines() if line.strip()]
     assert len(commands) >= 4
     for command in commands:
@@ -49,6 +49,7 @@ def test_readme_tour_runs(tmp_path: Path) -> None:
         'shipyard runs list --filter "metrics.auc > 0.85" --order-by "metrics.auc DESC" --json', tmp_path
     )
     assert '"rf-depth-6"' in listing.stdout and '"rf-depth-3"' not in listing.stdout
+    assert (tmp_path / "cards" / "wine" / "2" / "card.html").is_file()
 
 
 def test_documented_config_example_runs(workspace: Path) -> None:

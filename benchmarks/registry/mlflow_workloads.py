@@ -53,10 +53,10 @@ from _shared import (
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
-import mlflow  # noqa: E402
-import mlflow.pyfunc  # noqa: E402
-import mlflow.sklearn  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+import mlflow
+import mlflow.pyfunc
+import mlflow.sklearn
+from mlflow.tracking import MlflowClient
 
 #: The packages MLflow infers for this model, pinned to what is installed (variant "explicit").
 EXPLICIT_PACKAGES = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")

@@ -47,7 +47,7 @@ from _shared import (
 
 os.environ.setdefault("SHIPYARD_USER", "bench")
 
-import shipyard  # noqa: E402
+import shipyard
 
 
 def setup(workdir: Path) -> None:

@@ -6,7 +6,6 @@ import io
 import math
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest

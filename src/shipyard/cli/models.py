@@ -215,6 +215,25 @@ def promote(
     console().print(f"Promoted {m.model}/{m.to_version} to {alias} (was {before}).")
 
 
+@app.command("card")
+def card(
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION.")],
+    out: Annotated[Optional[str], typer.Option("--out", help="Folder for the files (default cards/NAME/VERSION).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Generate the model card (JSON, Markdown, HTML) from the registry's evidence."""
+    from pathlib import Path
+
+    from shipyard.governance.cards import write_card
+
+    paths = write_card(context(), ref, Path(out) if out else None)
+    if as_json:
+        print_json({kind: str(path) for kind, path in paths.items()})
+        return
+    for kind, path in paths.items():
+        console().print(f"{kind:<9} {path}")
+
+
 def _review(ref: str, kind: str, notes: str | None, decision: bool | None) -> None:
     from shipyard.models.reviews import decide_review, request_review
 

@@ -41,6 +41,13 @@ def _dataset(namespace: str, version: DatasetVersion, role: str) -> dict[str, An
     return {"namespace": namespace, "name": version.dataset, "facets": facets, f"{role}Facets": {}}
 
 
+def _model(namespace: str, version_id: str) -> dict[str, Any]:
+    """A registered model version as an output dataset of the run that produced it."""
+    name, _, number = version_id.rpartition("/")
+    facets = {"version": {"_producer": PRODUCER, "_schemaURL": VERSION_FACET, "datasetVersion": number}}
+    return {"namespace": f"{namespace}/models", "name": name, "facets": facets, "outputFacets": {}}
+
+
 def _event(kind: str, ms: int, run_id: str, job: str, inputs: list[Any], outputs: list[Any]) -> dict[str, Any]:
     return {
         "eventType": kind,
@@ -72,7 +79,9 @@ def export_events(ctx: Context) -> list[dict[str, Any]]:
             inputs[e.dst_id].append(_dataset(namespace, versions[e.src_id], "input"))
         elif e.relation == "output" and e.src_kind == "run" and e.dst_id in versions:
             outputs[e.src_id].append(_dataset(namespace, versions[e.dst_id], "output"))
-        elif e.relation == "derived" and e.src_id in versions:
+        elif e.relation == "output" and e.src_kind == "run" and e.dst_kind == "model_version":
+            outputs[e.src_id].append(_model(namespace, e.dst_id))
+        elif e.relation == "derived" and e.dst_kind == "dataset_version" and e.src_id in versions:
             parents[e.dst_id].append(_dataset(namespace, versions[e.src_id], "input"))
     events: list[dict[str, Any]] = []
     for r in run_rows:
@@ -82,6 +91,8 @@ def export_events(ctx: Context) -> list[dict[str, Any]]:
         if r.status in _ENDINGS and r.end_time is not None:
             events.append(_event(_ENDINGS[r.status], r.end_time, run_uuid, job, inputs[r.run_id], outputs[r.run_id]))
     for vid, sources in parents.items():
+        if vid not in versions:
+            continue
         version = versions[vid]
         run_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{vid}"))
         job = f"dataset.{version.dataset}"

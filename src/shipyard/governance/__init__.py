@@ -1,1 +1,1 @@
-"""Governance: the audit trail's readers and verification (model cards and readiness come later)."""
+"""Governance: the audit trail, model cards and the production-readiness checklist."""

@@ -90,23 +90,34 @@ def enforce(signature: Signature, frame: Any) -> pd.DataFrame:
 
     if not isinstance(frame, pd.DataFrame):
         raise ValidationError(f"Model input must be a pandas DataFrame, got {type(frame).__name__}.")
+    if frame.columns.duplicated().any():
+        dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise ValidationError(f"Model input has duplicate columns {', '.join(dupes)}; give each column once.")
     missing = [c.name for c in signature.inputs if c.name not in frame.columns]
     if missing:
         raise ValidationError(
             f"Model input is missing column(s) {', '.join(repr(m) for m in missing)}. "
             f"The model expects: {', '.join(signature.columns)}."
         )
-    out = {}
-    for spec in signature.inputs:
-        column = frame[spec.name]
-        if not spec.nullable and column.isna().any():
-            row = int(np.flatnonzero(column.isna().to_numpy())[0])
+    columns = signature.columns
+    # One selection (none when the frame already is the model's columns in its order).
+    selected = frame if frame.columns.tolist() == columns else frame[columns]
+    required = [i for i, c in enumerate(signature.inputs) if not c.nullable]
+    if required:
+        nulls = selected.isna().to_numpy()[:, required]
+        if nulls.any():
+            column_index = required[int(np.flatnonzero(nulls.any(axis=0))[0])]
+            row = int(np.flatnonzero(nulls[:, required.index(column_index)])[0])
             raise ValidationError(
-                f"Column '{spec.name}' has a null at row {row}, but the model was registered with no nulls "
-                "there. Fill or drop the missing values first."
+                f"Column '{columns[column_index]}' has a null at row {row}, but the model was registered with "
+                "no nulls there. Fill or drop the missing values first."
             )
-        out[spec.name] = _cast(spec, column)
-    return pd.DataFrame(out, index=frame.index)
+    casts = {
+        spec.name: _cast(spec, selected[spec.name])
+        for spec, dtype in zip(signature.inputs, selected.dtypes, strict=True)
+        if str(dtype) != spec.dtype
+    }
+    return selected.assign(**casts) if casts else selected
 
 
 def _cast(spec: ColumnSpec, column: pd.Series) -> pd.Series:
