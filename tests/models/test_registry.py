@@ -171,16 +171,25 @@ def test_a_tampered_artifact_is_refused(workspace: Path, cancer) -> None:  # typ
 LOAD_SCRIPT = """
 import json, sys, pandas as pd, shipyard
 frame = pd.read_json(sys.argv[1])
-model = shipyard.models.load("models:/fresh@staging")
+model = shipyard.models.load("models:/fresh@champion")
 print(json.dumps({"pred": model.predict(frame).tolist(), "proba": model.predict_proba(frame)[:, 1].tolist()}))
 """
 
 
-def test_loaded_by_alias_in_a_fresh_process_predicts_identically(workspace: Path, cancer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_registered_gated_promoted_and_loaded_in_a_fresh_process(workspace: Path, cancer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.models.gating import run_gates
+    from shipyard.models.promotion import promote
+
     x, y = cancer
     model = _train(x, y)
+    shipyard.data.add("fresh-holdout", x.assign(target=y).sample(100, random_state=3))
+    spec = workspace / "shipyard.yaml"
+    spec.write_text(spec.read_text() + "gates:\n  fresh:\n    evaluation:\n      dataset: fresh-holdout@1\n"
+                    "      target: target\n      thresholds: {roc_auc: {min: 0.9}}\n")
     shipyard.models.register("fresh", model, input_example=x.head())
-    shipyard.models.set_alias("fresh/1", "staging")
+    [result] = run_gates(open_context(), "fresh/1")
+    assert result.status == "PASS"
+    promote(open_context(), "fresh/1")
     sample = x.sample(50, random_state=1)
     sample.to_json(tmp_path / "rows.json")
     out = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "rows.json")], capture_output=True,

@@ -152,3 +152,17 @@ def test_large_local_file_is_copied_and_hashed_in_parallel(tmp_path: Path) -> No
     assert Path(store._path(info.digest)).read_bytes() == source.read_bytes()
     assert list(Path(store.root, "tmp").rglob("*.part")) == []
     assert store.put_file(source) == info  # stored once
+
+
+def test_small_files_are_written_beside_their_name_and_leftovers_collected(tmp_path: Path) -> None:
+    store = BlobStore(str(tmp_path / "blobs"))
+    source = tmp_path / "small.txt"
+    source.write_bytes(b"tiny")
+    info = store.put_file(source)
+    assert store.get_bytes(info.digest) == b"tiny"
+    shard = Path(store._path(info.digest)).parent
+    leftover = shard / f"{'ab' * 32}.deadbeef.part"  # as if a writer died between write and rename
+    leftover.write_bytes(b"half")
+    assert list(store.iter_digests()) == [info.digest]  # never listed as a blob
+    report = store.gc({info.digest}, grace_seconds=0)
+    assert report.temp_removed == 1 and not leftover.exists() and store.exists(info.digest)

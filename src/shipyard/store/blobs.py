@@ -21,6 +21,8 @@ from shipyard.errors import BackendError, ConflictError, IntegrityError, NotFoun
 CHUNK = 1 << 20
 # Files at least this large are copied by the kernel while a second thread hashes them.
 PARALLEL_COPY_BYTES = 16 << 20
+# Files at most this large are read whole, hashed, then written beside their final name.
+SMALL_FILE_BYTES = 256 << 10
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -88,10 +90,41 @@ class BlobStore:
         if self.remote:
             digest, size = hash_file(source)
             return self._upload(source, digest, size)
-        if source.stat().st_size >= PARALLEL_COPY_BYTES:
+        size = source.stat().st_size
+        if size >= PARALLEL_COPY_BYTES:
             return self._put_large(source, sync=sync)
+        if size <= SMALL_FILE_BYTES:
+            return self._put_small(source.read_bytes(), sync=sync)
         with open(source, "rb") as handle:
             return self.put_stream(handle, sync=sync)
+
+    def _put_small(self, data: bytes, *, sync: bool) -> BlobInfo:
+        """A small file is hashed in memory first, so it is written beside its final name and renamed
+        within one folder: no shared temporary folder, and nothing written when it is already stored."""
+        digest = hashlib.sha256(data).hexdigest()
+        final = self._path(digest)
+        if os.path.exists(final):
+            return BlobInfo(digest, len(data))
+        folder = os.path.dirname(final)
+        if folder not in self._made_dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._made_dirs.add(folder)
+        tmp = f"{final}.{uuid.uuid4().hex[:12]}.part"
+        try:
+            with open(tmp, "wb") as out:
+                out.write(data)
+                if sync:
+                    out.flush()
+                    os.fsync(out.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        self.written = True
+        if sync:
+            _fsync_dir(folder)
+        return BlobInfo(digest, len(data))
 
     def _put_large(self, source: Path, *, sync: bool) -> BlobInfo:
         """Copy a large file in the kernel (copy_file_range/sendfile) while hashing it in parallel.
@@ -279,8 +312,8 @@ class BlobStore:
             if not dry_run:
                 self.fs.rm(path)
         if not self.remote:
-            tmp_dir = Path(self.root, "tmp")
-            for part in tmp_dir.rglob("*.part"):
+            partials = [*Path(self.root, "tmp").rglob("*.part"), *Path(self.root, "sha256").glob("*/*.part")]
+            for part in partials:
                 try:
                     if part.stat().st_mtime <= cutoff:
                         report.temp_removed += 1
