@@ -183,3 +183,57 @@ def fmt_ratio(r: float | None) -> str:
     if r >= 100:
         return f"{r:,.0f}x"
     return f"{r:.1f}x" if r >= 10 else f"{r:.2f}x"
+
+# -- MLflow-vs-Shipyard worker processes (the tracking and registry suites) ---------------------
+SCRUB_PREFIXES = ("MLFLOW_", "SHIPYARD_")
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUB_PREFIXES)}
+    env.pop("PYTHONPATH", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Tool:
+    def __init__(self, name: str, label: str, python: Path, worker: Path) -> None:
+        self.name, self.label, self.python, self.worker = name, label, python, worker
+
+    def env(self, workdir: Path) -> dict[str, str]:
+        env = base_env()
+        if self.name == "mlflow":
+            env.update(
+                MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
+                MLFLOW_DISABLE_TELEMETRY="true",
+                DO_NOT_TRACK="true",
+            )
+        else:
+            env.update(SHIPYARD_WORKSPACE=str(workdir), SHIPYARD_USER="bench")
+        return env
+
+    def run(self, workdir: Path, workload: str, *args: str) -> dict[str, Any]:
+        return run_worker(
+            self.python,
+            self.worker,
+            [workload, "--workdir", str(workdir), *args],
+            env=self.env(workdir),
+            cwd=workdir,
+        )
+
+
+def mlflow_and_shipyard(ctx: Context, shipyard_worker: Path, mlflow_worker: Path) -> tuple[Tool, Tool]:
+    return (
+        Tool("shipyard", "Shipyard", ctx.project_python, shipyard_worker),
+        Tool("mlflow", "MLflow", ctx.peers_python, mlflow_worker),
+    )
+
+
+def guard(ctx: Context, label: str, fn) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    try:
+        result = fn()
+    except (WorkerError, OSError, ValueError) as exc:
+        ctx.log(f"  {label}: FAILED\n{exc}")
+        return {"failed": True, "error": str(exc)[-2000:]}
+    ctx.log(f"  {label}: done in {time.perf_counter() - t0:.1f} s")
+    return result

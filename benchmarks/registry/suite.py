@@ -11,11 +11,10 @@ workers).
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
-from common import Context, WorkerError, fmt_ratio, fmt_seconds, run_worker
+from common import Context, Tool, fmt_ratio, fmt_seconds, guard, mlflow_and_shipyard
 
 from registry._shared import ALIAS, MODEL_NAME
 
@@ -33,58 +32,6 @@ QUICK = {"n": 3, "rows": 200, "rounds": 2, "batch_rows": 1_000, "batch_repeats":
 #: A 1-minute load average above this at the start means other work shares the CPUs: warn about noise.
 BUSY_LOAD = 0.5
 
-_SCRUB_PREFIXES = ("MLFLOW_", "SHIPYARD_")
-
-
-def _base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
-    env.pop("PYTHONPATH", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Tool:
-    def __init__(self, name: str, label: str, python: Path, worker: Path) -> None:
-        self.name, self.label, self.python, self.worker = name, label, python, worker
-
-    def env(self, workdir: Path) -> dict[str, str]:
-        env = _base_env()
-        if self.name == "mlflow":
-            env.update(
-                MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
-                MLFLOW_DISABLE_TELEMETRY="true",
-                DO_NOT_TRACK="true",
-            )
-        else:
-            env.update(SHIPYARD_WORKSPACE=str(workdir), SHIPYARD_USER="bench")
-        return env
-
-    def run(self, workdir: Path, workload: str, *args: str) -> dict[str, Any]:
-        return run_worker(
-            self.python,
-            self.worker,
-            [workload, "--workdir", str(workdir), *args],
-            env=self.env(workdir),
-            cwd=workdir,
-        )
-
-
-def _tools(ctx: Context) -> tuple[Tool, Tool]:
-    return (
-        Tool("shipyard", "Shipyard", ctx.project_python, SHIPYARD_WORKER),
-        Tool("mlflow", "MLflow", ctx.peers_python, MLFLOW_WORKER),
-    )
-
-
-def _guard(ctx: Context, label: str, fn) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    try:
-        result = fn()
-    except (WorkerError, OSError, ValueError) as exc:
-        ctx.log(f"  {label}: FAILED\n{exc}")
-        return {"failed": True, "error": str(exc)[-2000:]}
-    ctx.log(f"  {label}: done in {time.perf_counter() - t0:.1f} s")
-    return result
 
 
 def _workload(ctx: Context, tool: Tool, workload: str, label: str, *args: str) -> dict[str, Any]:
@@ -92,7 +39,7 @@ def _workload(ctx: Context, tool: Tool, workload: str, label: str, *args: str) -
         with ctx.workdir(f"{tool.name}-{workload}") as wd:
             return tool.run(wd, workload, *args)
 
-    return _guard(ctx, f"{tool.label} {label}", go)
+    return guard(ctx, f"{tool.label} {label}", go)
 
 
 # --------------------------------------------------------------------------- suite entry points
@@ -100,7 +47,7 @@ def _workload(ctx: Context, tool: Tool, workload: str, label: str, *args: str) -
 
 def run(ctx: Context) -> dict[str, Any]:
     cfg = QUICK if ctx.quick else FULL
-    shipyard, mlflow = _tools(ctx)
+    shipyard, mlflow = mlflow_and_shipyard(ctx, SHIPYARD_WORKER, MLFLOW_WORKER)
     notes: list[str] = []
     load_start = os.getloadavg()
     if load_start[0] > BUSY_LOAD:

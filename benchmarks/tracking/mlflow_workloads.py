@@ -30,7 +30,6 @@ from _shared import (
     median,
     non_increasing,
     parse_args,
-    percentile,
     retry_start,
     search_dataset,
     wait_for_go,

@@ -8,19 +8,18 @@ clock starts (see ``setup()`` in the workers).
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 from typing import Any
 
 from tracking._shared import SEARCH_FILTER, SEARCH_ORDER_BY, median, percentile
 from common import (
     Context,
-    WorkerError,
+    Tool,
     fmt_rate,
     fmt_ratio,
     fmt_seconds,
-    run_worker,
+    guard,
+    mlflow_and_shipyard,
     run_workers_together,
 )
 
@@ -37,58 +36,6 @@ SHIPYARD_BATCH_CHUNK = 10_000
 FULL = {"log_metric": 10_000, "log_batch": 100_000, "runs": 1_000, "writers": 8, "per_writer": 500, "repeats": 5}
 QUICK = {"log_metric": 1_000, "log_batch": 10_000, "runs": 100, "writers": 8, "per_writer": 50, "repeats": 3}
 
-_SCRUB_PREFIXES = ("MLFLOW_", "SHIPYARD_")
-
-
-def _base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
-    env.pop("PYTHONPATH", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Tool:
-    def __init__(self, name: str, label: str, python: Path, worker: Path) -> None:
-        self.name, self.label, self.python, self.worker = name, label, python, worker
-
-    def env(self, workdir: Path) -> dict[str, str]:
-        env = _base_env()
-        if self.name == "mlflow":
-            env.update(
-                MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
-                MLFLOW_DISABLE_TELEMETRY="true",
-                DO_NOT_TRACK="true",
-            )
-        else:
-            env.update(SHIPYARD_WORKSPACE=str(workdir), SHIPYARD_USER="bench")
-        return env
-
-    def run(self, workdir: Path, workload: str, *args: str) -> dict[str, Any]:
-        return run_worker(
-            self.python,
-            self.worker,
-            [workload, "--workdir", str(workdir), *args],
-            env=self.env(workdir),
-            cwd=workdir,
-        )
-
-
-def _tools(ctx: Context) -> tuple[Tool, Tool]:
-    return (
-        Tool("shipyard", "Shipyard", ctx.project_python, SHIPYARD_WORKER),
-        Tool("mlflow", "MLflow", ctx.peers_python, MLFLOW_WORKER),
-    )
-
-
-def _guard(ctx: Context, label: str, fn) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    try:
-        result = fn()
-    except (WorkerError, OSError, ValueError) as exc:
-        ctx.log(f"  {label}: FAILED\n{exc}")
-        return {"failed": True, "error": str(exc)[-2000:]}
-    ctx.log(f"  {label}: done in {time.perf_counter() - t0:.1f} s")
-    return result
 
 
 # --------------------------------------------------------------------------- workloads
@@ -103,7 +50,7 @@ def _points_workload(ctx: Context, tool: Tool, workload: str, n: int, chunk: int
         r["verified"] = r["stored"] == r["points"]
         return r
 
-    return _guard(ctx, f"{tool.label} {workload}", go)
+    return guard(ctx, f"{tool.label} {workload}", go)
 
 
 def _search_workload(ctx: Context, tool: Tool, n_runs: int, repeats: int) -> dict[str, Any]:
@@ -114,7 +61,7 @@ def _search_workload(ctx: Context, tool: Tool, n_runs: int, repeats: int) -> dic
         r["verified"] = r["rows"] == r["expected_rows"] and r["ordered"]
         return r
 
-    return _guard(ctx, f"{tool.label} runs_search", go)
+    return guard(ctx, f"{tool.label} runs_search", go)
 
 
 def _concurrent_workload(ctx: Context, tool: Tool, writers: int, per_writer: int, durable: bool) -> dict[str, Any]:
@@ -158,7 +105,7 @@ def _concurrent_workload(ctx: Context, tool: Tool, writers: int, per_writer: int
         }
 
     mode = "flush per call" if durable else ("buffered" if tool.name == "shipyard" else "sync")
-    return _guard(ctx, f"{tool.label} concurrent ({mode})", go)
+    return guard(ctx, f"{tool.label} concurrent ({mode})", go)
 
 
 # --------------------------------------------------------------------------- suite entry points
@@ -166,7 +113,7 @@ def _concurrent_workload(ctx: Context, tool: Tool, writers: int, per_writer: int
 
 def run(ctx: Context) -> dict[str, Any]:
     cfg = QUICK if ctx.quick else FULL
-    shipyard, mlflow = _tools(ctx)
+    shipyard, mlflow = mlflow_and_shipyard(ctx, SHIPYARD_WORKER, MLFLOW_WORKER)
     w: dict[str, Any] = {}
 
     ctx.log(f"(a) {cfg['log_metric']:,} log_metric calls in one run")
