@@ -163,6 +163,28 @@ def _create_engine(url: str, busy_timeout_ms: int) -> Engine:
         ) from exc
 
 
+def _use_wal(cur: Any, busy_timeout_ms: int) -> None:
+    """Switch a database to WAL (a persistent setting of the file). While several processes open a
+    brand-new file at once, the switch can fail with 'database is locked' without SQLite waiting on
+    its busy handler, so it is retried here until the busy timeout."""
+    import sqlite3
+
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    delay = 0.005
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     """WAL for concurrent readers, and BEGIN IMMEDIATE for writers so that two writers never
     deadlock upgrading a read lock (the source of 'database is locked' under contention)."""
@@ -171,10 +193,10 @@ def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        _use_wal(cur, busy_timeout_ms)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
