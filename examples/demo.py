@@ -103,16 +103,16 @@ def main() -> int:
     train, holdout = train_test_split(frame, test_size=0.25, random_state=42, stratify=frame["target"])
     shipyard.data.add("cancer-train", train.reset_index(drop=True), parents=["cancer@1"], key=["patient_id"])
     shipyard.data.add("cancer-holdout", holdout.reset_index(drop=True), parents=["cancer@1"], key=["patient_id"])
-    for split in ("cancer-train@1", "cancer-holdout@1"):  # the splits honour the same contract
-        checked = shipyard.data.validate(split, schema=schema, reference="cancer@1")
-        if not checked.ok:
-            print(f"{split} failed validation: {[a.message for a in checked.errors]}")
-            return 1
+    # The training split must honour the same contract as the whole table (its profile is compared too).
+    checked = shipyard.data.validate("cancer-train@1", schema=schema, reference="cancer@1")
+    if not checked.ok:
+        print(f"cancer-train@1 failed validation: {[a.message for a in checked.errors]}")
+        return 1
     features = [c for c in frame.columns if c not in ("patient_id", "clinic", "target")]
     x_train, y_train = train[features], train["target"]
     x_test, y_test = holdout[features], holdout["target"]
-    print(f"Split into cancer-train@1 ({len(train)} rows) and cancer-holdout@1 ({len(holdout)} rows), "
-          "both validated against the contract\n")
+    print(f"Split into cancer-train@1 ({len(train)} rows, validated against the contract) and "
+          f"cancer-holdout@1 ({len(holdout)} rows)\n")
 
     # 2. Train the candidates, each run linked to the data version it read.
     for name, build, params in CANDIDATES:
