@@ -28,7 +28,7 @@ from sklearn.preprocessing import StandardScaler
 import shipyard
 from shipyard.cli.main import main as shipyard_cli
 
-WORKSPACE = Path(__file__).resolve().parent.parent / "demo-workspace"
+WORKSPACE = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "demo-workspace"
 
 CANDIDATES = [
     ("logreg-C0.1", lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500)), {"model": "logreg", "C": 0.1}),
@@ -165,10 +165,10 @@ def main() -> int:
     print("\nLook further:")
     print(f"  model card:       {WORKSPACE / 'cards' / 'cancer' / '1' / 'card.html'}")
     print(f"  readiness report: {readiness}")
-    print(f"  .venv/bin/shipyard -C {WORKSPACE.name} models show cancer@champion")
-    print(f"  .venv/bin/shipyard -C {WORKSPACE.name} lineage show cancer/1")
-    print(f"  .venv/bin/shipyard -C {WORKSPACE.name} data show cancer@1")
-    print(f"  .venv/bin/shipyard -C {WORKSPACE.name} audit log")
+    print(f"  .venv/bin/shipyard -C {WORKSPACE} models show cancer@champion")
+    print(f"  .venv/bin/shipyard -C {WORKSPACE} lineage show cancer/1")
+    print(f"  .venv/bin/shipyard -C {WORKSPACE} data show cancer@1")
+    print(f"  .venv/bin/shipyard -C {WORKSPACE} audit log")
     return status or card_status
 
 
