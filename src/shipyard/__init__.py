@@ -17,6 +17,7 @@ from shipyard.errors import (
     ValidationError,
     WorkspaceNotFoundError,
 )
+from shipyard.pipelines.steps import pipeline, step
 from shipyard.tracking.api import (
     audit_log,
     delete_run,
@@ -68,9 +69,11 @@ __all__ = [
     "log_param",
     "log_params",
     "models",
+    "pipeline",
     "search_runs",
     "set_tag",
     "set_tags",
     "start_run",
+    "step",
     "verify_audit",
 ]

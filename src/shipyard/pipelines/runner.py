@@ -1,0 +1,286 @@
+"""Running a pipeline: order the DAG, decide per step between a cache hit and a run (saying why),
+submit runs to the executor, and record one run per pipeline with one child run per step."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from shipyard.context import Context
+from shipyard.errors import ShipyardError, ValidationError
+from shipyard.pipelines.cache import KeyParts, code_digest, describe_miss, environment_digest
+from shipyard.pipelines.executors import StepOutcome, StepTask, StoredRef, make_executor
+from shipyard.pipelines.materialize import Stored, load_value
+from shipyard.pipelines.steps import Node, OutputRef, Pipeline
+
+OUTPUTS = "outputs.json"
+
+
+class PipelineFailed(ShipyardError):
+    """A step failed; nothing downstream of it ran."""
+
+    status_code = 500
+
+    def __init__(self, message: str, step: str, original: str | None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.original_traceback = original
+
+
+@dataclass
+class StepReport:
+    node: str
+    status: str  # finished | failed | skipped
+    cache: str  # hit | miss | off
+    reason: str
+    run_id: str | None = None
+    seconds: float = 0.0
+    attempts: int = 0
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class PipelineResult:
+    run_id: str
+    name: str
+    status: str
+    steps: dict[str, StepReport]
+    returned: Any = None
+    ctx: Context | None = field(default=None, repr=False)
+
+    def output(self, node: str, index: int = 0) -> Any:
+        """The value a step produced, read back from the blob store."""
+        assert self.ctx is not None
+        report = self.steps[node]
+        return load_value(self.ctx.blobs, Stored.from_dict(report.outputs[index]))
+
+    def value(self) -> Any:
+        """What the pipeline function returned, with step outputs read back."""
+        def resolve(v: Any) -> Any:
+            if isinstance(v, OutputRef):
+                return self.output(v.node, v.index or 0)
+            if isinstance(v, (list, tuple)):
+                return type(v)(resolve(x) for x in v)
+            if isinstance(v, dict):
+                return {k: resolve(x) for k, x in v.items()}
+            return v
+        return resolve(self.returned)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "name": self.name, "status": self.status,
+                "steps": {k: asdict(v) for k, v in self.steps.items()}}
+
+
+def topological_order(nodes: dict[str, Node]) -> list[str]:
+    """Kahn's algorithm; a cycle is an error naming the steps on it."""
+    indegree = {n: 0 for n in nodes}
+    children: dict[str, list[str]] = {n: [] for n in nodes}
+    for node in nodes.values():
+        for up in node.upstream:
+            if up not in nodes:
+                raise ValidationError(f"Step '{node.id}' takes an output of '{up}', which is not in the pipeline.")
+            indegree[node.id] += 1
+            children[up].append(node.id)
+    ready = sorted(n for n, d in indegree.items() if d == 0)
+    order = []
+    while ready:
+        current = ready.pop(0)
+        order.append(current)
+        for child in children[current]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                ready.append(child)
+    if len(order) != len(nodes):
+        cycle = sorted(n for n, d in indegree.items() if d > 0)
+        raise ValidationError(f"The pipeline has a cycle through steps {', '.join(cycle)}; a step cannot depend on itself.")
+    return order
+
+
+def _literal(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _bind(node: Node, outputs: dict[str, list[dict[str, Any]]]) -> tuple[tuple[Any, ...], dict[str, Any], KeyParts]:
+    """Replace refs by stored inputs; split the arguments into literal params and input digests."""
+    import inspect
+
+    bound = inspect.signature(node.step.fn).bind(*node.args, **node.kwargs)
+    params: dict[str, Any] = {}
+    inputs: dict[str, str] = {}
+
+    def swap(name: str, value: Any) -> Any:
+        if isinstance(value, OutputRef):
+            stored = outputs[value.node][value.index or 0]
+            inputs[name] = stored["digest"]
+            return StoredRef(Stored.from_dict(stored))
+        if isinstance(value, (list, tuple)) and any(isinstance(v, OutputRef) for v in value):
+            return type(value)(swap(f"{name}[{i}]", v) for i, v in enumerate(value))
+        params[name] = _literal(value)
+        return value
+
+    for name, value in list(bound.arguments.items()):
+        bound.arguments[name] = swap(name, value)
+    parts = KeyParts(code_digest(node.step), params, inputs, environment_digest())
+    return bound.args, bound.kwargs, parts
+
+
+def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, executor: str | None = None,
+                 use_cache: bool = True) -> PipelineResult:
+    from shipyard.tracking import runs
+    from shipyard.tracking.environment import environment, git_state, source_name
+
+    nodes, returned = pipeline.build(**params)
+    order = topological_order(nodes)
+    runner = make_executor(executor)
+    commit, dirty = git_state()
+    parent = runs.create_run(
+        ctx, name=pipeline.name, experiment="pipelines",
+        tags_={"shipyard.kind": "pipeline", "shipyard.pipeline": pipeline.name, "shipyard.executor": runner.name},
+        git_commit=commit, git_dirty=dirty, source=source_name(), environment=environment(),
+    )
+    if params:
+        runs.log_params(ctx, parent.run_id, {k: _literal(v) for k, v in params.items()})
+    started = time.perf_counter()
+    reports: dict[str, StepReport] = {}
+    outputs: dict[str, list[dict[str, Any]]] = {}
+    pending: dict[Future[StepOutcome], tuple[str, str, float, str]] = {}
+    failed: tuple[str, StepOutcome] | None = None
+    remaining = list(order)
+    try:
+        while remaining or pending:
+            hits = 0
+            for node_id in [n for n in remaining if all(u in outputs for u in nodes[n].upstream)]:
+                if failed is not None:
+                    break
+                remaining.remove(node_id)
+                node = nodes[node_id]
+                args, kwargs, parts = _bind(node, outputs)
+                cached = _cache_hit(ctx, pipeline.name, node_id, parts) if use_cache and node.step.options.cache else None
+                if cached is not None:
+                    hit_run, stored = cached
+                    run_id = _record_hit(ctx, parent.run_id, pipeline.name, node_id, parts, hit_run, stored)
+                    outputs[node_id] = stored
+                    reports[node_id] = StepReport(node_id, "finished", "hit", f"same code, params, inputs and "
+                                                  f"environment as run {hit_run[:8]}", run_id, 0.0, 0, stored)
+                    hits += 1
+                    continue
+                mode = "miss" if use_cache and node.step.options.cache else "off"
+                reason = describe_miss(parts, _previous_parts(ctx, pipeline.name, node_id)) if mode == "miss" \
+                    else "caching is off for this run" if not use_cache else "caching is off for this step"
+                step_run = runs.create_run(
+                    ctx, name=node_id, experiment="pipelines", parent_id=parent.run_id,
+                    tags_=_step_tags(pipeline.name, node_id, parts, mode, reason),
+                )
+                if parts.params:
+                    runs.log_params(ctx, step_run.run_id, parts.params)
+                task = StepTask(node_id, node.step, tuple(args), dict(kwargs), str(ctx.workspace.root))
+                pending[runner.submit(task)] = (node_id, step_run.run_id, time.perf_counter(), reason)
+                reports[node_id] = StepReport(node_id, "running", mode, reason, step_run.run_id)
+            if hits and failed is None:
+                continue  # cache hits may have made more steps ready
+            if not pending:
+                break
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                node_id, run_id, t0, reason = pending.pop(future)
+                outcome = future.result()
+                report = reports[node_id]
+                report.seconds, report.attempts = round(time.perf_counter() - t0, 4), outcome.attempts
+                if outcome.ok:
+                    _record_success(ctx, run_id, outcome)
+                    outputs[node_id] = outcome.outputs
+                    report.status, report.outputs = "finished", outcome.outputs
+                else:
+                    runs.finish_run(ctx, run_id, "failed", error=outcome.traceback or outcome.error,
+                                    resources=outcome.resources)
+                    report.status = "failed"
+                    failed = failed or (node_id, outcome)
+        for node_id in remaining:
+            reports[node_id] = StepReport(node_id, "skipped", "off", "not run: an upstream step failed")
+    finally:
+        runner.close()
+    status = "failed" if failed else "finished"
+    runs.finish_run(ctx, parent.run_id, status,
+                    error=failed[1].traceback if failed else None,
+                    resources={"wall_seconds": round(time.perf_counter() - started, 6)})
+    result = PipelineResult(parent.run_id, pipeline.name, status, {n: reports[n] for n in order if n in reports},
+                            returned, ctx)
+    if failed:
+        node_id, outcome = failed
+        raise PipelineFailed(
+            f"Pipeline '{pipeline.name}' failed at step '{node_id}' after {outcome.attempts} attempt(s): "
+            f"{outcome.error}. Nothing downstream ran; fix it and run again — finished steps are cache hits.\n"
+            f"{outcome.traceback or ''}".rstrip(),
+            node_id, outcome.traceback,
+        )
+    return result
+
+
+def _step_tags(pipeline: str, node: str, parts: KeyParts, mode: str, reason: str) -> dict[str, str]:
+    return {
+        "shipyard.kind": "step", "shipyard.pipeline": pipeline, "shipyard.step": node,
+        "shipyard.cache": mode, "shipyard.cache_reason": reason[:7000], "shipyard.cache_key": parts.key(),
+        "shipyard.key_parts": json.dumps(parts.to_dict(), default=repr)[:7900],
+    }
+
+
+def _record_success(ctx: Context, run_id: str, outcome: StepOutcome) -> None:
+    from shipyard.tracking import runs
+
+    info = ctx.blobs.put_bytes(json.dumps(outcome.outputs).encode())
+    runs.log_artifact_blob(ctx, run_id, OUTPUTS, info.digest, info.size)
+    for i, stored in enumerate(outcome.outputs):
+        runs.log_artifact_blob(ctx, run_id, f"outputs/{i}.{stored['kind'].split(':')[0]}", stored["digest"], stored["size"])
+    runs.set_tags(ctx, run_id, {"shipyard.worker": outcome.worker, "shipyard.attempts": outcome.attempts})
+    runs.finish_run(ctx, run_id, "finished", resources=outcome.resources)
+
+
+def _cache_hit(ctx: Context, pipeline: str, node: str, parts: KeyParts) -> tuple[str, list[dict[str, Any]]] | None:
+    from shipyard.tracking.artifacts import read_artifact
+    from shipyard.tracking.search import search_run_ids
+
+    ids, _ = search_run_ids(ctx, f"tags.shipyard.cache_key = '{parts.key()}' and status = 'finished' "
+                            "and tags.shipyard.cache != 'hit'",
+                            ["start_time DESC"], max_results=5)
+    for run_id in ids:
+        try:
+            stored = json.loads(read_artifact(ctx, run_id, OUTPUTS))
+        except ShipyardError:
+            continue
+        if all(ctx.blobs.exists(s["digest"]) for s in stored):
+            return run_id, stored
+    return None
+
+
+def _previous_parts(ctx: Context, pipeline: str, node: str) -> dict[str, Any] | None:
+    from shipyard.tracking.runs import get_run
+    from shipyard.tracking.search import search_run_ids
+
+    ids, _ = search_run_ids(ctx, f"tags.shipyard.pipeline = '{pipeline}' and tags.shipyard.step = '{node}'",
+                            ["start_time DESC"], max_results=1)
+    if not ids:
+        return None
+    try:
+        return json.loads(get_run(ctx, ids[0]).tags.get("shipyard.key_parts", "null"))
+    except ValueError:
+        return None
+
+
+def _record_hit(ctx: Context, parent: str, pipeline: str, node: str, parts: KeyParts, hit_run: str,
+                stored: list[dict[str, Any]]) -> str:
+    from shipyard.tracking import runs
+
+    reason = f"cache hit: same code, params, inputs and environment as run {hit_run}"
+    step_run = runs.create_run(ctx, name=node, experiment="pipelines", parent_id=parent,
+                               tags_={**_step_tags(pipeline, node, parts, "hit", reason), "shipyard.cached_from": hit_run})
+    info = ctx.blobs.put_bytes(json.dumps(stored).encode())
+    runs.log_artifact_blob(ctx, step_run.run_id, OUTPUTS, info.digest, info.size)
+    runs.finish_run(ctx, step_run.run_id, "finished", resources={"wall_seconds": 0.0})
+    return step_run.run_id

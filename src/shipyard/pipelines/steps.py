@@ -1,0 +1,183 @@
+"""The step and pipeline DSL. Inside a pipeline function, calling a step records a node of the DAG
+and returns a reference to its output; outside one, a step is a plain function call."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from shipyard.errors import ValidationError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    retries: int = 0
+    backoff_seconds: float = 0.5
+    cache: bool = True
+    depends_on: tuple[Callable[..., Any], ...] = ()  # helper code whose changes must miss the cache
+    resources: dict[str, Any] = field(default_factory=dict)  # hints for executors (cpus, memory)
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """A step's output inside a pipeline definition; becomes the value when the step has run."""
+
+    node: str
+    index: int | None = None
+
+    def __iter__(self) -> Any:
+        raise ValidationError(
+            f"The output of step '{self.node}' cannot be unpacked while the pipeline is being defined; "
+            "declare the number of outputs with @step(outputs=N) or return one value."
+        )
+
+
+@dataclass
+class Node:
+    id: str
+    step: Step
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def refs(self) -> list[OutputRef]:
+        found = []
+        for value in (*self.args, *self.kwargs.values()):
+            if isinstance(value, OutputRef):
+                found.append(value)
+            elif isinstance(value, (list, tuple)):
+                found.extend(v for v in value if isinstance(v, OutputRef))
+        return found
+
+    @property
+    def upstream(self) -> list[str]:
+        return sorted({r.node for r in self.refs()})
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+
+    def add(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            inspect.signature(step.fn).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ValidationError(
+                f"Step '{step.name}' is not wired correctly: {exc}. Pass every input, as a value or as "
+                "the output of another step."
+            ) from None
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, OutputRef) and value.node not in self.nodes:
+                raise ValidationError(f"Step '{step.name}' takes an output of '{value.node}', which is not in this pipeline.")
+        node_id = step.name
+        n = 2
+        while node_id in self.nodes:
+            node_id = f"{step.name}_{n}"
+            n += 1
+        self.nodes[node_id] = Node(node_id, step, args, kwargs)
+        if step.outputs > 1:
+            return tuple(OutputRef(node_id, i) for i in range(step.outputs))
+        return OutputRef(node_id)
+
+
+_building: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar("shipyard_pipeline", default=None)
+
+
+class Step:
+    def __init__(self, fn: Callable[..., Any], options: StepOptions, outputs: int) -> None:
+        self.fn = fn
+        self.options = options
+        self.outputs = outputs
+        self.name = fn.__name__
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<step {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        builder = _building.get()
+        if builder is None:
+            return self.fn(*args, **kwargs)
+        return builder.add(self, args, kwargs)
+
+
+@overload
+def step(fn: F) -> Step: ...
+@overload
+def step(
+    *, retries: int = 0, backoff_seconds: float = 0.5, cache: bool = True,
+    depends_on: Sequence[Callable[..., Any]] = (), resources: dict[str, Any] | None = None, outputs: int = 1,
+) -> Callable[[F], Step]: ...
+
+
+def step(
+    fn: Callable[..., Any] | None = None,
+    *,
+    retries: int = 0,
+    backoff_seconds: float = 0.5,
+    cache: bool = True,
+    depends_on: Sequence[Callable[..., Any]] = (),
+    resources: dict[str, Any] | None = None,
+    outputs: int = 1,
+) -> Any:
+    """Declare a step: `@shipyard.step` or `@shipyard.step(retries=2, depends_on=[helper])`."""
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValidationError(f"retries must be a non-negative integer, got {retries!r}.")
+    if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
+        raise ValidationError(f"outputs must be a positive integer, got {outputs!r}.")
+    options = StepOptions(retries, float(backoff_seconds), bool(cache), tuple(depends_on), dict(resources or {}))
+
+    def wrap(function: Callable[..., Any]) -> Step:
+        if not callable(function):
+            raise ValidationError(f"@step decorates a function, got {type(function).__name__}.")
+        return Step(function, options, outputs)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+class Pipeline:
+    """A function whose body wires steps; `run()` executes the DAG it defines."""
+
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
+        self.fn = fn
+        self.name = name
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<pipeline {self.name}>"
+
+    def build(self, **params: Any) -> tuple[dict[str, Node], Any]:
+        """Trace the pipeline function into its nodes (and the refs it returns)."""
+        builder = _Builder()
+        token = _building.set(builder)
+        try:
+            returned = self.fn(**params)
+        finally:
+            _building.reset(token)
+        if not builder.nodes:
+            raise ValidationError(f"Pipeline '{self.name}' calls no step; decorate its functions with @shipyard.step.")
+        return builder.nodes, returned
+
+    def __call__(self, **params: Any) -> Any:
+        return self.run(**params)
+
+    def run(self, *, executor: str | None = None, cache: bool = True, workspace: Any = None,
+            **params: Any) -> Any:
+        from shipyard.context import open_context
+        from shipyard.pipelines.runner import run_pipeline
+
+        return run_pipeline(open_context(workspace), self, params, executor=executor, use_cache=cache)
+
+
+def pipeline(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    """Declare a pipeline: `@shipyard.pipeline` over a function that calls steps."""
+
+    def wrap(function: Callable[..., Any]) -> Pipeline:
+        return Pipeline(function, name or function.__name__)
+
+    return wrap(fn) if fn is not None else wrap
