@@ -84,3 +84,22 @@ def test_every_command_is_in_the_readme_and_the_docs() -> None:
     assert "runs list" in commands and "data validate" in commands and "lineage export" in commands
     assert [c for c in commands if f"shipyard {c}" not in docs] == []
     assert [c for c in commands if f"shipyard {c}" not in README] == []
+
+
+def test_pipelines_doc_example_runs(workspace: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    import shipyard
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"income": rng.normal(50, 20, 400), "age": rng.integers(18, 80, 400)})
+    frame["default"] = (frame["income"] < 40).astype(int)
+    shipyard.data.add("credit", frame)
+    text = (ROOT / "docs" / "pipelines.md").read_text()
+    [example] = _blocks(text, "python")
+    script = workspace / "pipeline_example.py"
+    script.write_text(example.replace("c=0.5)", "c=0.5, n=300)"))
+    ran = subprocess.run([sys.executable, str(script)], cwd=workspace, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert "'accuracy'" in ran.stdout and "train miss first run of this step" in ran.stdout
