@@ -232,3 +232,13 @@ def test_unreachable_dask_scheduler(workspace: Path) -> None:
 
     with pytest.raises(BackendError, match="Cannot reach the Dask scheduler at 127.0.0.1:9"):
         branches.run(executor="dask://127.0.0.1:9")
+
+
+def test_until_runs_a_step_and_what_it_needs(workspace: Path, tmp_path: Path) -> None:
+    mod = _module(tmp_path, "flow_c")
+    partial = mod.flow.run(until="double")
+    assert list(partial.steps) == ["source", "double"] and partial.value() == [0, 2, 4, 6, 8]
+    full = mod.flow.run()
+    assert _caches(full) == {"source": "hit", "double": "hit", "total": "miss"}
+    with pytest.raises(ValidationError, match="no step 'dubble'. Did you mean 'double'"):
+        mod.flow.run(until="dubble")

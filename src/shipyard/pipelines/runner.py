@@ -131,12 +131,33 @@ def _bind(node: Node, outputs: dict[str, list[dict[str, Any]]]) -> tuple[tuple[A
     return bound.args, bound.kwargs, parts
 
 
+def upstream_closure(nodes: dict[str, Node], target: str) -> set[str]:
+    """`target` and every step it depends on, directly or not."""
+    if target not in nodes:
+        from shipyard.errors import did_you_mean
+
+        raise ValidationError(f"The pipeline has no step '{target}'.{did_you_mean(target, list(nodes))} "
+                              f"Steps: {', '.join(nodes)}.")
+    keep, stack = set(), [target]
+    while stack:
+        current = stack.pop()
+        if current not in keep:
+            keep.add(current)
+            stack.extend(nodes[current].upstream)
+    return keep
+
+
 def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, executor: str | None = None,
-                 use_cache: bool = True) -> PipelineResult:
+                 use_cache: bool = True, until: str | None = None) -> PipelineResult:
+    """Run the pipeline (or, with `until`, only that step and what it needs) and record it."""
     from shipyard.tracking import runs
     from shipyard.tracking.environment import environment, git_state, source_name
 
     nodes, returned = pipeline.build(**params)
+    if until is not None:
+        keep = upstream_closure(nodes, until)
+        nodes = {k: v for k, v in nodes.items() if k in keep}
+        returned = OutputRef(until)
     order = topological_order(nodes)
     runner = make_executor(executor)
     commit, dirty = git_state()

@@ -166,12 +166,13 @@ class Pipeline:
     def __call__(self, **params: Any) -> Any:
         return self.run(**params)
 
-    def run(self, *, executor: str | None = None, cache: bool = True, workspace: Any = None,
-            **params: Any) -> Any:
+    def run(self, *, executor: str | None = None, cache: bool = True, until: str | None = None,
+            workspace: Any = None, **params: Any) -> Any:
+        """Run the DAG; `until=STEP` runs only that step and the steps it needs."""
         from shipyard.context import open_context
         from shipyard.pipelines.runner import run_pipeline
 
-        return run_pipeline(open_context(workspace), self, params, executor=executor, use_cache=cache)
+        return run_pipeline(open_context(workspace), self, params, executor=executor, use_cache=cache, until=until)
 
 
 def pipeline(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
