@@ -53,7 +53,8 @@ def edit(table: pa.Table, name: str, rows: np.ndarray | list[int], value: Any) -
 def test_inferred_schema(base: tuple[pa.Table, dict[str, Any], Schema]) -> None:
     _, _, schema = base
     cols = schema.columns
-    assert (cols["age"].type, cols["age"].nullable, cols["age"].min, cols["age"].max) == ("int64", False, 18, 99)
+    # observed 18..99, widened by a tenth of the span on each side
+    assert (cols["age"].type, cols["age"].nullable, cols["age"].min, cols["age"].max) == ("int64", False, 9, 108)
     assert cols["income"].nullable and cols["income"].max_null_fraction == 0.05  # 2% observed, doubled
     assert cols["region"].categories == sorted(["north", "south", "east", "west"])
     assert cols["signup"].type == "timestamp" and cols["signup"].freshness_days == 30
@@ -80,7 +81,7 @@ def test_schema_yaml_round_trip(base: tuple[pa.Table, dict[str, Any], Schema]) -
     schema = schema.model_copy(update={"severity": {"skew": "error"}})
     text = schema.to_yaml()
     assert text.startswith("# Data contract")
-    assert "  age: {type: int64, nullable: false, min: 18, max: 99}" in text
+    assert "  age: {type: int64, nullable: false, min: 9, max: 108}" in text
     loaded = load_schema(text)
     assert loaded == schema
     assert loaded.to_yaml() == text
@@ -212,8 +213,8 @@ def test_messages_name_the_observed_and_expected_values(base: tuple[pa.Table, di
     bad = edit(edit(table, "age", ROWS, 3), "age", [5], 150)
     messages = {a.message for a in check(bad, schema, profile).anomalies}
     assert messages == {
-        "Column 'age': 12 values below the minimum 18 (lowest 3).",
-        "Column 'age': 1 values above the maximum 99 (highest 150).",
+        "Column 'age': 12 values below the minimum 9 (lowest 3).",
+        "Column 'age': 1 values above the maximum 108 (highest 150).",
     }
     typed = check(replace(table, "region", pa.array(np.zeros(table.num_rows))), schema, profile)
     assert typed.errors[0].message == "Column 'region' has type double; the schema expects string."
@@ -301,7 +302,7 @@ def test_html_report_lists_anomalies_and_escapes(base: tuple[pa.Table, dict[str,
     assert "credit &amp; &lt;v2&gt;" in page
     for anomaly in report.anomalies:
         assert anomaly.kind in page
-    assert "values below the minimum 18 (lowest 5)." in page
+    assert "values below the minimum 9 (lowest 5)." in page
     assert page.index("out_of_range") < page.index("new_column")  # errors before warnings
     assert not re.search(r"https?:", page)
     assert page.count("<svg") >= len(profile["columns"])

@@ -70,13 +70,14 @@ def root(
 
 
 def _register() -> None:
-    from shipyard.cli import artifacts, audit, data, lineage, models, runs, workspace
+    from shipyard.cli import artifacts, audit, data, lifecycle, lineage, models, runs, workspace
 
     workspace.register(app)
     app.add_typer(data.app, name="data")
     app.add_typer(models.app, name="models")
     app.add_typer(models.review_app, name="review")
     app.command("readiness")(models.readiness)
+    app.command("run")(lifecycle.run)
     app.add_typer(lineage.app, name="lineage")
     app.add_typer(runs.app, name="runs")
     app.add_typer(audit.app, name="audit")

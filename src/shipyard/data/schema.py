@@ -36,6 +36,9 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
 DEFAULT_FRESHNESS_DAYS = 30
 #: Inferred row-count bounds are the observed count times (1 ∓ this); also the inferred change limit.
 DEFAULT_ROW_COUNT_MARGIN = 0.5
+#: Inferred numeric ranges are the observed range widened by this fraction of its span on each side
+#: (never below zero for data that had no negative value), so ordinary new data is not out of range.
+RANGE_MARGIN = 0.1
 #: Categorical columns with at most this many distinct values get their categories listed.
 MAX_INFERRED_CATEGORIES = 50
 
@@ -338,13 +341,25 @@ def infer_schema(
     )
 
 
+def _widened(low: Any, high: Any, *, integral: bool) -> tuple[Any, Any]:
+    if low is None or high is None:
+        return low, high
+    span = float(high) - float(low)
+    new_low, new_high = float(low) - RANGE_MARGIN * span, float(high) + RANGE_MARGIN * span
+    if float(low) >= 0:
+        new_low = max(new_low, 0.0)
+    if integral:
+        return math.floor(new_low), math.ceil(new_high)
+    return round(new_low, 6), round(new_high, 6)
+
+
 def _infer_column(kind: str, stats: dict[str, Any], rows: int, now: dt.datetime) -> ColumnRule:
     nulls = int(stats["null_count"])
     rule: dict[str, Any] = {"type": kind, "nullable": nulls > 0}
     if nulls:
         rule["max_null_fraction"] = min(1.0, max(0.01, math.ceil(200 * nulls / rows) / 100))
     if stats["kind"] == "numeric" and kind in NUMERIC_TYPES:
-        rule["min"], rule["max"] = stats.get("min"), stats.get("max")
+        rule["min"], rule["max"] = _widened(stats.get("min"), stats.get("max"), integral=kind in _INTS or kind in _UINTS)
         rule["allow_non_finite"] = bool(stats.get("nan_count") or stats.get("inf_count"))
     elif stats["kind"] == "categorical" and kind == "string":
         top = stats.get("top") or []

@@ -77,6 +77,7 @@ def register_model(
     description: str | None = None,
     artifact_path: str | None = None,
     register: bool = True,
+    reuse_identical: bool = False,
 ) -> ModelVersion | None:
     """Package `model` and register it as the next version of `name`, in one audited transaction.
 
@@ -97,6 +98,13 @@ def register_model(
             log_artifact_blob(ctx, run_id, f"{folder}/{MODEL_INFO}", meta_blob.digest, meta_blob.size)
     if not register:
         return None
+    if reuse_identical:  # the same artifact as the latest version: no new version
+        try:
+            latest = get_model_version(ctx, name)
+        except NotFoundError:
+            latest = None
+        if latest is not None and latest.artifact_digest == blob.digest:
+            return latest
     return insert_version(ctx, name, chosen.name, blob.digest, blob.size, info, run_id=run_id,
                           dataset_version=dataset_version, metrics=metrics, description=description)
 

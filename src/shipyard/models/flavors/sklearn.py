@@ -68,6 +68,7 @@ class SklearnFlavor(Flavor):
                     f"skops cannot save this {qualified_name(model)}: {type(exc).__name__}: {exc}. "
                     "Save it with format='pickle' if you trust everyone who will load it."
                 ) from exc
+            _normalise_zip(path)
             # The saver vouches for every type in its own file; at load, only these are trusted.
             meta["trusted_types"] = sorted(sio.get_untrusted_types(file=path))
             meta["pickle_based"] = False
@@ -168,3 +169,53 @@ def _skops() -> Any:
             "Install it with `pip install 'shipyard-mlops[sklearn]'`."
         ) from None
     return sio
+
+
+def _normalise_zip(path: Path) -> None:
+    """Rewrite a skops archive so that the same model always gives the same bytes (and the same
+    content address): skops names arrays and nodes by Python object ids and stamps the entries with
+    the time, so ids are renumbered in order of appearance and timestamps fixed."""
+    import json
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as source:
+        entries = {info.filename: (info, source.read(info)) for info in source.infolist()}
+    if "schema.json" not in entries:
+        return
+    schema = json.loads(entries["schema.json"][1])
+    numbers: dict[int, int] = {}
+
+    def renumber(value: int) -> int:
+        return numbers.setdefault(value, len(numbers) + 1)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "__id__" and isinstance(value, int):
+                    out[key] = renumber(value)
+                elif key == "file" and isinstance(value, str) and re.fullmatch(r"\d+\.\w+", value):
+                    stem, ext = value.split(".", 1)
+                    out[key] = f"{renumber(int(stem))}.{ext}"
+                else:
+                    out[key] = walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    rewritten = walk(schema)
+    renamed: dict[str, bytes] = {"schema.json": json.dumps(rewritten, indent=2).encode()}
+    for name, (_, data) in entries.items():
+        if name == "schema.json":
+            continue
+        match = re.fullmatch(r"(\d+)\.(\w+)", name)
+        renamed[f"{renumber(int(match.group(1)))}.{match.group(2)}" if match else name] = data
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for name in sorted(renamed):
+            fixed = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            out.writestr(fixed, renamed[name])
+    tmp.replace(path)

@@ -1,0 +1,30 @@
+"""`shipyard run`: the standard training pipeline of the workspace's shipyard.yaml."""
+
+from __future__ import annotations
+
+from shipyard.config import SPEC_FILE
+from shipyard.context import Context
+from shipyard.errors import ConfigError
+from shipyard.pipelines.runner import PipelineResult, run_pipeline
+from shipyard.pipelines.spec import LifecycleSpec, check_columns, load_lifecycle
+
+
+def lifecycle_spec(ctx: Context) -> LifecycleSpec:
+    from shipyard.settings import read_spec_file
+
+    return load_lifecycle(read_spec_file(ctx.workspace.root / SPEC_FILE), source=SPEC_FILE)
+
+
+def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool = True) -> PipelineResult:
+    from shipyard.data.versions import get_version
+    from shipyard.pipelines.standard import build_pipeline
+
+    spec = lifecycle_spec(ctx)
+    version = get_version(ctx, spec.data.dataset)
+    if version.kind != "table":
+        raise ConfigError(f"{SPEC_FILE}: data.dataset = {spec.data.dataset!r} is a set of files; training needs a table.")
+    check_columns(spec, [c["name"] for c in version.table_schema or []], version.version_id)
+    if spec.data.split.holdout:
+        get_version(ctx, spec.data.split.holdout)  # fails early, naming what exists
+    pipeline = build_pipeline(spec, version=version.version_id, workspace=str(ctx.workspace.root))
+    return run_pipeline(ctx, pipeline, {}, executor=executor, use_cache=use_cache)

@@ -1,0 +1,191 @@
+"""The standard training pipeline generated from shipyard.yaml:
+validate data → prepare → train (or a sweep of trains and a selection) → evaluate → register → gates."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import random
+from typing import Any
+
+from shipyard.pipelines.spec import LifecycleSpec
+from shipyard.pipelines.steps import Pipeline, pipeline, step
+
+
+@step
+def validate_data(version: str, schema_file: str | None, workspace: str) -> dict[str, Any]:
+    """Check the dataset version against its contract; an error-severity anomaly stops the pipeline."""
+    from shipyard.context import open_context
+    from shipyard.data.checks import schema_path, validate
+    from shipyard.errors import ValidationError
+
+    ctx = open_context(workspace)
+    name = version.split("@", 1)[0]
+    contract = schema_file or (str(schema_path(ctx, name)) if schema_path(ctx, name).is_file() else None)
+    if contract is None:
+        return {"version": version, "validated": False, "reason": "no schema contract"}
+    report, _ = validate(ctx, version, schema_file=contract)
+    if not report.ok:
+        problems = "; ".join(a.message for a in report.errors[:5])
+        raise ValidationError(f"{version} failed validation, so nothing was trained: {problems}")
+    return {"version": version, "validated": True, "warnings": len(report.warnings)}
+
+
+@step(outputs=2)
+def prepare(version: str, checked: dict[str, Any], target: str, drop: list[str], function: str | None,
+            test_size: float, random_state: int, stratify: bool, holdout: str | None, workspace: str) -> Any:
+    """Load the data version, apply the feature function, split into train and test frames."""
+    from sklearn.model_selection import train_test_split
+
+    from shipyard.context import open_context
+    from shipyard.data.workspace_files import load
+
+    ctx = open_context(workspace)
+    frame = load(ctx, version).drop(columns=drop)
+    if function:
+        frame = _function(function)(frame)
+    if holdout:
+        test = load(ctx, holdout).drop(columns=[c for c in drop if c in load(ctx, holdout).columns])
+        if function:
+            test = _function(function)(test)
+        return frame.reset_index(drop=True), test.reset_index(drop=True)
+    labels = frame[target] if stratify and frame[target].nunique() <= 20 else None
+    train, test = train_test_split(frame, test_size=test_size, random_state=random_state, stratify=labels)
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+@step
+def train(frame: Any, target: str, estimator: str, params: dict[str, Any], categorical: list[str],
+          scale: bool) -> Any:
+    """Fit the estimator (behind one-hot encoding and scaling when asked) on the training frame."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline as SkPipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    x, y = frame.drop(columns=[target]), frame[target]
+    model = _estimator(estimator)(**params)
+    numeric = [c for c in x.columns if c not in categorical]
+    transformers: list[Any] = []
+    if categorical:
+        transformers.append(("categorical", OneHotEncoder(handle_unknown="ignore"), categorical))
+    if scale and numeric:
+        transformers.append(("numeric", StandardScaler(), numeric))
+    if transformers:
+        model = SkPipeline([("features", ColumnTransformer(transformers, remainder="passthrough")), ("model", model)])
+    return model.fit(x, y)
+
+
+@step
+def evaluate(model: Any, frame: Any, target: str, metrics: list[str]) -> dict[str, float]:
+    """The evaluation metrics of a model on the test frame."""
+    from shipyard.gates.evaluation import compute_metrics, infer_task
+
+    x, y = frame.drop(columns=[target]), frame[target].to_numpy()
+    task = infer_task(y)
+    proba = model.predict_proba(x) if task == "classification" and hasattr(model, "predict_proba") else None
+    classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])] or None
+    found = compute_metrics(task, y, model.predict(x), proba, classes=classes)
+    return {m: float(found[m]) for m in metrics if m in found}
+
+
+@step
+def select(candidates: list[Any], scores: list[dict[str, float]], metric: str) -> Any:
+    """The best candidate of a sweep by the primary metric (lower is better for losses and errors)."""
+    lower = metric in ("log_loss", "rmse", "mae")
+    values = [s.get(metric, float("inf") if lower else float("-inf")) for s in scores]
+    best = min(range(len(values)), key=values.__getitem__) if lower else max(range(len(values)), key=values.__getitem__)
+    return candidates[best]
+
+
+@step(cache=False)
+def register(model: Any, metrics: dict[str, float], example: Any, target: str, name: str, version: str,
+             pipeline_tag: str, workspace: str) -> dict[str, Any]:
+    """Register the model with its metrics, signature and lineage to the data version."""
+    from shipyard.context import open_context
+    from shipyard.models.registry import register_model
+
+    ctx = open_context(workspace)
+    registered = register_model(ctx, name, model, input_example=example.drop(columns=[target]).head(20),
+                                dataset_version=version, metrics=metrics, description=pipeline_tag,
+                                reuse_identical=True)
+    assert registered is not None
+    return {"version": registered.version_id}
+
+
+@step(cache=False)
+def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) -> dict[str, Any]:
+    """Run the configured gates; if they pass, take challenger (or champion when there is none)."""
+    from shipyard.context import open_context
+    from shipyard.errors import GateFailed, NotFoundError
+    from shipyard.models.gating import run_gates
+    from shipyard.models.policy import gate_spec
+    from shipyard.models.promotion import promote as move
+    from shipyard.models.registry import get_model_version
+
+    ctx = open_context(workspace)
+    ref = registered["version"]
+    name = ref.split("/", 1)[0]
+    current = get_model_version(ctx, ref)
+    if current.aliases:  # an unchanged model that already serves: nothing to gate or move
+        return {"version": ref, "gates": {}, "alias": current.aliases[0], "unchanged": True}
+    results = {r.gate: r.status for r in run_gates(ctx, ref)} if gate_spec(ctx, name) else {}
+    alias = None
+    if promote:
+        try:
+            get_model_version(ctx, f"{name}@champion")
+            alias = "challenger"
+        except NotFoundError:
+            alias = "champion"
+        try:
+            move(ctx, ref, alias, reason="standard pipeline: gates passed")
+        except GateFailed:
+            alias = None
+    return {"version": ref, "gates": results, "alias": alias}
+
+
+def _estimator(path: str) -> Any:
+    module, _, attr = path.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _function(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _candidates(spec: LifecycleSpec) -> list[dict[str, Any]]:
+    sweep = spec.model.sweep
+    if sweep is None:
+        return [dict(spec.model.params)]
+    names = sorted(sweep.params)
+    grid = [dict(zip(names, values, strict=True)) for values in itertools.product(*(sweep.params[n] for n in names))]
+    if sweep.method == "random" and len(grid) > sweep.samples:
+        grid = random.Random(sweep.random_state).sample(grid, sweep.samples)
+    return [{**spec.model.params, **g} for g in grid]
+
+
+def build_pipeline(spec: LifecycleSpec, *, version: str, workspace: str) -> Pipeline:
+    """The standard pipeline for a resolved dataset version (so a new version misses the cache)."""
+    data, features, model = spec.data, spec.features, spec.model
+    metrics = list(spec.evaluation.metrics)
+    primary = spec.evaluation.primary or metrics[0]
+
+    @pipeline(name=f"train-{model.name}")
+    def standard() -> Any:
+        checked = validate_data(version, data.schema_file, workspace)
+        train_frame, test_frame = prepare(version, checked, data.target, features.drop, features.function,
+                                          data.split.test_size, data.split.random_state, data.split.stratify,
+                                          data.split.holdout, workspace)
+        candidates = [train(train_frame, data.target, model.estimator, params, features.categorical, features.scale)
+                      for params in _candidates(spec)]
+        scores = [evaluate(c, test_frame, data.target, metrics) for c in candidates]
+        if len(candidates) == 1:
+            best, best_scores = candidates[0], scores[0]
+        else:
+            best = select(candidates, scores, primary)
+            best_scores = evaluate(best, test_frame, data.target, metrics)
+        registered = register(best, best_scores, train_frame, data.target, model.name, version,
+                              f"trained by the standard pipeline on {version}", workspace)
+        return gate_and_promote(registered, spec.promote.enabled, workspace)
+
+    return standard

@@ -1,0 +1,121 @@
+"""The standard training pipeline from shipyard.yaml, and the errors of its spec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import shipyard
+from shipyard.cli.main import main
+from shipyard.errors import ConfigError
+
+SPEC = """
+data:
+  dataset: credit
+  target: default
+  schema: schemas/credit.yaml
+features:
+  drop: [customer_id]
+  categorical: [region, sex]
+  scale: true
+model:
+  name: credit
+  estimator: sklearn.linear_model.LogisticRegression
+  params: {max_iter: 1000}
+  sweep:
+    params: {C: [0.01, 1.0]}
+evaluation:
+  metrics: [roc_auc, accuracy]
+gates:
+  credit:
+    evaluation:
+      dataset: credit@latest
+      target: default
+      thresholds: {roc_auc: {min: 0.7}}
+"""
+
+
+def _credit(n: int = 1500, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"customer_id": np.arange(n), "income": rng.normal(50, 15, n),
+                          "age": rng.integers(18, 80, n), "region": rng.choice(["north", "south", "east"], n),
+                          "sex": rng.choice(["f", "m"], n)})
+    frame["default"] = ((frame["income"] < 45) ^ (rng.random(n) < 0.1)).astype(int)
+    return frame
+
+
+@pytest.fixture
+def spec(workspace: Path) -> Path:
+    shipyard.data.add("credit", _credit(), key=["customer_id"])
+    shipyard.data.infer_schema("credit@1")
+    path = workspace / "shipyard.yaml"
+    path.write_text(path.read_text() + SPEC)
+    return path
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict, str]:  # type: ignore[type-arg]
+    code = main(["run", "--json", *args])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else {}), err
+
+
+def test_standard_pipeline_trains_gates_registers_and_caches(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, first, _ = _run(capsys)
+    assert code == 0
+    steps = first["steps"]
+    assert list(steps)[:3] == ["validate_data", "prepare", "train"] and "select" in steps
+    assert first["outcome"] == {"version": "credit/1", "gates": {"evaluation": "PASS"}, "alias": "champion"}
+    version = shipyard.models.get("models:/credit@champion")
+    assert version.dataset_version == "credit@1" and version.metrics["roc_auc"] > 0.7
+
+    code, second, _ = _run(capsys)
+    cached = {k: v["cache"] for k, v in second["steps"].items()}
+    assert all(cached[k] == "hit" for k in cached if k not in ("register", "gate_and_promote"))
+    assert second["outcome"]["version"] == "credit/1" and second["outcome"].get("unchanged")
+
+    shipyard.data.add("credit", _credit(seed=1))  # new data: everything downstream of it runs again
+    code, third, err = _run(capsys)
+    assert code == 0, err
+    assert third["steps"]["validate_data"]["reason"] == "params changed: version: 'credit@1' → 'credit@2'"
+    assert third["outcome"]["version"] == "credit/2" and third["outcome"]["alias"] == "challenger"
+
+
+def test_bad_data_stops_the_pipeline_before_training(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = _credit()
+    bad.loc[:50, "region"] = "atlantis"  # unseen categories: an error in the contract
+    shipyard.data.add("credit", bad)
+    code, _, err = _run(capsys)
+    assert code == 1 and "failed at step 'validate_data'" in err and "atlantis" in err
+    with pytest.raises(shipyard.NotFoundError):
+        shipyard.models.get("credit")  # nothing registered
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("  estimator: sklearn", "  estimatr: sklearn"), "unknown key model.estimatr. Did you mean 'estimator'"),
+        (("sklearn.linear_model.LogisticRegression", "sklearn.linear_model.LogisticRegresion"),
+         "cannot be imported. Did you mean 'LogisticRegression'"),
+        (("categorical: [region, sex]", "categorical: [region, sexx]"),
+         "features.categorical[1]: column 'sexx' is not in dataset 'credit@1'. Did you mean 'sex'"),
+        (("  dataset: credit\n", "  dataset: credt\n"), "No dataset named 'credt'"),
+        (("metrics: [roc_auc, accuracy]", "metrics: [roc_auc, acuracy]"), "evaluation.metrics.1"),
+    ],
+)
+def test_spec_errors_name_the_key(spec: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str],
+                                  message: str) -> None:
+    spec.write_text(spec.read_text().replace(*edit, 1))
+    code, _, err = _run(capsys)
+    assert code == 1 and message in err, err
+
+
+def test_a_workspace_without_a_spec(workspace: Path) -> None:
+    from shipyard.context import open_context
+    from shipyard.pipelines.lifecycle import run_standard
+
+    with pytest.raises(ConfigError, match="no data or model section"):
+        run_standard(open_context())
