@@ -191,7 +191,7 @@ def _normalise_zip(path: Path) -> None:
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
-            out = {}
+            out: dict[str, Any] = {}
             for key, value in node.items():
                 if key == "__id__" and isinstance(value, int):
                     out[key] = renumber(value)
