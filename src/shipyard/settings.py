@@ -17,7 +17,8 @@ from shipyard.errors import ConfigError
 ENV_PREFIX = "SHIPYARD_"
 # Sections of shipyard.yaml that other building blocks read (the lifecycle spec); checked by them.
 OTHER_SECTIONS = (
-    "project", "data", "features", "model", "evaluation", "gates", "governance", "deploy", "monitor", "pipeline",
+    "project", "data", "features", "model", "evaluation", "promote", "gates", "governance", "deploy", "monitor",
+    "pipeline",
 )
 
 

@@ -119,3 +119,45 @@ def test_a_workspace_without_a_spec(workspace: Path) -> None:
 
     with pytest.raises(ConfigError, match="no data or model section"):
         run_standard(open_context())
+
+
+def test_init_from_a_data_file_then_ci_passes_and_blocks_bad_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "project"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    _credit().to_csv(root / "credit.csv", index=False)
+    assert main(["init", "--from", "credit.csv", "--target", "default", "--ci", "github"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote a classification spec for model 'credit'" in out
+    assert (root / ".github" / "workflows" / "shipyard.yml").read_text().count("shipyard ci") == 1
+    spec = (root / "shipyard.yaml").read_text()
+    assert "drop: [customer_id]" in spec and "categorical: [region, sex]" in spec
+
+    assert main(["ci", "--report", "report.md"]) == 0
+    report = (root / "report.md").read_text()
+    assert report.startswith("# Shipyard model CI") and "**Passed**: credit/1 may be promoted." in report
+    assert "| roc_auc |" in report and "| evaluation | PASS |" in report
+    with pytest.raises(shipyard.NotFoundError):
+        shipyard.models.get("models:/credit@champion")  # CI promotes nothing
+
+    bad = _credit(seed=3)
+    bad.loc[:100, "region"] = "atlantis"
+    shipyard.data.add("credit", bad)
+    capsys.readouterr()
+    assert main(["ci", "--report", "report.md"]) == 1
+    report = (root / "report.md").read_text()
+    assert "**Blocked** at step `validate_data`" in report and "unseen_category" in report
+    assert main(["init", "--from", "credit.csv", "--target", "defualt"]) == 1
+    assert "already has a lifecycle spec" in capsys.readouterr().err
+
+
+def test_init_from_names_a_missing_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    _credit().to_csv(tmp_path / "credit.csv", index=False)
+    assert main(["init", "--from", "credit.csv", "--target", "defualt"]) == 1
+    assert "Did you mean 'default'" in capsys.readouterr().err
+    assert shipyard.data.get is not None and main(["data", "list", "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"  # nothing was versioned
+    assert main(["init", "--from", "credit.csv"]) == 1

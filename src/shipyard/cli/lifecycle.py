@@ -35,3 +35,20 @@ def run(
     gates = ", ".join(f"{g} {s}" for g, s in outcome["gates"].items()) or "none configured"
     alias = f"; it is now {outcome['alias']}" if outcome["alias"] else "; not promoted"
     console().print(f"Registered {outcome['version']} (gates: {gates}){alias}.")
+
+
+def ci(
+    report: Annotated[Optional[str], typer.Option("--report", help="Write the Markdown report here.")] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="local (default) or dask://HOST:PORT.")] = None,
+) -> None:
+    """Validate the data, run the pipeline and the gates; exit 1 when any blocks. Nothing is promoted."""
+    from pathlib import Path
+
+    from shipyard.pipelines.ci import run_ci
+
+    result = run_ci(context(), executor=executor)
+    if report:
+        Path(report).write_text(result.markdown)
+    console().print(result.markdown)
+    if not result.ok:
+        raise typer.Exit(1)

@@ -78,6 +78,7 @@ def _register() -> None:
     app.add_typer(models.review_app, name="review")
     app.command("readiness")(models.readiness)
     app.command("run")(lifecycle.run)
+    app.command("ci")(lifecycle.ci)
     app.add_typer(lineage.app, name="lineage")
     app.add_typer(runs.app, name="runs")
     app.add_typer(audit.app, name="audit")

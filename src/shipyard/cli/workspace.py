@@ -21,6 +21,9 @@ def context() -> Context:
 
 def init(
     path: Annotated[Optional[str], typer.Argument(help="Folder to turn into a workspace (default: -C or here).")] = None,
+    from_data: Annotated[Optional[str], typer.Option("--from", help="A table file to start a lifecycle spec from.")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", help="The column to predict (with --from).")] = None,
+    ci: Annotated[Optional[str], typer.Option("--ci", help="Write a CI workflow: github.")] = None,
 ) -> None:
     """Create a workspace: shipyard.yaml and the .shipyard/ folder (store, artifacts, logs)."""
     from shipyard.config import SPEC_FILE, init_workspace
@@ -32,6 +35,27 @@ def init(
     console().print(f"  settings: {root / SPEC_FILE}")
     console().print(f"  store:    {ctx.workspace.store_url}")
     console().print(f"  blobs:    {ctx.workspace.artifacts_url}")
+    from shipyard.errors import ValidationError
+
+    if from_data or target:
+        if not (from_data and target):
+            raise ValidationError("--from and --target go together, e.g. `shipyard init --from credit.csv --target default`.")
+        from pathlib import Path as _Path
+
+        from shipyard.pipelines.starter import write_starter
+
+        written = write_starter(ctx, _Path(from_data), target)
+        console().print(f"Versioned {from_data} as {written['dataset']}; wrote a {written['task']} spec for model "
+                        f"'{written['model']}' to {SPEC_FILE}. Train it with `shipyard run`.")
+    if ci is not None:
+        if ci != "github":
+            raise ValidationError(f"Unknown CI system {ci!r}; supported: github.")
+        from shipyard.pipelines.ci import WORKFLOW
+
+        workflow = root / ".github" / "workflows" / "shipyard.yml"
+        workflow.parent.mkdir(parents=True, exist_ok=True)
+        workflow.write_text(WORKFLOW)
+        console().print(f"Wrote {workflow}: `shipyard ci` runs on every pull request.")
 
 
 def config_show(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:

@@ -15,7 +15,9 @@ def lifecycle_spec(ctx: Context) -> LifecycleSpec:
     return load_lifecycle(read_spec_file(ctx.workspace.root / SPEC_FILE), source=SPEC_FILE)
 
 
-def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool = True) -> PipelineResult:
+def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool = True,
+                 promote: bool | None = None) -> PipelineResult:
+    """Run the spec's pipeline; `promote=False` overrides the spec (CI registers and gates only)."""
     from shipyard.data.versions import get_version
     from shipyard.pipelines.standard import build_pipeline
 
@@ -26,5 +28,7 @@ def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool =
     check_columns(spec, [c["name"] for c in version.table_schema or []], version.version_id)
     if spec.data.split.holdout:
         get_version(ctx, spec.data.split.holdout)  # fails early, naming what exists
+    if promote is not None:
+        spec = spec.model_copy(update={"promote": spec.promote.model_copy(update={"enabled": promote})})
     pipeline = build_pipeline(spec, version=version.version_id, workspace=str(ctx.workspace.root))
     return run_pipeline(ctx, pipeline, {}, executor=executor, use_cache=use_cache)
