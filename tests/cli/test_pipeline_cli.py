@@ -123,8 +123,8 @@ def test_run_json_params_and_no_cache(ref: str, capsys: pytest.CaptureFixture[st
     assert {s["cache"] for s in result["steps"].values()} == {"miss"}
     # JSON values are parsed; a float parameter given as 1 is 1.0; a str parameter keeps its text
     assert shipyard.get_run(result["run_id"]).params == {"n": "3", "factor": "1.0", "label": "007"}
-    from shipyard.pipelines.materialize import Stored, load_value
     from shipyard.context import open_context
+    from shipyard.pipelines.materialize import Stored, load_value
 
     join = result["steps"]["join"]["outputs"][0]
     assert load_value(open_context().blobs, Stored.from_dict(join)) == {"label": "007", "total": 9.0}

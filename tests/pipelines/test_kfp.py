@@ -96,7 +96,7 @@ def test_the_dag_parameters_and_containers_match_the_pipeline(flow_ref: str) -> 
         "join": ["scale", "shift", "shift-2"],
     }
     assert set(tasks) == {"source", "scale", "shift", "shift-2", "join"}
-    for name, task in tasks.items():
+    for task in tasks.values():
         executor = spec["components"][task["componentRef"]["name"]]["executorLabel"]
         container = spec["deploymentSpec"]["executors"][executor]["container"]
         assert container["image"] == IMAGE
@@ -202,7 +202,7 @@ def test_each_task_runs_its_step_and_finds_its_upstream_steps_cached(
             executor = spec["components"][task["componentRef"]["name"]]["executorLabel"]
             values = {k: {**defaults, **arguments}[v["componentInputParameter"]]
                       for k, v in task["inputs"]["parameters"].items()}
-            command = [PLACEHOLDER.sub(lambda m: _render(values[m.group(1)]), part)
+            command = [PLACEHOLDER.sub(lambda m, values=values: _render(values[m.group(1)]), part)
                        for part in spec["deploymentSpec"]["executors"][executor]["container"]["command"]]
             capsys.readouterr()
             assert main([*command[1:], "--json"]) == 0, capsys.readouterr().err

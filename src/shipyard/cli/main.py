@@ -70,12 +70,13 @@ def root(
 
 
 def _register() -> None:
-    from shipyard.cli import artifacts, audit, data, lifecycle, lineage, models, runs, workspace
+    from shipyard.cli import artifacts, audit, data, lifecycle, lineage, models, pipelines, runs, workspace
 
     workspace.register(app)
     app.add_typer(data.app, name="data")
     app.add_typer(models.app, name="models")
     app.add_typer(models.review_app, name="review")
+    app.add_typer(pipelines.app, name="pipeline")
     app.command("readiness")(models.readiness)
     app.command("run")(lifecycle.run)
     app.command("ci")(lifecycle.ci)

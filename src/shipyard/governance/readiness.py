@@ -99,8 +99,14 @@ def evaluate(ctx: Context, ref: str) -> ReadinessReport:
     missing += [p for p in promotion.problems if p.startswith("gate")]
     items.append(_item("model", "Is the model registered with its metrics, metadata and gate results?", evidence, missing))
 
-    items.append(Item("pipeline", "Was it produced reproducibly by a pipeline run?", NOT_YET, [],
-                      ["training pipelines are not part of Shipyard yet"]))
+    evidence, missing = [], []
+    if run is not None and run.tags.get("shipyard.pipeline"):
+        evidence.append(f"registered by step {run.name} of pipeline {run.tags['shipyard.pipeline']} "
+                        f"(run {run.parent_id[:8] if run.parent_id else run.run_id[:8]})")
+        evidence.append("its steps are content-addressed and cached, so a re-run reproduces it")
+    else:
+        missing.append("it was not produced by a pipeline run (`shipyard run` trains through the standard pipeline)")
+    items.append(_item("pipeline", "Was it produced reproducibly by a pipeline run?", evidence, missing))
     items.append(Item("deployment", "Is a deployment strategy defined, with a rollback target?", NOT_YET, [],
                       ["serving and deployment strategies are not part of Shipyard yet"]))
     items.append(Item("monitoring", "Are drift and performance alerts configured?", NOT_YET, [],

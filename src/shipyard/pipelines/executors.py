@@ -14,7 +14,7 @@ from typing import Any
 
 from shipyard.errors import BackendError, ValidationError
 from shipyard.pipelines.materialize import Stored, load_value, store_value
-from shipyard.pipelines.steps import Step
+from shipyard.pipelines.steps import CURRENT_RUN, Step
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class StepTask:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     workspace: str  # the workspace root; the worker opens the same stores
+    run_id: str | None = None  # the step's run, visible to the body through current_run_id()
 
 
 @dataclass
@@ -65,7 +66,11 @@ def execute(task: StepTask) -> StepOutcome:
         try:
             args = tuple(_resolve(a, ctx.blobs) for a in task.args)
             kwargs = {k: _resolve(v, ctx.blobs) for k, v in task.kwargs.items()}
-            value = task.step.fn(*args, **kwargs)
+            token = CURRENT_RUN.set(task.run_id)
+            try:
+                value = task.step.fn(*args, **kwargs)
+            finally:
+                CURRENT_RUN.reset(token)
             values = [value] if task.step.outputs == 1 else list(value)
             if len(values) != task.step.outputs:
                 raise ValidationError(f"Step '{task.node}' declared {task.step.outputs} outputs but returned {len(values)}.")

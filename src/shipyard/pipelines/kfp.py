@@ -99,7 +99,7 @@ def pipeline_inputs(pipeline: Pipeline, params: dict[str, Any]) -> dict[str, dic
     inputs: dict[str, dict[str, Any]] = {}
     for name in [*declared, *(k for k in params if k not in declared)]:
         p = declared.get(name)
-        value = params[name] if name in params else p.default if p is not None else None
+        value = params.get(name, p.default if p is not None else None)
         if value is None:
             if name in params and p is not None and p.default is not None:
                 raise ValidationError(f"Parameter '{name}' is None, which a Kubeflow input cannot hold; give a "

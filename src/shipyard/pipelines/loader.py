@@ -60,7 +60,7 @@ def _import_module(ref: str, name: str) -> types.ModuleType:
                 f"path/to/{name.replace('.', '/')}.py:{ref.rpartition(':')[2]}."
             ) from exc
         raise _import_failed(ref, name, exc) from exc
-    except Exception as exc:  # noqa: BLE001 - user code failed while importing
+    except Exception as exc:  # user code failed while importing
         raise _import_failed(ref, name, exc) from exc
 
 
@@ -84,7 +84,7 @@ def _import_file(ref: str, path: Path) -> types.ModuleType:
     sys.modules[name] = module  # dataclasses, pickling and relative lookups need the module registered
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - user code failed while importing
+    except Exception as exc:  # user code failed while importing
         if previous is None:
             sys.modules.pop(name, None)
         else:
@@ -118,7 +118,7 @@ def parameters(pipeline: Pipeline) -> dict[str, Parameter]:
     """The parameters of the pipeline function, in order."""
     try:
         signature = inspect.signature(pipeline.fn, eval_str=True)
-    except Exception:  # noqa: BLE001 - an annotation that does not evaluate; fall back to the raw text
+    except Exception:  # noqa: BLE001 - an annotation that does not evaluate: use the raw text
         signature = inspect.signature(pipeline.fn)
     found = {}
     for p in signature.parameters.values():

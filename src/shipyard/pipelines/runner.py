@@ -198,10 +198,11 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
                 step_run = runs.create_run(
                     ctx, name=node_id, experiment="pipelines", parent_id=parent.run_id,
                     tags_=_step_tags(pipeline.name, node_id, parts, mode, reason),
+                    git_commit=commit, git_dirty=dirty, source=source_name(), environment=environment(),
                 )
                 if parts.params:
                     runs.log_params(ctx, step_run.run_id, parts.params)
-                task = StepTask(node_id, node.step, tuple(args), dict(kwargs), str(ctx.workspace.root))
+                task = StepTask(node_id, node.step, tuple(args), dict(kwargs), str(ctx.workspace.root), step_run.run_id)
                 pending[runner.submit(task)] = (node_id, step_run.run_id, time.perf_counter(), reason)
                 reports[node_id] = StepReport(node_id, "running", mode, reason, step_run.run_id)
             if hits and failed is None:

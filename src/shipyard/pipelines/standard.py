@@ -103,11 +103,19 @@ def register(model: Any, metrics: dict[str, float], example: Any, target: str, n
     """Register the model with its metrics, signature and lineage to the data version."""
     from shipyard.context import open_context
     from shipyard.models.registry import register_model
+    from shipyard.pipelines.steps import current_run_id
+    from shipyard.store.db import now_ms
+    from shipyard.tracking.records import MetricPoint
+    from shipyard.tracking.runs import log_metrics
 
     ctx = open_context(workspace)
+    run_id = current_run_id()
+    if run_id is not None:  # the metrics of the registered model, on the run that registers it
+        stamp = now_ms()
+        log_metrics(ctx, run_id, [MetricPoint(k, float(v), 0, stamp) for k, v in metrics.items()])
     registered = register_model(ctx, name, model, input_example=example.drop(columns=[target]).head(20),
-                                dataset_version=version, metrics=metrics, description=pipeline_tag,
-                                reuse_identical=True)
+                                run_id=run_id, dataset_version=version, metrics=metrics,
+                                description=pipeline_tag, reuse_identical=True)
     assert registered is not None
     return {"version": registered.version_id}
 

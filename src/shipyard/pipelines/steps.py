@@ -86,6 +86,12 @@ class _Builder:
 
 
 _building: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar("shipyard_pipeline", default=None)
+CURRENT_RUN: contextvars.ContextVar[str | None] = contextvars.ContextVar("shipyard_step_run", default=None)
+
+
+def current_run_id() -> str | None:
+    """Inside a step body: the id of the step's run (to link what it registers), else None."""
+    return CURRENT_RUN.get()
 
 
 class Step:
