@@ -14,14 +14,21 @@ def test_demo_runs_the_lifecycle(tmp_path: Path) -> None:
     workspace = tmp_path / "demo"
     proc = subprocess.run([sys.executable, str(DEMO), str(workspace)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Promoted cancer/1 to champion" in proc.stdout
+    assert "it is now champion" in proc.stdout
+    assert "Nothing changed: credit/1 is already champion." in proc.stdout  # the second run: cache hits
     assert "Audit chain intact" in proc.stdout
-    card = json.loads((workspace / "cards" / "cancer" / "1" / "card.json").read_text())
-    assert card["model_details"]["path"] == "models:/cancer/1"
+    card = json.loads((workspace / "cards" / "credit" / "1" / "card.json").read_text())
+    assert card["model_details"]["path"] == "models:/credit/1"
     assert {g: v["status"] for g, v in card["gates"].items()} == {
         "evaluation": "NO_BASELINE", "behavioural": "PASS", "fairness": "PASS", "infrastructure": "PASS"}
-    assert (workspace / "cards" / "cancer" / "1" / "readiness.html").is_file()
-    check = subprocess.run([str(Path(sys.executable).with_name("shipyard")), "-C", str(workspace), "readiness",
-                            "cancer/1", "--json"], capture_output=True, text=True, timeout=120)
+    assert (workspace / "cards" / "credit" / "1" / "readiness.html").is_file()
+    shipyard_cli = str(Path(sys.executable).with_name("shipyard"))
+    check = subprocess.run([shipyard_cli, "-C", str(workspace), "readiness", "credit/1", "--json"],
+                           capture_output=True, text=True, timeout=120)
     items = {i["name"]: i["status"] for i in json.loads(check.stdout)["items"]}
-    assert items["data"] == "PASS" and items["model"] == "PASS" and items["governance"] == "PASS"
+    assert {k: items[k] for k in ("data", "model", "pipeline", "governance")} == dict.fromkeys(
+        ("data", "model", "pipeline", "governance"), "PASS")
+    runs = subprocess.run([shipyard_cli, "-C", str(workspace), "runs", "list", "--experiment", "pipelines",
+                           "--filter", "tags.shipyard.cache = 'hit'", "--json", "-n", "100"],
+                          capture_output=True, text=True, timeout=120)
+    assert len(json.loads(runs.stdout)["runs"]) >= 12  # the second run's cached steps

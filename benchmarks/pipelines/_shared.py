@@ -52,15 +52,24 @@ def plain_fanin(n: int) -> int:
     return total([inc(i) for i in range(n)])
 
 
-PLAIN: dict[str, Callable[[int], int]] = {"chain": plain_chain, "fanin": plain_fanin}
+def plain_small(n: int) -> int:
+    """The two-step warm-up pipeline: total([inc(WARMUP_X)]) (n is ignored)."""
+    return total([inc(WARMUP_X)])
+
+
+PLAIN: dict[str, Callable[[int], int]] = {"chain": plain_chain, "fanin": plain_fanin, "small": plain_small}
 
 
 def expected_value(shape: str, n: int) -> int:
+    if shape == "small":
+        return WARMUP_X + 1
     return n if shape == "chain" else n * (n + 1) // 2
 
 
 def step_count(shape: str, n: int) -> int:
-    """Steps (tasks) in one run: the chain has n, the fan-in n + the final sum."""
+    """Steps (tasks) in one run: the chain has n, the fan-in n + the final sum, "small" 2."""
+    if shape == "small":
+        return 2
     return n if shape == "chain" else n + 1
 
 

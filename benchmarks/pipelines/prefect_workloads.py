@@ -37,6 +37,7 @@ STARTED_AT = time.time()
 
 import os  # noqa: E402
 import sys  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -196,22 +197,26 @@ def w_run(args) -> dict[str, Any]:
     floors = {shape: floor(shape, n) for shape in shapes}
     flows = make_flows(n)
 
-    with get_client(sync_client=True) as client:
+    with ExitStack() as stack:
         t0 = time.perf_counter()
-        client.api_healthcheck()  # starts the temporary server (and creates its database)
+        # In ephemeral mode the first client starts the temporary server (and creates its database).
+        client = stack.enter_context(get_client(sync_client=True))
+        client.api_healthcheck()
         server_start = time.perf_counter() - t0
-        first = timed_flow(client, warmup, "fanin", 1)  # total([inc(-1)]): 2 tasks
+        first = timed_flow(client, warmup, "small", 1)
         if first["value"] != WARMUP_X + 1:
             raise RuntimeError(f"warm-up flow returned {first['value']!r}")
 
+        small: list[dict[str, Any]] = []
         runs: dict[str, dict[str, list[dict[str, Any]]]] = {s: {v: [] for v in VARIANTS} for s in shapes}
         for rnd in range(args.rounds):
+            small.append({"round": rnd, **timed_flow(client, warmup, "small", 1)})
             order = VARIANTS if rnd % 2 == 0 else tuple(reversed(VARIANTS))
             for shape in shapes:
                 for variant in order:
                     r = timed_flow(client, flows[(shape, variant)], shape, n)
                     runs[shape][variant].append({"round": rnd, **r})
-        wait_quiet()
+        wait_quiet()  # let the server finish its backlog before it is stopped
 
     shapes_out: dict[str, Any] = {}
     for shape in shapes:
@@ -226,14 +231,19 @@ def w_run(args) -> dict[str, Any]:
                                  "verified": all(r["verified"] for r in rows), "runs": rows}
         best = min(VARIANTS, key=lambda v: variants[v]["seconds"])
         shapes_out[shape] = {"steps": steps, "floor": floors[shape], "variants": variants, "best": best}
+    small_s = median([r["seconds"] for r in small])
     return {
         "n": n,
         "rounds": args.rounds,
+        "small": {"steps": step_count("small", 1), "seconds": small_s, "timings": [r["seconds"] for r in small],
+                  "recorded_seconds": median([r["recorded_seconds"] for r in small]),
+                  "verified": all(r["verified"] for r in small), "runs": small},
         "shapes": shapes_out,
         "startup": {"import_seconds": IMPORT_SECONDS, "server_start_seconds": server_start,
                     "first_flow_seconds": first["seconds"], "first_flow_recorded_seconds": first["recorded_seconds"]},
         "task_runner": "ThreadPoolTaskRunner (default) for .submit; direct calls run in the flow's thread",
-        "verified": all(v["verified"] for s in shapes_out.values() for v in s["variants"].values()),
+        "verified": all(v["verified"] for s in shapes_out.values() for v in s["variants"].values())
+                    and all(r["verified"] for r in small),
     }
 
 

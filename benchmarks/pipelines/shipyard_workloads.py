@@ -142,7 +142,11 @@ def w_run(args) -> dict[str, Any]:
     floors = {shape: floor(shape, n) for shape in shapes}
     pipes = {shape: make_pipeline(shape, n) for shape in shapes}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s: {"off": [], "miss": [], "hit": []} for s in shapes}
+    small: list[dict[str, Any]] = []
     for rnd in range(args.rounds):
+        ws = spaces.fresh("small")
+        seconds, result = timed_run(warmup, ws, cache=False)
+        small.append({"round": rnd, "seconds": seconds, **check_run(result, "small", n, "off", ws, 4)})
         for shape in shapes:
             pipe, steps = pipes[shape], step_count(shape, n)
             ws = spaces.fresh(f"{shape}-off")
@@ -168,9 +172,13 @@ def w_run(args) -> dict[str, Any]:
     return {
         "n": n,
         "rounds": args.rounds,
+        "small": {"steps": step_count("small", n), "seconds": median([r["seconds"] for r in small]),
+                  "timings": [r["seconds"] for r in small], "verified": all(r["verified"] for r in small),
+                  "runs": small},
         "shapes": shapes_out,
         "startup": {"import_seconds": IMPORT_SECONDS, **(spaces.first_warmup or {})},
-        "verified": all(m["verified"] for s in shapes_out.values() for m in (s["off"], s["miss"], s["hit"])),
+        "verified": all(m["verified"] for s in shapes_out.values() for m in (s["off"], s["miss"], s["hit"]))
+                    and all(r["verified"] for r in small),
     }
 
 
