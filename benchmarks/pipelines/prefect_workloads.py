@@ -84,29 +84,44 @@ inc = task(_shared.inc)
 total = task(_shared.total)
 
 
+#: Seconds spent inside the body of the last flow that ran (its task calls, not the flow's own start and end).
+BODY: dict[str, float] = {}
+
+
 def make_flows(n: int) -> dict[tuple[str, str], Any]:
     @flow(name="chain-direct")
     def chain_direct():
+        t0 = time.perf_counter()
         x = 0
         for _ in range(n):
             x = inc(x)
+        BODY["seconds"] = time.perf_counter() - t0
         return x
 
     @flow(name="chain-submit")
     def chain_submit():
+        t0 = time.perf_counter()
         x = 0
         for _ in range(n):
             x = inc.submit(x)
-        return x.result()
+        value = x.result()
+        BODY["seconds"] = time.perf_counter() - t0
+        return value
 
     @flow(name="fanin-direct")
     def fanin_direct():
-        return total([inc(i) for i in range(n)])
+        t0 = time.perf_counter()
+        value = total([inc(i) for i in range(n)])
+        BODY["seconds"] = time.perf_counter() - t0
+        return value
 
     @flow(name="fanin-submit")
     def fanin_submit():
+        t0 = time.perf_counter()
         futures = [inc.submit(i) for i in range(n)]
-        return total.submit(futures).result()
+        value = total.submit(futures).result()
+        BODY["seconds"] = time.perf_counter() - t0
+        return value
 
     return {("chain", "direct"): chain_direct, ("chain", "submit"): chain_submit,
             ("fanin", "direct"): fanin_direct, ("fanin", "submit"): fanin_submit}
@@ -114,7 +129,10 @@ def make_flows(n: int) -> dict[tuple[str, str], Any]:
 
 @flow(name="warmup")
 def warmup():
-    return total([inc(WARMUP_X)])
+    t0 = time.perf_counter()
+    value = total([inc(WARMUP_X)])
+    BODY["seconds"] = time.perf_counter() - t0
+    return value
 
 
 # --------------------------------------------------------------------------- the temporary server
@@ -180,13 +198,15 @@ def wait_recorded(client: Any, flow_run_id: Any, expected: int) -> tuple[int, fl
 
 def timed_flow(client: Any, fn: Any, shape: str, n: int) -> dict[str, Any]:
     quiet = wait_quiet()
+    BODY.clear()
     t0 = time.perf_counter()
     state = fn(return_state=True)
     seconds = time.perf_counter() - t0
+    body = BODY.get("seconds")
     recorded, record_s = wait_recorded(client, state.state_details.flow_run_id, step_count(shape, n))
     value = state.result() if state.is_completed() else None
     ok = state.is_completed() and value == expected_value(shape, n) and recorded == step_count(shape, n)
-    return {"seconds": seconds, "recorded_after_s": record_s, "recorded_seconds": seconds + record_s,
+    return {"seconds": seconds, "body_seconds": body, "recorded_after_s": record_s, "recorded_seconds": seconds + record_s,
             "value": value, "state": state.type.value, "recorded_task_runs": recorded,
             "expected_task_runs": step_count(shape, n), "quiet_wait_s": quiet, "verified": bool(ok)}
 
@@ -225,8 +245,10 @@ def w_run(args) -> dict[str, Any]:
         for variant, rows in runs[shape].items():
             seconds = median([r["seconds"] for r in rows])
             recorded = median([r["recorded_seconds"] for r in rows])
+            body = median([r["body_seconds"] for r in rows if r["body_seconds"] is not None])
             variants[variant] = {"seconds": seconds, "timings": [r["seconds"] for r in rows],
-                                 "recorded_seconds": recorded,
+                                 "recorded_seconds": recorded, "body_seconds": body,
+                                 "body_per_step_s": overhead_per_step(body, floor_s, steps),
                                  "per_step_overhead_s": overhead_per_step(seconds, floor_s, steps),
                                  "verified": all(r["verified"] for r in rows), "runs": rows}
         best = min(VARIANTS, key=lambda v: variants[v]["seconds"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shipyard.config import SPEC_FILE
 from shipyard.context import Context
 from shipyard.errors import ConfigError
@@ -16,7 +18,7 @@ def lifecycle_spec(ctx: Context) -> LifecycleSpec:
 
 
 def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool = True,
-                 promote: bool | None = None) -> PipelineResult:
+                 promote: bool | None = None, on_change: Any = None) -> PipelineResult:
     """Run the spec's pipeline; `promote=False` overrides the spec (CI registers and gates only)."""
     from shipyard.data.versions import get_version
     from shipyard.pipelines.standard import build_pipeline
@@ -31,4 +33,4 @@ def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool =
     if promote is not None:
         spec = spec.model_copy(update={"promote": spec.promote.model_copy(update={"enabled": promote})})
     pipeline = build_pipeline(spec, version=version.version_id, workspace=str(ctx.workspace.root))
-    return run_pipeline(ctx, pipeline, {}, executor=executor, use_cache=use_cache)
+    return run_pipeline(ctx, pipeline, {}, executor=executor, use_cache=use_cache, on_change=on_change)

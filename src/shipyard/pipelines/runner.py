@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -148,7 +149,8 @@ def upstream_closure(nodes: dict[str, Node], target: str) -> set[str]:
 
 
 def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, executor: str | None = None,
-                 use_cache: bool = True, until: str | None = None) -> PipelineResult:
+                 use_cache: bool = True, until: str | None = None,
+                 on_change: Callable[[dict[str, StepReport]], None] | None = None) -> PipelineResult:
     """Run the pipeline (or, with `until`, only that step and what it needs) and record it."""
     from shipyard.tracking import runs
     from shipyard.tracking.environment import environment, git_state, source_name
@@ -174,6 +176,12 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
     pending: dict[Future[StepOutcome], tuple[str, str, float, str]] = {}
     failed: tuple[str, StepOutcome] | None = None
     remaining = list(order)
+
+    def changed() -> None:
+        if on_change is not None:
+            on_change({n: reports.get(n) or StepReport(n, "waiting", "", "") for n in order})
+
+    changed()
     try:
         while remaining or pending:
             hits = 0
@@ -191,6 +199,7 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
                     reports[node_id] = StepReport(node_id, "finished", "hit", f"same code, params, inputs and "
                                                   f"environment as run {hit_run[:8]}", run_id, 0.0, 0, stored)
                     hits += 1
+                    changed()
                     continue
                 mode = "miss" if use_cache and node.step.options.cache else "off"
                 reason = describe_miss(parts, _previous_parts(ctx, pipeline.name, node_id)) if mode == "miss" \
@@ -205,6 +214,7 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
                 task = StepTask(node_id, node.step, tuple(args), dict(kwargs), str(ctx.workspace.root), step_run.run_id)
                 pending[runner.submit(task)] = (node_id, step_run.run_id, time.perf_counter(), reason)
                 reports[node_id] = StepReport(node_id, "running", mode, reason, step_run.run_id)
+                changed()
             if hits and failed is None:
                 continue  # cache hits may have made more steps ready
             if not pending:
@@ -224,8 +234,10 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
                                     resources=outcome.resources)
                     report.status = "failed"
                     failed = failed or (node_id, outcome)
+                changed()
         for node_id in remaining:
             reports[node_id] = StepReport(node_id, "skipped", "off", "not run: an upstream step failed")
+        changed()
     finally:
         runner.close()
     status = "failed" if failed else "finished"
