@@ -27,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import BENCH_DIR, PEERS_PYTHON, RESULTS_DIR, Context, environment_info, write_json  # noqa: E402
 
-# name -> module (relative to benchmarks/). Later: "pipelines": "pipelines.suite" (vs Prefect).
+# name -> module (relative to benchmarks/).
 SUITES: dict[str, str] = {
     "tracking": "tracking.suite",
     "data": "data.suite",
     "registry": "registry.suite",
+    "pipelines": "pipelines.suite",
 }
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Create benchmarks/.venv-peers with the pinned peer tools from
-# benchmarks/peers-requirements.txt (MLflow for the tracking suite, DVC for
-# the data suite). Idempotent: does nothing when every pinned package is
-# already installed at its pinned version.
+# benchmarks/peers-requirements.txt (MLflow for the tracking and registry
+# suites, DVC for the data suite, Prefect for the pipelines suite), resolved
+# together: `pip check` must stay clean. Idempotent: does nothing when every
+# pinned package is already installed at its pinned version.
 #
 # Usage: bash benchmarks/setup_peers.sh [--force]
 #   PYTHON=python3.11 bash benchmarks/setup_peers.sh   # choose the interpreter
@@ -65,6 +66,10 @@ echo "peers: installing $pinlist into $venv"
 
 if ! satisfied; then
     echo "peers: installed versions do not match $reqs" >&2
+    exit 1
+fi
+if ! "$venv/bin/python" -m pip check; then
+    echo "peers: pip check found broken requirements in $venv" >&2
     exit 1
 fi
 echo "peers: ready ($pinlist)"

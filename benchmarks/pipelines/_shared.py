@@ -117,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shapes to run")
     parser.add_argument("--spawned-at", type=float, default=None,
                         help="time.time() when the driver started this process (to report interpreter start-up)")
+    parser.add_argument("--budget-seconds", type=float, default=None,
+                        help="Prefect: start no new round after this many seconds (at least one round runs)")
     # profile workload (Shipyard only)
     parser.add_argument("--shape", default="chain", choices=SHAPES, help="profile: shape to profile")
     parser.add_argument("--mode", default="off", choices=["off", "miss", "hit"],

@@ -36,16 +36,16 @@ import time
 
 STARTED_AT = time.time()
 
-import cProfile  # noqa: E402
-import os  # noqa: E402
-import pstats  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
-import _shared  # noqa: E402
-from _shared import (  # noqa: E402
+import _shared
+from _shared import (
     WARMUP_X,
     emit,
     expected_value,
@@ -59,7 +59,7 @@ from _shared import (  # noqa: E402
 os.environ.setdefault("SHIPYARD_USER", "bench")
 
 _t = time.perf_counter()
-import shipyard  # noqa: E402
+import shipyard
 
 IMPORT_SECONDS = time.perf_counter() - _t
 
