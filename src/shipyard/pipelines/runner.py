@@ -266,14 +266,14 @@ def _step_tags(pipeline: str, node: str, parts: KeyParts, mode: str, reason: str
 
 
 def _record_success(ctx: Context, run_id: str, outcome: StepOutcome) -> None:
+    """The step's outputs, worker and attempts, and its end: one transaction."""
     from shipyard.tracking import runs
 
     info = ctx.blobs.put_bytes(json.dumps(outcome.outputs).encode())
-    runs.log_artifact_blob(ctx, run_id, OUTPUTS, info.digest, info.size)
-    for i, stored in enumerate(outcome.outputs):
-        runs.log_artifact_blob(ctx, run_id, f"outputs/{i}.{stored['kind'].split(':')[0]}", stored["digest"], stored["size"])
-    runs.set_tags(ctx, run_id, {"shipyard.worker": outcome.worker, "shipyard.attempts": outcome.attempts})
-    runs.finish_run(ctx, run_id, "finished", resources=outcome.resources)
+    files = [(OUTPUTS, info.digest, info.size)]
+    files += [(f"outputs/{i}.{s['kind'].split(':')[0]}", s["digest"], s["size"]) for i, s in enumerate(outcome.outputs)]
+    runs.finish_run(ctx, run_id, "finished", resources=outcome.resources, artifacts_=files,
+                    tags_={"shipyard.worker": outcome.worker, "shipyard.attempts": outcome.attempts})
 
 
 def _cache_hit(ctx: Context, pipeline: str, node: str, parts: KeyParts) -> tuple[str, list[dict[str, Any]]] | None:
@@ -315,6 +315,6 @@ def _record_hit(ctx: Context, parent: str, pipeline: str, node: str, parts: KeyP
     step_run = runs.create_run(ctx, name=node, experiment="pipelines", parent_id=parent,
                                tags_={**_step_tags(pipeline, node, parts, "hit", reason), "shipyard.cached_from": hit_run})
     info = ctx.blobs.put_bytes(json.dumps(stored).encode())
-    runs.log_artifact_blob(ctx, step_run.run_id, OUTPUTS, info.digest, info.size)
-    runs.finish_run(ctx, step_run.run_id, "finished", resources={"wall_seconds": 0.0})
+    runs.finish_run(ctx, step_run.run_id, "finished", resources={"wall_seconds": 0.0},
+                    artifacts_=[(OUTPUTS, info.digest, info.size)])
     return step_run.run_id

@@ -143,8 +143,11 @@ def finish_run(
     error: str | None = None,
     resources: dict[str, float | int] | None = None,
     points: Sequence[MetricPoint] = (),
+    tags_: dict[str, Any] | None = None,
+    artifacts_: Sequence[tuple[str, str, int]] = (),
 ) -> None:
-    """Mark a run ended, committing its last buffered metric points in the same transaction."""
+    """Mark a run ended, committing its last buffered metric points, and any final tags and artifacts
+    (path, digest, size), in the same transaction."""
     if status not in STATUSES[1:]:
         raise ValidationError(f"Cannot end a run with status {status!r}; use one of {', '.join(STATUSES[1:])}.")
     payload: dict[str, Any] = {"status": status, **(resources or {})}
@@ -152,10 +155,22 @@ def finish_run(
         payload.update(_metrics_summary(points))
     if error:
         payload["error"] = error.strip().splitlines()[-1][:500]
+    checked_tags = check.check_tags(tags_)
+    files = [(_check_artifact_path(path), digest, size) for path, digest, size in artifacts_]
+    if checked_tags:
+        payload["tags"] = checked_tags
+    if files:
+        payload["artifacts"] = [{"path": p, "digest": d, "size": n} for p, d, n in files]
     with ctx.store.mutation(ctx.actor, "run.finish", "run", run_id, payload) as conn:
         _require_writable(conn, run_id)
         if points:
             _write_metrics(ctx, conn, run_id, points)
+        if checked_tags:
+            _write_tags(ctx, conn, run_id, checked_tags)
+        if files:
+            stmt = ctx.store.insert_or_update(artifacts, ["run_id", "path"], ["digest", "size", "created"])
+            conn.execute(stmt, [{"run_id": run_id, "path": p, "digest": d, "size": n, "created": now_ms()}
+                                for p, d, n in files])
         conn.execute(_UPDATE_RUN, {"rid": run_id, "status": status, "end_time": now_ms(), "error": error, **(resources or {})})
 
 
