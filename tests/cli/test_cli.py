@@ -4,91 +4,15 @@ exit status and the entry point matter), against a fresh SQLite workspace."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import shipyard
-from shipyard.cli.main import main
-
-SHIPYARD = Path(sys.executable).with_name("shipyard")
 
 
-# -- helpers ----------------------------------------------------------------------------------------
 
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the CLI in-process; return (exit code, stdout, stderr) of this call only."""
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
-    code, out, err = cli(capsys, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
-
-
-def fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    """Run a command that must fail cleanly: exit 1, nothing on stdout, no traceback. Return stderr."""
-    code, out, err = cli(capsys, *args)
-    assert code == 1, (out, err)
-    assert out == ""
-    assert "Error:" in err
-    assert "Traceback" not in err
-    return err
-
-
-def make_run(
-    name: str,
-    *,
-    experiment: str = "default",
-    params: Mapping[str, Any] | None = None,
-    metrics: Mapping[str, list[float]] | None = None,
-    artifacts: Mapping[str, bytes] | None = None,
-) -> str:
-    with shipyard.start_run(name, experiment=experiment) as run:
-        if params:
-            run.log_params(params)
-        for key, values in (metrics or {}).items():
-            for value in values:
-                run.log_metric(key, value)
-        for path, data in (artifacts or {}).items():
-            run.log_artifact(data, name=path)
-    return run.run_id
-
-
-def list_ids(capsys: pytest.CaptureFixture[str], *args: str, options: tuple[str, ...] = ()) -> list[str]:
-    """Ids of `runs list ARGS`, with global OPTIONS before the command."""
-    return [r["run_id"] for r in cli_json(capsys, *options, "runs", "list", *args)["runs"]]
-
-
-def blob_path(root: Path, data: bytes) -> Path:
-    import hashlib
-
-    digest = hashlib.sha256(data).hexdigest()
-    return root / ".shipyard" / "artifacts" / "sha256" / digest[:2] / digest
-
-
-@pytest.fixture
-def three_runs(workspace: Path) -> dict[str, str]:
-    """alpha (rf, auc 0.7→0.9), beta (gb, auc 0.95), gamma (rf, auc 0.6); name → run id."""
-    return {
-        "alpha": make_run(
-            "alpha", experiment="exp-a", params={"model": "rf", "seed": 1},
-            metrics={"auc": [0.7, 0.8, 0.9], "loss": [0.5, 0.4]},
-        ),
-        "beta": make_run("beta", experiment="exp-b", params={"model": "gb", "seed": 1}, metrics={"auc": [0.95]}),
-        "gamma": make_run("gamma", experiment="exp-a", params={"model": "rf", "seed": 1}, metrics={"auc": [0.6]}),
-    }
+from tests.cli.helpers import blob_path, cli, cli_json, fails, list_ids, make_run
 
 
 # -- init and workspace discovery -------------------------------------------------------------------
@@ -223,7 +147,7 @@ def test_runs_list_pages_through_every_run_once(workspace: Path, capsys: pytest.
     while True:
         args = ["--limit", "2", "-o", "metrics.acc DESC"] + (["--page-token", token] if token else [])
         page = cli_json(capsys, "runs", "list", *args)
-        assert 1 <= len(page["runs"]) <= 2
+        assert len(page["runs"]) in (1, 2)
         seen += [r["run_id"] for r in page["runs"]]
         token = page["next_page_token"]
         pages += 1
@@ -475,170 +399,3 @@ def test_artifacts_gc_removes_only_unreferenced_blobs(workspace: Path, capsys: p
 
     assert "--grace must be zero or more" in fails(capsys, "artifacts", "gc", "--grace", "-1")
 
-
-# -- config show --------------------------------------------------------------------------------------
-
-
-def test_config_show_precedence_and_sources(
-    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (workspace / "shipyard.yaml").write_text(
-        "store:\n  busy_timeout_ms: 1000\n"
-        "tracking:\n  flush_interval_seconds: 5\n  flush_max_points: 10\n"
-    )
-    base = cli_json(capsys, "config", "show")
-    assert base["root"] == str(workspace)
-    assert base["settings"]["tracking"] == {"flush_interval_seconds": 5.0, "flush_max_points": 10}
-    assert base["settings"]["artifacts"]["url"] == ".shipyard/artifacts"
-    assert base["sources"] == {
-        "store.busy_timeout_ms": "shipyard.yaml",
-        "tracking.flush_interval_seconds": "shipyard.yaml",
-        "tracking.flush_max_points": "shipyard.yaml",
-    }
-
-    monkeypatch.setenv("SHIPYARD_TRACKING_FLUSH_MAX_POINTS", "20")
-    monkeypatch.setenv("SHIPYARD_STORE_BUSY_TIMEOUT_MS", "2000")
-    data = cli_json(capsys, "--set", "tracking.flush_max_points=30", "--set", "artifacts.url=blobs", "config", "show")
-    assert data["settings"]["tracking"] == {"flush_interval_seconds": 5.0, "flush_max_points": 30}
-    assert data["settings"]["store"]["busy_timeout_ms"] == 2000
-    assert data["settings"]["artifacts"]["url"] == "blobs"
-    assert data["sources"] == {
-        "store.busy_timeout_ms": "SHIPYARD_STORE_BUSY_TIMEOUT_MS",
-        "tracking.flush_interval_seconds": "shipyard.yaml",
-        "tracking.flush_max_points": "flag",
-        "artifacts.url": "flag",
-    }
-
-    code, out, err = cli(capsys, "config", "show")
-    assert code == 0, err
-    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
-    assert "SHIPYARD_TRACKING_FLUSH_MAX_POINTS" in rows["tracking.flush_max_points"]
-    assert "20" in rows["tracking.flush_max_points"]
-    assert "default" in rows["store.url"] and "shipyard.yaml" in rows["tracking.flush_interval_seconds"]
-
-
-@pytest.mark.parametrize(
-    ("spec", "env", "args", "expected"),
-    [
-        (None, {}, ["--set", "tracking.flush_max_points=abc"],
-         ["tracking.flush_max_points = 'abc'", "(from flag)", "integer"]),
-        (None, {"SHIPYARD_STORE_BUSY_TIMEOUT_MS": "-5"}, [],
-         ["store.busy_timeout_ms = '-5'", "(from SHIPYARD_STORE_BUSY_TIMEOUT_MS)", "greater than or equal to 0"]),
-        ("store:\n  url: mysql://x\n", {}, [],
-         ["store.url = 'mysql://x'", "(from shipyard.yaml)", "sqlite:///path"]),
-        ("store:\n  ulr: sqlite:///x.db\n", {}, [],
-         ["Unknown setting", "'store.ulr'", "Did you mean 'store.url'?"]),
-        (None, {}, ["--set", "store.ulr=sqlite:///x.db"],
-         ["Unknown setting 'store.ulr'", "Did you mean 'store.url'?"]),
-        (None, {}, ["--set", "tracking.flush_max_points"], ["--set 'tracking.flush_max_points'", "KEY=VALUE"]),
-        ("tracking:\n  flush_max_points: 10\n  - oops\n", {}, [], ["shipyard.yaml is not valid YAML", "line 3"]),
-        ("- just\n- a list\n", {}, [], ["must hold a mapping of settings"]),
-    ],
-    ids=["flag", "env", "file-value", "file-unknown-key", "flag-unknown-key", "set-without-equals",
-         "invalid-yaml", "yaml-not-a-mapping"],
-)
-def test_bad_settings_are_reported_with_key_value_and_source(
-    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    spec: str | None, env: dict[str, str], args: list[str], expected: list[str],
-) -> None:
-    if spec is not None:
-        (workspace / "shipyard.yaml").write_text(spec)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    for command in (["config", "show", "--json"], ["runs", "list"]):
-        err = fails(capsys, *args, *command)
-        for fragment in expected:
-            assert fragment in err, (fragment, err)
-
-
-# -- error reporting ----------------------------------------------------------------------------------
-
-
-def test_debug_shows_a_traceback_only_when_asked(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    err = fails(capsys, "runs", "show", "deadbeefdeadbeef")
-    assert "No run with id" in err
-
-    code, out, err = cli(capsys, "--debug", "runs", "show", "deadbeefdeadbeef")
-    assert code == 1 and out == ""
-    assert "Traceback" in err and "NotFoundError" in err
-    assert "No run with id 'deadbeefdeadbeef'" in err
-
-    # The flag does not stick to later calls in the same process.
-    assert "Traceback" not in fails(capsys, "runs", "show", "deadbeefdeadbeef")
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["runs", "list", "--bogus"], "No such option"),
-        (["runs", "show"], "Missing"),
-        (["--set", "store.url=sqlite:///x.db"], "Missing command"),
-    ],
-    ids=["unknown-option", "missing-argument", "missing-command"],
-)
-def test_usage_errors_are_reported_without_a_traceback(
-    workspace: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
-) -> None:
-    code, out, err = cli(capsys, *args)
-    assert code == 2
-    assert message in err and "Traceback" not in err
-
-
-def test_bare_group_prints_its_help(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = cli(capsys, "runs")
-    assert "Traceback" not in err
-    assert "list" in out + err and "compare" in out + err
-
-
-def test_the_installed_command(workspace: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(SHIPYARD), *args], capture_output=True, text=True, cwd=workspace, env=os.environ.copy(), timeout=120
-        )
-
-    version = run("--version")
-    assert version.returncode == 0, version.stderr
-    assert version.stdout.strip() == f"shipyard {shipyard.__version__}"
-
-    helped = run("--help")
-    assert helped.returncode == 0, helped.stderr
-    for command in ("init", "config", "runs", "audit", "artifacts"):
-        assert command in helped.stdout
-
-    missing = run("runs", "show", "deadbeefdeadbeef")
-    assert missing.returncode == 1 and missing.stdout == ""
-    assert "No run with id 'deadbeefdeadbeef'" in missing.stderr and "Traceback" not in missing.stderr
-
-    misused = run("runs", "list", "--bogus")
-    assert misused.returncode == 2 and misused.stdout == ""
-    assert "No such option" in misused.stderr and "Traceback" not in misused.stderr
-
-
-# -- text that looks like console markup is printed as given ------------------------------------
-
-
-def test_error_messages_with_square_brackets_are_printed_verbatim(
-    workspace: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    text = "params.model = [rf]"
-    err = fails(capsys, "runs", "list", "--filter", text)
-    assert text in err
-
-    err = fails(capsys, "runs", "show", "[/x]")
-    assert "No run with id '[/x]'" in err
-
-    (workspace / "shipyard.yaml").write_text("store:\n  url: [a\n")
-    err = fails(capsys, "config", "show")
-    assert "not valid YAML" in err and "url: [a" in err
-
-
-def test_run_names_with_square_brackets_are_printed_verbatim(
-    workspace: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    run_id = make_run("[baseline] rf")
-    code, out, err = cli(capsys, "runs", "list")
-    assert code == 0, err
-    assert "[baseline] rf" in out
-    code, out, err = cli(capsys, "runs", "show", run_id)
-    assert code == 0, err
-    assert f"Run {run_id} [baseline] rf" in out
