@@ -90,10 +90,6 @@ _cache: dict[tuple[Any, ...], tuple[Settings, dict[str, str]]] = {}
 
 def read_spec_file(path: Path) -> dict[str, Any]:
     """The parsed shipyard.yaml (sections other building blocks own included), with clear YAML errors."""
-    return _read_spec(path)
-
-
-def _read_spec(path: Path) -> dict[str, Any]:
     text = path.read_text() if path.exists() else ""
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
@@ -147,7 +143,7 @@ def _resolve(
     keys = setting_keys()
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    spec = _read_spec(spec_path)
+    spec = read_spec_file(spec_path)
     sections = list(Settings.model_fields)
     for section, values in spec.items():
         if section in OTHER_SECTIONS:

@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 import shipyard
-from shipyard.cli import pipelines
-from shipyard.cli.main import app, main
+from shipyard.cli.main import main
 
 FLOW = '''
 import shipyard
@@ -57,20 +56,6 @@ def broken(n: int = 3):
 def plain():
     return 1
 '''
-
-
-@pytest.fixture(autouse=True)
-def pipeline_commands() -> Iterator[None]:
-    """`shipyard pipeline …` on the main app for these tests (unless main.py registers it already)."""
-    if any(g.typer_instance is pipelines.app for g in app.registered_groups):
-        yield
-        return
-    app.add_typer(pipelines.app, name="pipeline")
-    added = app.registered_groups[-1]
-    try:
-        yield
-    finally:
-        app.registered_groups.remove(added)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import yaml
 
-from shipyard.cli import pipelines as pipeline_cli
 from shipyard.errors import ValidationError
 from shipyard.pipelines.kfp import compile_kfp, repeated_steps, task_names, write_kfp
 from shipyard.pipelines.loader import load_pipeline
@@ -70,15 +69,6 @@ def flow_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield f"{path}:fan_flow"
     sys.modules.pop("kfp_flow", None)
     sys.modules.pop("_shipyard_pipeline_kfp_flow", None)
-
-
-def _cli_registered() -> Any:
-    from shipyard.cli.main import app
-
-    if any(g.typer_instance is pipeline_cli.app for g in app.registered_groups):
-        return None
-    app.add_typer(pipeline_cli.app, name="pipeline")
-    return app.registered_groups[-1]
 
 
 # -- the spec ----------------------------------------------------------------------------------------
@@ -188,29 +178,24 @@ def _kubeflow_order(tasks: dict[str, Any]) -> list[str]:
 def test_each_task_runs_its_step_and_finds_its_upstream_steps_cached(
     workspace: Path, flow_ref: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from shipyard.cli.main import app, main
+    from shipyard.cli.main import main
 
     spec = compile_kfp(load_pipeline(flow_ref), {}, image=IMAGE, ref=flow_ref)
     arguments = {"n": 3, "factor": 1.0}  # given when the run is submitted; the rest keep their defaults
     defaults = {k: v["defaultValue"] for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
     tasks = spec["root"]["dag"]["tasks"]
-    registered = _cli_registered()
     seen: dict[str, dict[str, Any]] = {}
-    try:
-        for name in _kubeflow_order(tasks):
-            task = tasks[name]
-            executor = spec["components"][task["componentRef"]["name"]]["executorLabel"]
-            values = {k: {**defaults, **arguments}[v["componentInputParameter"]]
-                      for k, v in task["inputs"]["parameters"].items()}
-            command = [PLACEHOLDER.sub(lambda m, values=values: _render(values[m.group(1)]), part)
-                       for part in spec["deploymentSpec"]["executors"][executor]["container"]["command"]]
-            capsys.readouterr()
-            assert main([*command[1:], "--json"]) == 0, capsys.readouterr().err
-            steps = json.loads(capsys.readouterr().out)["steps"]
-            seen[task["taskInfo"]["name"]] = {k: s["cache"] for k, s in steps.items()}
-    finally:
-        if registered is not None:
-            app.registered_groups.remove(registered)
+    for name in _kubeflow_order(tasks):
+        task = tasks[name]
+        executor = spec["components"][task["componentRef"]["name"]]["executorLabel"]
+        values = {k: {**defaults, **arguments}[v["componentInputParameter"]]
+                  for k, v in task["inputs"]["parameters"].items()}
+        command = [PLACEHOLDER.sub(lambda m, values=values: _render(values[m.group(1)]), part)
+                   for part in spec["deploymentSpec"]["executors"][executor]["container"]["command"]]
+        capsys.readouterr()
+        assert main([*command[1:], "--json"]) == 0, capsys.readouterr().err
+        steps = json.loads(capsys.readouterr().out)["steps"]
+        seen[task["taskInfo"]["name"]] = {k: s["cache"] for k, s in steps.items()}
     # each task ran its own step; the steps before it, run by earlier tasks, were cache hits
     assert seen == {
         "source": {"source": "miss"},

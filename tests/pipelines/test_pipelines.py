@@ -242,3 +242,12 @@ def test_until_runs_a_step_and_what_it_needs(workspace: Path, tmp_path: Path) ->
     assert _caches(full) == {"source": "hit", "double": "hit", "total": "miss"}
     with pytest.raises(ValidationError, match="no step 'dubble'. Did you mean 'double'"):
         mod.flow.run(until="dubble")
+
+
+def test_a_pipeline_name_with_a_quote_still_finds_its_previous_runs(workspace: Path) -> None:
+    @shipyard.pipeline(name="ana's flow")
+    def quoted(x: int = 1):
+        return add_one(x)
+
+    assert quoted.run().steps["add_one"].reason == "first run of this step"
+    assert quoted.run(x=2).steps["add_one"].reason == "params changed: x: 1 → 2"

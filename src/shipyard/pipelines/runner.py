@@ -293,11 +293,17 @@ def _cache_hit(ctx: Context, pipeline: str, node: str, parts: KeyParts) -> tuple
     return None
 
 
+def _quoted(text: str) -> str:
+    """A value for a single-quoted string of the filter language."""
+    return text.replace("'", "''")
+
+
 def _previous_parts(ctx: Context, pipeline: str, node: str) -> dict[str, Any] | None:
     from shipyard.tracking.runs import get_run
     from shipyard.tracking.search import search_run_ids
 
-    ids, _ = search_run_ids(ctx, f"tags.shipyard.pipeline = '{pipeline}' and tags.shipyard.step = '{node}'",
+    ids, _ = search_run_ids(ctx, f"tags.shipyard.pipeline = '{_quoted(pipeline)}' and "
+                                 f"tags.shipyard.step = '{_quoted(node)}'",
                             ["start_time DESC"], max_results=1)
     if not ids:
         return None

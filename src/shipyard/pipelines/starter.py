@@ -45,7 +45,8 @@ def write_starter(ctx: Context, source: Path, target: str) -> dict[str, Any]:
     from shipyard.settings import read_spec_file
 
     spec_path = ctx.workspace.root / SPEC_FILE
-    if "data" in read_spec_file(spec_path) or "model" in read_spec_file(spec_path):
+    existing = read_spec_file(spec_path)
+    if "data" in existing or "model" in existing:
         raise ConfigError(f"{spec_path} already has a lifecycle spec (data/model); edit it instead.")
     from shipyard.data.formats import read_table
 
