@@ -6,11 +6,11 @@ from sqlalchemy import select, union
 
 from shipyard.store.blobs import BlobStore, GcReport
 from shipyard.store.db import MetadataStore
-from shipyard.store.tables import BLOB_REFERENCES
+from shipyard.store.tables import blob_references
 
 
 def referenced_digests(store: MetadataStore) -> set[str]:
-    query = union(*[select(column.label("digest")) for column in BLOB_REFERENCES])
+    query = union(*[select(column.label("digest")) for column in blob_references()])
     with store.read() as conn:
         return set(conn.execute(query).scalars())
 

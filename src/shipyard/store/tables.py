@@ -27,6 +27,8 @@ NAMING = {
 metadata = MetaData(naming_convention=NAMING)
 
 ID_LENGTH = 32
+# Marks a column that holds the digest of a blob: garbage collection keeps every blob such a column names.
+BLOB = {"blob": True}
 
 runs = Table(
     "runs",
@@ -48,6 +50,11 @@ runs = Table(
     Column("peak_memory_bytes", BigInteger),
     Column("wall_seconds", Float),
     Column("error", Text),
+    # Who owns a running run, and when it last showed signs of life: a run whose process died is "lost".
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("heartbeat", BigInteger),
+    Column("policy_digest", String(64)),  # SHA-256 of shipyard.yaml's lifecycle policy when the run started
     Index("ix_runs_experiment_start", "experiment", "start_time"),
     Index("ix_runs_parent", "parent_id"),
 )
@@ -97,7 +104,7 @@ artifacts = Table(
     metadata,
     Column("run_id", String(ID_LENGTH), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
     Column("path", String(1024), primary_key=True),
-    Column("digest", String(64), nullable=False),
+    Column("digest", String(64), nullable=False, info=BLOB),
     Column("size", BigInteger, nullable=False),
     Column("created", BigInteger, nullable=False),
     Index("ix_artifacts_digest", "digest"),
@@ -147,7 +154,7 @@ dataset_versions = Table(
     Column("file_count", Integer, nullable=False),
     Column("total_bytes", BigInteger, nullable=False),
     Column("row_count", BigInteger),
-    Column("table_digest", String(64)),  # the canonical Parquet form of a table
+    Column("table_digest", String(64), info=BLOB),  # the canonical Parquet form of a table
     Column("table_schema", Text),  # JSON: [{"name", "type", "nullable"}]
     Column("profile", Text),  # JSON profile, the reference for validation and drift
     Column("key_columns", Text),  # JSON list, when a key was declared
@@ -165,7 +172,7 @@ dataset_files = Table(
     Column("version_id", String(160), ForeignKey("dataset_versions.version_id", ondelete="CASCADE"), primary_key=True),
     Column("path", String(1024), primary_key=True),
     Column("size", BigInteger, nullable=False),
-    Column("digest", String(64), nullable=False),
+    Column("digest", String(64), nullable=False, info=BLOB),
     Index("ix_dataset_files_digest", "digest"),
 )
 
@@ -217,7 +224,7 @@ model_versions = Table(
     Column("model", String(128), ForeignKey("registered_models.name", ondelete="CASCADE"), nullable=False),
     Column("version", Integer, nullable=False),
     Column("flavor", String(64), nullable=False),
-    Column("artifact_digest", String(64), nullable=False),
+    Column("artifact_digest", String(64), nullable=False, info=BLOB),
     Column("artifact_size", BigInteger, nullable=False),
     Column("flavor_meta", Text, nullable=False),  # JSON: what the flavor needs to load the file
     Column("signature", Text),  # JSON: inputs (name, dtype, nullable) and output
@@ -269,6 +276,10 @@ gate_results = Table(
     Column("result", Text, nullable=False),  # JSON: checks with their numbers
     Column("waived_by", String(KEY_LENGTH)),
     Column("waiver_reason", Text),
+    # What the result was judged against: the champion's version number at the time (None: there was no
+    # champion) and the digest of the model's gate policy. Promotion refuses a result when either moved.
+    Column("baseline_version", Integer),
+    Column("policy_digest", String(64)),
     Column("created", BigInteger, nullable=False),
     Column("created_by", String(KEY_LENGTH), nullable=False),
     Index("ix_gate_results_version_gate", "version_id", "gate"),
@@ -289,10 +300,8 @@ reviews = Table(
     Index("ix_reviews_version_kind", "version_id", "kind"),
 )
 
-# Columns holding blob digests; garbage collection keeps every blob named here.
-BLOB_REFERENCES = [
-    artifacts.c.digest,
-    dataset_files.c.digest,
-    dataset_versions.c.table_digest,
-    model_versions.c.artifact_digest,
-]
+
+
+def blob_references() -> list[Column[str]]:
+    """Every column marked as holding a blob digest, in every table (so a new table cannot be forgotten)."""
+    return [column for table in metadata.sorted_tables for column in table.columns if column.info.get("blob")]
