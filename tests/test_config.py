@@ -213,9 +213,9 @@ def test_a_section_with_every_key_commented_out_means_defaults(tmp_path: Path) -
          ["artifacts.url = 'ftp://host/x' (from SHIPYARD_ARTIFACTS_URL)", "s3://bucket/prefix"]),
         ("", {"SHIPYARD_ARTIFACTS_URL": "  "}, {}, ["artifacts.url = '  ' (from SHIPYARD_ARTIFACTS_URL)"]),
         ("store:\n  url: mysql://x\n", {}, {},
-         ["Invalid setting store.url = 'mysql://x' (from shipyard.yaml)", "postgresql"]),
+         ["Invalid setting store.url = 'mysql://x' (from shipyard.yaml, line 2)", "postgresql"]),
         ("tracking:\n  flush_max_points: lots\n", {}, {},
-         ["tracking.flush_max_points = 'lots' (from shipyard.yaml)"]),
+         ["tracking.flush_max_points = 'lots' (from shipyard.yaml, line 2)"]),
         ("store:\n  ulr: sqlite:///x.db\n", {}, {},
          ["Unknown setting in shipyard.yaml 'store.ulr'.", "Did you mean 'store.url'?", "Known: "]),
         ("tracking:\n  flush_max_point: 3\n", {}, {},
@@ -247,7 +247,7 @@ def test_every_invalid_value_is_reported_at_once(tmp_path: Path) -> None:
         resolve_settings(path, {"SHIPYARD_TRACKING_FLUSH_MAX_POINTS": "many"}, {})
     lines = str(caught.value).splitlines()
     assert len(lines) == 2
-    assert any("store.url = 'mysql://x' (from shipyard.yaml)" in line for line in lines)
+    assert any("store.url = 'mysql://x' (from shipyard.yaml, line 2)" in line for line in lines)
     assert any("(from SHIPYARD_TRACKING_FLUSH_MAX_POINTS)" in line for line in lines)
 
 

@@ -109,7 +109,7 @@ def w_log_register(args) -> dict:
 
 def w_serve(args) -> dict:
     from shipyard.context import open_context
-    from shipyard.models.promotion import promote
+    from shipyard.gates.promotion import promote
 
     workdir = Path(args.workdir)
     setup(workdir)
@@ -139,7 +139,7 @@ def w_serve(args) -> dict:
 
     return {
         "n": args.n,
-        "alias_call": "shipyard.models.promotion.promote(ctx, 'bc/1', 'champion')",
+        "alias_call": "shipyard.gates.promotion.promote(ctx, 'bc/1', 'champion')",
         "alias_timings": alias_times,
         "alias_seconds": median(alias_times),
         "load_call": f"shipyard.models.load({uri!r})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import getpass
 import os
 from collections.abc import Mapping
@@ -9,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.errors import ConfigError, WorkspaceNotFoundError, did_you_mean
+from shipyard.errors import ConfigError, WorkspaceNotFoundError
+from shipyard.policy import SPEC_FILE
 
 if TYPE_CHECKING:
     from shipyard.settings import Settings
 
-SPEC_FILE = "shipyard.yaml"
 STATE_DIR = ".shipyard"
 WORKSPACE_ENV = "SHIPYARD_WORKSPACE"
 USER_ENV = "SHIPYARD_USER"
@@ -54,8 +55,17 @@ class Workspace:
         return resolve_artifacts_url(self.settings.artifacts.url, self.root)
 
 
+# The actor a task acts for when it was handed one (a pipeline step runs for whoever started the
+# pipeline, also on a worker thread or another machine); unset, the process's user acts.
+ACTING_AS: contextvars.ContextVar[str | None] = contextvars.ContextVar("shipyard_actor", default=None)
+
+
 def current_actor() -> str:
-    """Who is acting: SHIPYARD_USER, else the operating-system user."""
+    """Who is acting: the task's actor when one was handed over, else SHIPYARD_USER, else the
+    operating-system user."""
+    handed = ACTING_AS.get()
+    if handed:
+        return handed
     user = os.environ.get(USER_ENV, "").strip()
     if user:
         return user
@@ -136,10 +146,3 @@ def resolve_artifacts_url(url: str, root: Path) -> str:
         return url
     return str((root / Path(url).expanduser()).resolve())
 
-
-def check_key(key: str, allowed: list[str], what: str) -> None:
-    """Raise a ConfigError naming `key` with a did-you-mean when it is not in `allowed`."""
-    if key not in allowed:
-        raise ConfigError(
-            f"Unknown {what} '{key}'.{did_you_mean(key, allowed)} Known: {', '.join(sorted(allowed))}."
-        )

@@ -11,15 +11,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from shipyard.config import check_key
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, did_you_mean
 
 ENV_PREFIX = "SHIPYARD_"
-# Sections of shipyard.yaml that other building blocks read (the lifecycle spec); checked by them.
-OTHER_SECTIONS = (
-    "project", "data", "features", "model", "evaluation", "promote", "gates", "governance", "deploy", "monitor",
-    "pipeline",
-)
 
 
 class _Section(BaseModel):
@@ -84,34 +78,7 @@ def setting_keys() -> dict[str, str]:
     return keys
 
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _cache: dict[tuple[Any, ...], tuple[Settings, dict[str, str]]] = {}
-
-
-def read_spec_file(path: Path) -> dict[str, Any]:
-    """The parsed shipyard.yaml (sections other building blocks own included), with clear YAML errors."""
-    text = path.read_text() if path.exists() else ""
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        if mark is None:
-            raise ConfigError(f"{path} is not valid YAML: {problem}. Fix the file and retry.") from exc
-        lines = text.splitlines()
-        context = getattr(exc, "context_mark", None)
-        if (mark.line >= len(lines) or not lines[mark.line].strip()) and context is not None:
-            mark = context  # the error is at the end of the file: point at where the construct began
-        line = lines[mark.line] if mark.line < len(lines) else ""
-        raise ConfigError(
-            f"{path} is not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}.\n"
-            f"  {line}\n  {' ' * mark.column}^\nFix the file and retry."
-        ) from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings, got {type(data).__name__}.")
-    return data
 
 
 def resolve_settings(
@@ -143,19 +110,17 @@ def _resolve(
     keys = setting_keys()
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    spec = read_spec_file(spec_path)
+    from shipyard.policy import SECTIONS
+    from shipyard.policy.document import read_document
+    from shipyard.policy.errors import require_mapping
+
+    document = read_document(spec_path)
     sections = list(Settings.model_fields)
-    for section, values in spec.items():
-        if section in OTHER_SECTIONS:
+    for section, values in document.data.items():
+        check_key(str(section), list(SECTIONS), f"section in {spec_path.name}")
+        if section not in sections:  # a section of the lifecycle policy, validated where it is used
             continue
-        check_key(str(section), sections + list(OTHER_SECTIONS), f"section in {spec_path.name}")
-        if values is None:  # a section whose keys are all commented out
-            continue
-        if not isinstance(values, dict):
-            raise ConfigError(
-                f"{spec_path}: '{section}' must be a mapping of settings, got {values!r}."
-            )
-        for name, value in values.items():
+        for name, value in require_mapping(values, str(section), "settings", document).items():
             check_key(f"{section}.{name}", list(keys), f"setting in {spec_path.name}")
             merged[f"{section}.{name}"] = value
             sources[f"{section}.{name}"] = spec_path.name
@@ -174,16 +139,16 @@ def _resolve(
     try:
         settings = Settings.model_validate(nested)
     except PydanticValidationError as exc:
-        raise ConfigError(_describe(exc, merged, sources)) from None
+        from shipyard.policy.errors import translate
+
+        raise translate(exc, Settings, document=document, source=spec_path.name,
+                        source_of=lambda key: sources.get(key, "default")) from None
     return settings, sources
 
 
-def _describe(exc: PydanticValidationError, merged: dict[str, Any], sources: dict[str, str]) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"])
-        value = merged.get(key, err.get("input"))
-        source = sources.get(key, "default")
-        message = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(f"Invalid setting {key} = {value!r} (from {source}): {message}.")
-    return "\n".join(lines)
+def check_key(key: str, allowed: list[str], what: str) -> None:
+    """Raise a ConfigError naming `key` with a did-you-mean when it is not in `allowed`."""
+    if key not in allowed:
+        raise ConfigError(
+            f"Unknown {what} '{key}'.{did_you_mean(key, allowed)} Known: {', '.join(sorted(allowed))}."
+        )

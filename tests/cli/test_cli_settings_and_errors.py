@@ -62,7 +62,7 @@ def test_config_show_precedence_and_sources(
         (None, {"SHIPYARD_STORE_BUSY_TIMEOUT_MS": "-5"}, [],
          ["store.busy_timeout_ms = '-5'", "(from SHIPYARD_STORE_BUSY_TIMEOUT_MS)", "greater than or equal to 0"]),
         ("store:\n  url: mysql://x\n", {}, [],
-         ["store.url = 'mysql://x'", "(from shipyard.yaml)", "sqlite:///path"]),
+         ["store.url = 'mysql://x'", "(from shipyard.yaml, line", "sqlite:///path"]),
         ("store:\n  ulr: sqlite:///x.db\n", {}, [],
          ["Unknown setting", "'store.ulr'", "Did you mean 'store.url'?"]),
         (None, {}, ["--set", "store.ulr=sqlite:///x.db"],

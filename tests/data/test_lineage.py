@@ -13,8 +13,9 @@ from sklearn.datasets import load_iris
 import shipyard
 from shipyard.cli.main import main
 from shipyard.context import open_context
-from shipyard.data.lineage import Node, walk
-from shipyard.data.openlineage import export_events
+from shipyard.governance.lineage import walk
+from shipyard.store.lineage import Node
+from shipyard.governance.openlineage import export_events
 from shipyard.errors import NotFoundError
 
 

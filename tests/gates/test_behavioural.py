@@ -13,7 +13,7 @@ from sklearn.linear_model import LinearRegression
 
 from shipyard.gates.behavioural import behavioural_gate
 from shipyard.gates.results import GateResult
-from shipyard.gates.spec import load_gate_spec
+from shipyard.policy.gates import load_gate_spec
 from tests.gates.test_evaluation import classifier, split
 
 FEATURES = tuple(split("breast_cancer")[1].columns)

@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from shipyard.gates.evaluation import compute_metrics, evaluate_gate, infer_task
 from shipyard.gates.latency import infrastructure_gate, measure
 from shipyard.gates.results import Check, GateResult, combine, format_number
-from shipyard.gates.spec import GateSpec, load_gate_spec
+from shipyard.policy.gates import GateSpec, load_gate_spec
 
 
 @cache

@@ -17,7 +17,7 @@ from shipyard.gates.fairness import (
     group_metrics,
 )
 from shipyard.gates.results import format_number
-from shipyard.gates.spec import GateSpec, load_gate_spec
+from shipyard.policy.gates import GateSpec, load_gate_spec
 from tests.gates.test_evaluation import classifier, split
 
 

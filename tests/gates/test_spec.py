@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from shipyard.errors import ConfigError
-from shipyard.gates.spec import GateSpec, check_columns, higher_is_better, load_gate_spec
+from shipyard.policy.gates import GateSpec, check_columns, higher_is_better, load_gate_spec
 
 EXAMPLE = """
 gates:

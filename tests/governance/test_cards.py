@@ -20,8 +20,8 @@ from shipyard.context import Context, open_context
 from shipyard.errors import NotFoundError
 from shipyard.governance.audit import audit_log
 from shipyard.governance.cards import build_card, render_html, render_markdown, write_card
-from shipyard.models.gating import latest_gates, run_gates, waive_gate
-from shipyard.models.promotion import check_promotion
+from shipyard.gates.gating import latest_gates, run_gates, waive_gate
+from shipyard.gates.promotion import check_promotion
 
 FEATURES = ["mean radius", "mean texture", "mean smoothness", "mean concavity"]
 MCT_KEYS = {"schema_version", "model_details", "model_parameters", "quantitative_analysis", "considerations"}

@@ -50,7 +50,8 @@ def test_register_from_a_run_records_everything(backend_workspace: Path, cancer)
     # the packaged model is also attached to the run
     assert {a.path for a in shipyard.get_run(run.run_id).artifacts} >= {"models/cancer/model.skops",
                                                                          "models/cancer/shipyard-model.json"}
-    from shipyard.data.lineage import Node, walk
+    from shipyard.governance.lineage import walk
+    from shipyard.store.lineage import Node
 
     upstream = walk(open_context(), Node("model_version", "cancer/1"), upstream=True)
     assert {(c.node.kind, c.relation) for c in upstream.children} == {("run", "output"), ("dataset_version", "derived")}
@@ -177,8 +178,8 @@ print(json.dumps({"pred": model.predict(frame).tolist(), "proba": model.predict_
 
 
 def test_registered_gated_promoted_and_loaded_in_a_fresh_process(workspace: Path, cancer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from shipyard.models.gating import run_gates
-    from shipyard.models.promotion import promote
+    from shipyard.gates.gating import run_gates
+    from shipyard.gates.promotion import promote
 
     x, y = cancer
     model = _train(x, y)

@@ -97,13 +97,13 @@ def test_bad_data_stops_the_pipeline_before_training(spec: Path, capsys: pytest.
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (("  estimator: sklearn", "  estimatr: sklearn"), "unknown key model.estimatr. Did you mean 'estimator'"),
+        (("  estimator: sklearn", "  estimatr: sklearn"), "unknown key model.estimatr (value 'sklearn.linear_model.LogisticRegression'). Did you mean 'estimator'"),
         (("sklearn.linear_model.LogisticRegression", "sklearn.linear_model.LogisticRegresion"),
          "cannot be imported. Did you mean 'LogisticRegression'"),
         (("categorical: [region, sex]", "categorical: [region, sexx]"),
          "features.categorical[1]: column 'sexx' is not in dataset 'credit@1'. Did you mean 'sex'"),
         (("  dataset: credit\n", "  dataset: credt\n"), "No dataset named 'credt'"),
-        (("metrics: [roc_auc, accuracy]", "metrics: [roc_auc, acuracy]"), "evaluation.metrics.1"),
+        (("metrics: [roc_auc, accuracy]", "metrics: [roc_auc, acuracy]"), "evaluation.metrics[1]"),
     ],
 )
 def test_spec_errors_name_the_key(spec: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str],

@@ -21,8 +21,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print the lineage tree of an object, upstream (default) or downstream."""
-    from shipyard.data.lineage import Tree, walk
-    from shipyard.data.nodes import resolve_node
+    from shipyard.governance.lineage import resolve_node, walk
+    from shipyard.store.lineage import Tree
 
     if upstream and downstream:
         from shipyard.errors import ValidationError
@@ -54,7 +54,7 @@ def export(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="File to write (JSON lines); default stdout.")] = None,
 ) -> None:
     """Export runs and derived datasets as OpenLineage run events (START and COMPLETE/FAIL)."""
-    from shipyard.data.openlineage import export_events
+    from shipyard.governance.openlineage import export_events
     from shipyard.errors import ValidationError
 
     if format != "openlineage":

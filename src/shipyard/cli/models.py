@@ -53,8 +53,8 @@ def versions(name: Annotated[str, typer.Argument(help="Model name.")], as_json: 
 @app.command("show")
 def show(ref: Annotated[str, typer.Argument(help="NAME/VERSION, NAME@ALIAS or models:/… .")], as_json: JsonFlag = False) -> None:
     """One version: artifact, signature, environment, metrics, lineage, gates and reviews."""
-    from shipyard.models.gating import latest_gates
-    from shipyard.models.promotion import check_promotion
+    from shipyard.gates.gating import latest_gates
+    from shipyard.gates.promotion import check_promotion
     from shipyard.models.registry import get_model_version
     from shipyard.models.reviews import list_reviews
 
@@ -171,7 +171,7 @@ def gate(
     as_json: JsonFlag = False,
 ) -> None:
     """Run the gates configured in shipyard.yaml (gates.NAME) and keep the results; exit 1 on a FAIL."""
-    from shipyard.models.gating import run_gates
+    from shipyard.gates.gating import run_gates
 
     results = run_gates(context(), ref, only=only)
     if as_json:
@@ -195,7 +195,7 @@ def waive(
     reason: Annotated[str, typer.Option("--reason", help="Why it is acceptable; kept as evidence.")],
 ) -> None:
     """Accept a failed gate, as yourself (SHIPYARD_USER), with a reason."""
-    from shipyard.models.gating import waive_gate
+    from shipyard.gates.gating import waive_gate
 
     stored = waive_gate(context(), ref, gate_name, reason=reason)
     console().print(f"Waived gate '{stored.gate}' of {ref} as {stored.waived_by}: {stored.waiver_reason}")
@@ -208,7 +208,7 @@ def promote(
     reason: Annotated[Optional[str], typer.Option("--reason")] = None,
 ) -> None:
     """Move a serving alias to the version if every configured gate passed or was waived."""
-    from shipyard.models.promotion import promote as move
+    from shipyard.gates.promotion import promote as move
 
     m = move(context(), ref, alias, reason=reason)
     before = f"{m.model}/{m.from_version}" if m.from_version else "nothing"

@@ -8,7 +8,7 @@ from typing import Any
 
 from shipyard.data.validation import Anomaly, ValidationReport
 
-_CSS = """
+CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;
  color:#1f2933;padding:0 1rem}
 h1{font-size:1.5rem;margin:0 0 .3rem}h2{font-size:1.15rem;margin:2rem 0 .6rem}h3{font-size:1rem;margin:0 0 .4rem}
@@ -27,8 +27,8 @@ th{background:#f5f7fa;font-weight:600}td.num{text-align:right;font-variant-numer
 svg text{font-size:10px;fill:#616e7c}
 """
 
-_CURRENT = "#3182ce"
-_REFERENCE = "#a0aec0"
+CURRENT_COLOUR = "#3182ce"
+REFERENCE_COLOUR = "#a0aec0"
 _WIDTH, _HEIGHT = 320, 110
 
 
@@ -50,7 +50,7 @@ def render_html(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         f'<p>{status} <span class="meta">{counts}{rows}</span></p>',
         "<h2>Anomalies</h2>",
@@ -60,8 +60,8 @@ def render_html(
         parts.append("<h2>Columns</h2>")
         if reference_profile:
             parts.append(
-                f'<p class="legend meta"><span><i class="swatch" style="background:{_CURRENT}"></i>current</span>'
-                f'<span><i class="swatch" style="background:{_REFERENCE}"></i>reference</span></p>'
+                f'<p class="legend meta"><span><i class="swatch" style="background:{CURRENT_COLOUR}"></i>current</span>'
+                f'<span><i class="swatch" style="background:{REFERENCE_COLOUR}"></i>reference</span></p>'
             )
         parts.append('<div class="cols">')
         by_column: dict[str, list[Anomaly]] = {}
@@ -95,27 +95,27 @@ def _column_card(name: str, stats: dict[str, Any], reference: dict[str, Any] | N
     severities = {a.severity for a in anomalies}
     mark = " has-error" if "error" in severities else " has-warning" if severities else ""
     kind = stats["kind"]
-    distinct = _fmt(stats["distinct_count"])
+    distinct = format_value(stats["distinct_count"])
     if stats.get("distinct_approx"):
         distinct = "≈" + distinct
-    cells = [("nulls", _fmt(stats["null_count"])), ("distinct", distinct)]
+    cells = [("nulls", format_value(stats["null_count"])), ("distinct", distinct)]
     if kind in ("numeric", "timestamp"):
-        shown = _iso if kind == "timestamp" else _fmt
+        shown = _iso if kind == "timestamp" else format_value
         cells += [("min", shown(stats.get("min"))), ("max", shown(stats.get("max"))),
                   ("mean", shown(stats.get("mean")))]
         if kind == "numeric":
             quantiles = stats.get("quantiles") or {}
-            cells += [("std", _fmt(stats.get("std"))), ("median", _fmt(quantiles.get("0.5"))),
-                      ("p1 / p99", f"{_fmt(quantiles.get('0.01'))} / {_fmt(quantiles.get('0.99'))}")]
+            cells += [("std", format_value(stats.get("std"))), ("median", format_value(quantiles.get("0.5"))),
+                      ("p1 / p99", f"{format_value(quantiles.get('0.01'))} / {format_value(quantiles.get('0.99'))}")]
             if stats.get("nan_count") or stats.get("inf_count"):
-                cells.append(("NaN / inf", f"{_fmt(stats['nan_count'])} / {_fmt(stats['inf_count'])}"))
+                cells.append(("NaN / inf", f"{format_value(stats['nan_count'])} / {format_value(stats['inf_count'])}"))
     table = "".join(f"<tr><th>{escape(k)}</th><td class=\"num\">{escape(v)}</td></tr>" for k, v in cells)
     chart = ""
     if kind == "numeric" and (stats.get("histogram") or {}).get("counts"):
         ref_hist = (reference or {}).get("histogram") if (reference or {}).get("kind") == "numeric" else None
-        chart = _histogram_svg(stats["histogram"], ref_hist or None)
+        chart = histogram_svg(stats["histogram"], ref_hist or None)
     elif kind in ("categorical", "boolean", "text") and stats.get("top"):
-        chart = _bars_svg(stats, reference if (reference or {}).get("top") else None)
+        chart = bars_svg(stats, reference if (reference or {}).get("top") else None)
     notes = "".join(f'<li class="{a.severity}">{escape(a.message)}</li>' for a in anomalies)
     return (
         f'<div class="card{mark}"><h3>{escape(name)}</h3>'
@@ -124,10 +124,10 @@ def _column_card(name: str, stats: dict[str, Any], reference: dict[str, Any] | N
     )
 
 
-def _histogram_svg(current: dict[str, Any], reference: dict[str, Any] | None) -> str:
+def histogram_svg(current: dict[str, Any], reference: dict[str, Any] | None) -> str:
     """Densities over a shared x axis, so histograms with different edges overlay fairly."""
-    series = [(reference, _REFERENCE, 0.55)] if reference and reference.get("counts") else []
-    series.append((current, _CURRENT, 0.6))
+    series = [(reference, REFERENCE_COLOUR, 0.55)] if reference and reference.get("counts") else []
+    series.append((current, CURRENT_COLOUR, 0.6))
     low = min(h["edges"][0] for h, _, _ in series)
     high = max(h["edges"][-1] for h, _, _ in series)
     span = (high - low) or 1.0
@@ -143,12 +143,12 @@ def _histogram_svg(current: dict[str, Any], reference: dict[str, Any] | None) ->
             height = density / top * plot
             bars.append(
                 f'<rect x="{x:.1f}" y="{plot - height:.1f}" width="{width:.1f}" height="{height:.1f}" '
-                f'fill="{colour}" fill-opacity="{opacity}"><title>{escape(_fmt(edges[i]))} to '
-                f"{escape(_fmt(edges[i + 1]))}: {hist['counts'][i]:,}</title></rect>"
+                f'fill="{colour}" fill-opacity="{opacity}"><title>{escape(format_value(edges[i]))} to '
+                f"{escape(format_value(edges[i + 1]))}: {hist['counts'][i]:,}</title></rect>"
             )
     labels = (
-        f'<text x="0" y="{_HEIGHT - 2}">{escape(_fmt(low))}</text>'
-        f'<text x="{_WIDTH}" y="{_HEIGHT - 2}" text-anchor="end">{escape(_fmt(high))}</text>'
+        f'<text x="0" y="{_HEIGHT - 2}">{escape(format_value(low))}</text>'
+        f'<text x="{_WIDTH}" y="{_HEIGHT - 2}" text-anchor="end">{escape(format_value(high))}</text>'
     )
     return (f'<svg width="{_WIDTH}" height="{_HEIGHT}" viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img" '
             f'aria-label="histogram">{"".join(bars)}{labels}</svg>')
@@ -160,7 +160,7 @@ def _densities(hist: dict[str, Any]) -> list[float]:
     return [c / total / ((edges[i + 1] - edges[i]) or 1.0) for i, c in enumerate(counts)]
 
 
-def _bars_svg(current: dict[str, Any], reference: dict[str, Any] | None, limit: int = 10) -> str:
+def bars_svg(current: dict[str, Any], reference: dict[str, Any] | None, limit: int = 10) -> str:
     """Horizontal bars of the top values' shares, the reference's share drawn beneath each."""
     def shares(stats: dict[str, Any]) -> dict[str, float]:
         total = sum(item["count"] for item in stats["top"]) + stats.get("other_count", 0)
@@ -181,17 +181,17 @@ def _bars_svg(current: dict[str, Any], reference: dict[str, Any] | None, limit: 
         items.append(f'<text x="{label_width - 4}" y="{y + 10}" text-anchor="end">{escape(short)}'
                      f"<title>{escape(label)}</title></text>")
         share = now.get(label, 0.0)
-        items.append(f'<rect x="{label_width}" y="{y}" width="{share * scale:.1f}" height="10" fill="{_CURRENT}"/>'
+        items.append(f'<rect x="{label_width}" y="{y}" width="{share * scale:.1f}" height="10" fill="{CURRENT_COLOUR}"/>'
                      f'<text x="{label_width + share * scale + 3:.1f}" y="{y + 9}">{share:.1%}</text>')
         if reference:
             ref = before.get(label, 0.0)
             items.append(f'<rect x="{label_width}" y="{y + 11}" width="{ref * scale:.1f}" height="7" '
-                         f'fill="{_REFERENCE}"><title>reference {ref:.1%}</title></rect>')
+                         f'fill="{REFERENCE_COLOUR}"><title>reference {ref:.1%}</title></rect>')
     return (f'<svg width="{_WIDTH}" height="{height}" viewBox="0 0 {_WIDTH} {height}" role="img" '
             f'aria-label="top values">{"".join(items)}</svg>')
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, bool):

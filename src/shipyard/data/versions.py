@@ -21,9 +21,13 @@ from shipyard.data.scan import digests, walk
 from shipyard.data.statcache import FileStat, StatCache
 from shipyard.errors import ConflictError, NotFoundError, ValidationError, did_you_mean
 from shipyard.store.db import now_ms
-from shipyard.store.tables import dataset_files, dataset_versions, datasets, lineage_edges
+from shipyard.store import lineage
+from shipyard.store.lineage import Node
+from shipyard.store.tables import dataset_files, dataset_versions, datasets
 
 KINDS = ("auto", "files", "table")
+
+DATASET_VERSION = lineage.register_kind("dataset_version", "a version of a dataset")
 
 
 def stat_cache(ctx: Context) -> StatCache:
@@ -212,12 +216,8 @@ def _commit(
                 conn, dataset_files, ("version_id", "path", "size", "digest"),
                 [(vid, e.path, e.size, e.digest) for e in entries],
             )
-            for parent in parent_ids:
-                conn.execute(
-                    lineage_edges.insert(),
-                    {"src_kind": "dataset_version", "src_id": parent, "dst_kind": "dataset_version",
-                     "dst_id": vid, "relation": "derived", "created": now},
-                )
+            lineage.add_edges(conn, [(Node(DATASET_VERSION, parent), Node(DATASET_VERSION, vid), "derived")
+                                     for parent in parent_ids])
     except DBIntegrityError as exc:
         raise ConflictError(
             f"Another process added a version of '{name}' at the same moment; nothing was written by this "
@@ -269,6 +269,11 @@ def get_version(ctx: Context, ref: str) -> DatasetVersion:
             )
     versions = ", ".join(f"{parsed.dataset}@{v}" for v in known)
     raise NotFoundError(f"Dataset '{parsed.dataset}' has no version {parsed.version}. Versions: {versions}.")
+
+
+def all_versions(conn: Connection) -> dict[str, DatasetVersion]:
+    """Every dataset version by id, on the caller's connection."""
+    return {row.version_id: DatasetVersion.from_row(row) for row in conn.execute(select(dataset_versions))}
 
 
 def list_datasets(ctx: Context) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import pandas as pd
 from shipyard.errors import ConfigError, ShipyardError
 from shipyard.gates.evaluation import class_labels, compute_metrics, infer_task, positive_class, positive_proba
 from shipyard.gates.results import Check, GateResult, format_number
-from shipyard.gates.spec import (
+from shipyard.policy.gates import (
     PROBABILITY_METRICS,
     Case,
     Directional,

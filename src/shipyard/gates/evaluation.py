@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from shipyard.errors import ConfigError, ValidationError
 from shipyard.gates.results import Check, GateResult, format_number
-from shipyard.gates.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS, GateSpec, Task, higher_is_better
+from shipyard.policy.gates import CLASSIFICATION_METRICS, REGRESSION_METRICS, GateSpec, Task, higher_is_better
 
 #: At most this many distinct integer values make a target a classification target (see infer_task).
 MAX_INFERRED_CLASSES = 20
@@ -159,6 +159,22 @@ def _classification(
                     result["roc_auc"] = auc
             result["log_loss"] = float(skm.log_loss(truth, proba, labels=ordered))
     return result
+
+
+def prediction_evidence(task: Task, truth: Any, predicted: Any) -> dict[str, Any]:
+    """What a report plots of predictions on the evaluation data: the confusion matrix of a classifier,
+    the histogram of residuals (actual - predicted) of a regressor; and the number of rows."""
+    truth, predicted = np.asarray(truth), np.asarray(predicted)
+    if task == "regression":
+        residuals = truth.astype(float) - predicted.astype(float)
+        counts, edges = np.histogram(residuals[np.isfinite(residuals)], bins=20)
+        return {"rows": int(len(truth)), "residuals": {"edges": edges.tolist(), "counts": counts.tolist()}}
+    from sklearn.metrics import confusion_matrix
+
+    labels = class_labels(truth, predicted)
+    matrix = confusion_matrix(truth, predicted, labels=labels)
+    return {"rows": int(len(truth)), "confusion_matrix": {"labels": [str(x) for x in labels],
+                                                           "matrix": matrix.tolist()}}
 
 
 def evaluate_gate(

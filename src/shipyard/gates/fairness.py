@@ -16,7 +16,7 @@ import pandas as pd
 from shipyard.errors import ConfigError, ValidationError
 from shipyard.gates.evaluation import class_labels, positive_class
 from shipyard.gates.results import Check, GateResult, format_number
-from shipyard.gates.spec import Bound, GateSpec
+from shipyard.policy.gates import Bound, GateSpec
 
 _EPSILON = 1e-12
 

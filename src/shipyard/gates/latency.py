@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from shipyard.gates.results import Check, GateResult, format_number
-from shipyard.gates.spec import GateSpec
+from shipyard.policy.gates import GateSpec
 
 #: Budget key → (unit shown in messages, True when the measured value must stay at or under the budget).
 BUDGETS: dict[str, tuple[str, bool]] = {

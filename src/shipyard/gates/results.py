@@ -59,6 +59,9 @@ class GateResult:
     status: Status
     checks: list[Check] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # What a report would plot, kept with the result (a confusion matrix, a histogram of residuals), so
+    # that a model card shows the evidence the gate saw instead of predicting again.
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_checks(cls, gate: GateName, checks: list[Check], metrics: dict[str, Any] | None = None) -> GateResult:
@@ -82,7 +85,7 @@ class GateResult:
         """Plain JSON types only: numpy scalars become numbers, NaN and infinities become None."""
         return {
             "gate": self.gate, "status": self.status, "checks": [check.to_dict() for check in self.checks],
-            "metrics": plain(self.metrics),
+            "metrics": plain(self.metrics), "evidence": plain(self.evidence),
         }
 
     @classmethod
@@ -90,6 +93,7 @@ class GateResult:
         return cls(
             gate=cast(GateName, data["gate"]), status=cast(Status, data["status"]),
             checks=[Check.from_dict(item) for item in data.get("checks", [])], metrics=dict(data.get("metrics") or {}),
+            evidence=dict(data.get("evidence") or {}),
         )
 
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from shipyard.data.report import _CSS, _CURRENT, _fmt
+from shipyard.data.report import CSS, CURRENT_COLOUR, format_value
 
 GROUP_RATES = ("selection_rate", "tpr", "fpr")
-_RATE_COLOURS = (_CURRENT, "#dd6b20", "#38a169")
+_RATE_COLOURS = (CURRENT_COLOUR, "#dd6b20", "#38a169")
 
-def _bars_svg(bars: list[tuple[str, float, str]]) -> str:
+def bars_svg(bars: list[tuple[str, float, str]]) -> str:
     """Horizontal bars, one (label, value, colour) a row, the value written after each."""
     width, label_width, row = 340, 140, 18
     height = row * len(bars) + 4
@@ -24,12 +24,12 @@ def _bars_svg(bars: list[tuple[str, float, str]]) -> str:
         items.append(f'<text x="{label_width - 4}" y="{y + 11}" text-anchor="end">{escape(short)}'
                      f'<title>{escape(label)}</title></text>'
                      f'<rect x="{label_width}" y="{y + 2}" width="{size:.1f}" height="12" fill="{colour}"/>'
-                     f'<text x="{label_width + size + 3:.1f}" y="{y + 12}">{escape(_fmt(value))}</text>')
+                     f'<text x="{label_width + size + 3:.1f}" y="{y + 12}">{escape(format_value(value))}</text>')
     return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
             f'aria-label="metrics by slice">{"".join(items)}</svg>')
 
 
-def _groups_svg(groups: dict[str, dict[str, Any]]) -> str:
+def groups_svg(groups: dict[str, dict[str, Any]]) -> str:
     """Grouped vertical bars on a 0-1 scale: selection rate, TPR and FPR of each group."""
     bar, gap, top, plot = 14, 18, 18, 110
     width = max(320, 40 + len(groups) * (bar * len(GROUP_RATES) + gap))
@@ -46,7 +46,7 @@ def _groups_svg(groups: dict[str, dict[str, Any]]) -> str:
             size = min(max(value, 0.0), 1.0) * plot
             items.append(f'<rect x="{x0 + r * bar}" y="{top + plot - size:.1f}" width="{bar - 2}" '
                          f'height="{size:.1f}" fill="{colour}"><title>{escape(str(group))} {name}: '
-                         f'{escape(_fmt(value))}</title></rect>')
+                         f'{escape(format_value(value))}</title></rect>')
         short = str(group) if len(str(group)) <= 8 else str(group)[:7] + "…"
         items.append(f'<text x="{x0 + bar * len(GROUP_RATES) / 2:.1f}" y="{height - 4}" text-anchor="middle">'
                      f'{escape(short)}<title>{escape(str(group))}</title></text>')
@@ -54,7 +54,7 @@ def _groups_svg(groups: dict[str, dict[str, Any]]) -> str:
             f'aria-label="fairness by group">{"".join(items)}</svg>')
 
 
-def _matrix_svg(labels: list[str], matrix: list[list[int]]) -> str:
+def matrix_svg(labels: list[str], matrix: list[list[int]]) -> str:
     """Rows are the actual class, columns the predicted one; darker cells hold more rows."""
     cell, left, top = 44, 80, 34
     size = cell * len(labels)
@@ -72,7 +72,7 @@ def _matrix_svg(labels: list[str], matrix: list[list[int]]) -> str:
             light = ' style="fill:#fff"' if share > 0.5 else ""
             items.append(
                 f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell - 2}" height="{cell - 2}" '
-                f'fill="{_CURRENT}" fill-opacity="{0.08 + 0.92 * share:.2f}"><title>actual {escape(labels[i])}, '
+                f'fill="{CURRENT_COLOUR}" fill-opacity="{0.08 + 0.92 * share:.2f}"><title>actual {escape(labels[i])}, '
                 f'predicted {escape(labels[j])}: {count:,}</title></rect>'
                 f'<text x="{left + j * cell + cell / 2 - 1:.0f}" y="{top + i * cell + cell / 2 + 3:.0f}" '
                 f'text-anchor="middle"{light}>{count:,}</text>')
@@ -119,7 +119,7 @@ def render_html(card: dict[str, Any]) -> str:
     title, overview, ready = _headline(card)
     badge = "pass" if card.get("promotion", {}).get("allowed") else "fail"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{escape(title)}</title><style>{_CSS}{_EXTRA_CSS}</style></head><body>",
+             f"<title>{escape(title)}</title><style>{CSS}{_EXTRA_CSS}</style></head><body>",
              f"<h1>{escape(title)}</h1>", f'<p><span class="status {badge}">{escape(ready)}</span></p>',
              f"<p>{escape(overview)}</p>"]
     for section in _sections(card):
@@ -219,7 +219,7 @@ def _cell(header: str, value: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    return "–" if value is None else value if isinstance(value, str) else _fmt(value)
+    return "–" if value is None else value if isinstance(value, str) else format_value(value)
 
 
 def _svg(image: Any) -> str:

@@ -14,21 +14,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.context import Context
-from shipyard.data.lineage import Node, Tree, walk
-from shipyard.data.report import _CURRENT, _REFERENCE, _histogram_svg
-from shipyard.governance.card_render import GROUP_RATES, _bars_svg, _groups_svg, _matrix_svg, render_html, render_markdown
+from shipyard.governance.lineage import walk
+from shipyard.store.lineage import Node, Tree
+from shipyard.data.report import CURRENT_COLOUR, REFERENCE_COLOUR, histogram_svg
+from shipyard.governance.card_render import GROUP_RATES, bars_svg, groups_svg, matrix_svg, render_html, render_markdown
 from shipyard.errors import NotFoundError, ShipyardError
-from shipyard.models.gating import StoredGate, latest_gates
-from shipyard.models.policy import Governance, configured_gates, gate_spec, governance
-from shipyard.models.promotion import check_promotion
+from shipyard.gates.gating import StoredGate, latest_gates
+from shipyard.gates.promotion import check_promotion
 from shipyard.models.records import ModelVersion
 from shipyard.models.registry import get_model_version
 from shipyard.models.reviews import Review, list_reviews
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from shipyard.gates.spec import GateSpec
+    from shipyard.policy.gates import GateSpec
+    from shipyard.policy.governance import Governance
 
 SCHEMA_VERSION = "0.0.1"  # the Model Card Toolkit schema whose structure the JSON follows
 FILES = {"json": "card.json", "markdown": "card.md", "html": "card.html"}
@@ -41,7 +40,8 @@ class _Evaluation:
 
     dataset: str | None = None
     target: str | None = None
-    frame: pd.DataFrame | None = None
+    rows: int | None = None
+    evidence: dict[str, Any] | None = None
     missing: str | None = None
 
 
@@ -49,12 +49,12 @@ def build_card(ctx: Context, ref: str) -> dict[str, Any]:
     """The card of a version (any ref get_model_version accepts) as plain JSON data."""
     version = get_model_version(ctx, ref)
     vid, model = version.version_id, version.model
-    rules = governance(ctx, model)
-    spec = gate_spec(ctx, model)
+    rules = ctx.policy.governance(model)
+    spec = ctx.policy.gates(model)
     stored = latest_gates(ctx, vid)
     reviews = list_reviews(ctx, vid)
-    evaluation = _evaluation_data(ctx, version, spec, stored)
-    graphics, notes = _graphics(ctx, version, spec, stored, evaluation)
+    evaluation = _evaluation_data(version, spec, stored)
+    graphics, notes = _graphics(version, stored, evaluation)
     if spec is not None and spec.evaluation is not None and "evaluation" not in stored:
         notes.insert(0, f"The evaluation gate has not run: run `shipyard models gate {vid}`.")
     return {
@@ -150,7 +150,7 @@ def _parameters(ctx: Context, version: ModelVersion, spec: GateSpec | None, eval
                          "dataset= when registering.")
     evaluated: dict[str, Any] = {"name": evaluation.dataset}
     if evaluation.dataset:
-        evaluated["row_count"] = len(evaluation.frame) if evaluation.frame is not None else None
+        evaluated["row_count"] = evaluation.rows
         evaluated["target"] = evaluation.target
         evaluated["link"] = f"shipyard lineage show {evaluation.dataset}"
     if evaluation.missing:
@@ -258,7 +258,7 @@ def _considerations(version: ModelVersion, rules: Governance, spec: GateSpec | N
 def _gates(version: ModelVersion, spec: GateSpec | None, stored: dict[str, StoredGate]) -> dict[str, Any]:
     from shipyard.gates.results import GateResult
 
-    names = configured_gates(spec)
+    names = list(spec.configured) if spec is not None else []
     out: dict[str, Any] = {}
     for gate in [*names, *sorted(g for g in stored if g not in names)]:
         entry = stored.get(gate)
@@ -299,28 +299,24 @@ def _lineage(ctx: Context, version: ModelVersion) -> dict[str, Any]:
 # -- evaluation data and plots -----------------------------------------------------------------
 
 
-def _evaluation_data(ctx: Context, version: ModelVersion, spec: GateSpec | None,
-                     stored: dict[str, StoredGate]) -> _Evaluation:
-    from shipyard.data.versions import get_version as get_dataset_version
-    from shipyard.data.workspace_files import load as load_frame
-
+def _evaluation_data(version: ModelVersion, spec: GateSpec | None, stored: dict[str, StoredGate]) -> _Evaluation:
+    """What the evaluation gate saw, as stored with its result."""
     if spec is None or spec.evaluation is None:
         return _Evaluation(missing=f"No evaluation dataset is configured: add gates.{version.model}.evaluation "
                                    f"(dataset, target, thresholds) to shipyard.yaml, then run "
                                    f"`shipyard models gate {version.version_id}`.")
-    used = stored["evaluation"].result.get("dataset") if "evaluation" in stored else None
     target = spec.evaluation.target
-    try:
-        dataset = get_dataset_version(ctx, used or spec.evaluation.dataset).version_id
-        frame = load_frame(ctx, dataset)
-    except ShipyardError as exc:
-        return _Evaluation(target=target, missing=f"The evaluation dataset could not be read: {exc}")
-    if target not in frame.columns:
-        return _Evaluation(dataset, target, missing=f"The target column '{target}' is not in {dataset}.")
-    return _Evaluation(dataset, target, frame)
+    if "evaluation" not in stored:
+        return _Evaluation(spec.evaluation.dataset, target,
+                           missing=f"The evaluation gate has not run: `shipyard models gate {version.version_id}`.")
+    result = stored["evaluation"].result
+    evidence = dict(result.get("evidence") or {})
+    return _Evaluation(result.get("dataset") or spec.evaluation.dataset, target, evidence.get("rows"), evidence,
+                       None if evidence else "The evaluation result predates stored evidence: re-run the gates "
+                       f"(`shipyard models gate {version.version_id}`) for its plots.")
 
 
-def _graphics(ctx: Context, version: ModelVersion, spec: GateSpec | None, stored: dict[str, StoredGate],
+def _graphics(version: ModelVersion, stored: dict[str, StoredGate],
               evaluation: _Evaluation) -> tuple[dict[str, Any], list[str]]:
     collection, notes = [], []
     overall = _metrics(stored["evaluation"]) if "evaluation" in stored else {}
@@ -329,51 +325,30 @@ def _graphics(ctx: Context, version: ModelVersion, spec: GateSpec | None, stored
         bars = []
         for metric in dict.fromkeys(m for _, m, _, _ in slices):
             if isinstance(overall.get(metric), int | float):
-                bars.append((f"overall {metric}", float(overall[metric]), _REFERENCE))
-            bars += [(f"{label} {metric}", float(v), _CURRENT) for label, m, v, _ in slices
+                bars.append((f"overall {metric}", float(overall[metric]), REFERENCE_COLOUR))
+            bars += [(f"{label} {metric}", float(v), CURRENT_COLOUR) for label, m, v, _ in slices
                      if m == metric and isinstance(v, int | float)]
-        collection.append({"name": "Metrics by slice", "image": _bars_svg(bars)})
+        collection.append({"name": "Metrics by slice", "image": bars_svg(bars)})
     else:
         notes.append(f"No slice metrics: declare gates.{version.model}.behavioural.slices and run the gates.")
     groups = (_metrics(stored["fairness"]).get("by_group") or {}) if "fairness" in stored else {}
     if groups:
         collection.append({"name": f"Fairness by group ({_metrics(stored['fairness']).get('sensitive')})",
-                           "image": _groups_svg(groups)})
+                           "image": groups_svg(groups)})
     else:
         notes.append(f"No fairness results: declare gates.{version.model}.fairness and run the gates.")
-    if evaluation.frame is None or evaluation.target is None:
-        notes.append(evaluation.missing or "No evaluation data.")
+    evidence = evaluation.evidence or {}
+    if "confusion_matrix" in evidence:
+        matrix = evidence["confusion_matrix"]
+        collection.append({"name": "Confusion matrix", "image": matrix_svg(matrix["labels"], matrix["matrix"])})
+    elif "residuals" in evidence:
+        collection.append({"name": "Residuals (actual - predicted)",
+                           "image": histogram_svg(evidence["residuals"], None)})
     else:
-        try:
-            collection.append(_prediction_plot(ctx, version, spec, evaluation.frame, evaluation.target))
-        except Exception as exc:  # noqa: BLE001 - a model failing on its data is reported in the card, not raised
-            notes.append(f"No prediction plot: predicting on {evaluation.dataset} raised {type(exc).__name__}: {exc}")
-    source = f"predictions on {evaluation.dataset}" if evaluation.frame is not None else "no evaluation dataset"
-    description = f"Plots from the stored gate results and from {source}."
+        notes.append(evaluation.missing or "No evaluation data.")
+    source = f"the evaluation gate's predictions on {evaluation.dataset}" if evidence else "no evaluation result"
+    description = f"Plots from the stored gate results, including {source}."
     return {"description": description, "collection": collection}, notes
-
-
-def _prediction_plot(ctx: Context, version: ModelVersion, spec: GateSpec | None, frame: pd.DataFrame,
-                     target: str) -> dict[str, str]:
-    """A confusion matrix for a classifier, a histogram of residuals for a regressor."""
-    import numpy as np
-
-    from shipyard.gates.evaluation import class_labels
-    from shipyard.models.loading import load_model
-
-    model = load_model(ctx, version.version_id)
-    truth = frame[target].to_numpy()
-    predicted = np.asarray(model.predict(frame.drop(columns=[target])))
-    if _task(version, spec, truth) == "regression":
-        residuals = truth.astype(float) - predicted.astype(float)
-        counts, edges = np.histogram(residuals[np.isfinite(residuals)], bins=20)
-        return {"name": "Residuals (actual - predicted)",
-                "image": _histogram_svg({"edges": edges.tolist(), "counts": counts.tolist()}, None)}
-    from sklearn.metrics import confusion_matrix
-
-    labels = class_labels(truth, predicted)
-    matrix = confusion_matrix(truth, predicted, labels=labels)
-    return {"name": "Confusion matrix", "image": _matrix_svg([str(x) for x in labels], matrix.tolist())}
 
 
 def _task(version: ModelVersion, spec: GateSpec | None, truth: Any = None) -> str | None:
@@ -393,7 +368,7 @@ def _metrics(entry: StoredGate) -> dict[str, Any]:
 
 def _slices(metrics: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
     """(label, metric, value, rows) of each slice the behavioural gate measured (keys slices.LABEL.METRIC)."""
-    from shipyard.gates.spec import METRICS
+    from shipyard.policy.gates import METRICS
 
     found = []
     for key, rows in metrics.items():

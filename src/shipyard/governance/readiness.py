@@ -9,10 +9,9 @@ import html
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from shipyard.context import Context
-from shipyard.store.tables import audit_events, lineage_edges
+from shipyard.store.audit import list_events
+from shipyard.store.lineage import Node, neighbours
 
 PASS, FAIL, NOT_YET = "PASS", "FAIL", "NOT YET"
 
@@ -46,7 +45,7 @@ def _item(name: str, question: str, evidence: list[str], missing: list[str]) -> 
 def evaluate(ctx: Context, ref: str) -> ReadinessReport:
     from shipyard.data.checks import latest_validation
     from shipyard.governance.audit import verify_audit
-    from shipyard.models.promotion import check_promotion
+    from shipyard.gates.promotion import check_promotion
     from shipyard.models.registry import get_model_version
     from shipyard.tracking.runs import get_run
 
@@ -115,14 +114,8 @@ def evaluate(ctx: Context, ref: str) -> ReadinessReport:
     # Governance: a model card, lineage back to run and data, an intact audit chain, reviews.
     evidence, missing = [], []
     with ctx.store.read() as conn:
-        card = conn.execute(
-            select(audit_events.c.seq).where(audit_events.c.action == "model.card",
-                                             audit_events.c.object_id == vid).limit(1)
-        ).first()
-        edges = conn.execute(
-            select(lineage_edges.c.src_kind).where(lineage_edges.c.dst_kind == "model_version",
-                                                   lineage_edges.c.dst_id == vid)
-        ).scalars().all()
+        card = list_events(conn, action="model.card", object_id=vid, limit=1)
+        edges = [node.kind for node, _ in neighbours(conn, Node("model_version", vid), upstream=True)]
     (evidence if card else missing).append(
         "model card generated" if card else f"no model card (`shipyard models card {vid}`)")
     if "run" in edges and "dataset_version" in edges:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from shipyard.tracking.fluent import set_model_logger
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -19,6 +21,21 @@ if TYPE_CHECKING:
     from shipyard.models.records import AliasMove, ModelVersion
 
 PathLike = str | os.PathLike[str]
+
+
+def _log_model(ctx: Context, run_id: str, model: Any, name: str, *, input_example: pd.DataFrame | None = None,
+               flavor: str | None = None, dataset: str | None = None, description: str | None = None,
+               register: bool = True) -> ModelVersion | None:
+    """What Run.log_model does: attach the model to the run and register it with the run's metrics."""
+    from shipyard.models.registry import register_model
+    from shipyard.tracking.runs import get_run
+
+    metrics = get_run(ctx, run_id).metrics
+    return register_model(ctx, name, model, input_example=input_example, flavor=flavor, run_id=run_id,
+                          dataset_version=dataset, metrics=metrics, description=description, register=register)
+
+
+set_model_logger(_log_model)
 
 
 def _ctx(workspace: PathLike | None) -> Context:

@@ -16,8 +16,10 @@ from shipyard.context import Context
 from shipyard.errors import ConflictError, NotFoundError, ValidationError, did_you_mean
 from shipyard.models.records import AliasMove, ModelVersion
 from shipyard.models.refs import check_alias, check_model_name, parse_model_ref
-from shipyard.store.db import now_ms
-from shipyard.store.tables import alias_history, lineage_edges, model_aliases, model_versions, registered_models
+from shipyard.store.db import insert_or_update, now_ms
+from shipyard.store import lineage
+from shipyard.store.lineage import Node
+from shipyard.store.tables import alias_history, model_aliases, model_versions, registered_models
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from shipyard.models.flavors.base import Flavor
 
 SERVING_ALIASES = ("champion", "challenger")
+MODEL_VERSION = lineage.register_kind("model_version", "a registered version of a model")
 
 
 def package_model(model: Any, folder: Path, *, flavor: str | None = None,
@@ -181,12 +184,10 @@ def insert_version(
             )
             edges = []
             if run_id is not None:
-                edges.append(("run", run_id, "output"))
+                edges.append((Node("run", run_id), Node(MODEL_VERSION, version_id), "output"))
             if dataset_version is not None:
-                edges.append(("dataset_version", dataset_version, "derived"))
-            for kind, source, relation in edges:
-                conn.execute(lineage_edges.insert(), {"src_kind": kind, "src_id": source, "dst_kind": "model_version",
-                                                      "dst_id": version_id, "relation": relation, "created": now})
+                edges.append((Node("dataset_version", dataset_version), Node(MODEL_VERSION, version_id), "derived"))
+            lineage.add_edges(conn, edges)
     except DBIntegrityError as exc:
         raise ConflictError(
             f"Another process registered a version of '{name}' at the same moment; nothing was written by "
@@ -197,12 +198,8 @@ def insert_version(
 
 def _run_input(ctx: Context, run_id: str) -> str | None:
     """The dataset version a run read (its first recorded input), if any."""
-    c = lineage_edges.c
     with ctx.store.read() as conn:
-        return conn.execute(
-            select(c.src_id).where(c.dst_kind == "run", c.dst_id == run_id, c.src_kind == "dataset_version",
-                                   c.relation == "input").order_by(c.id).limit(1)
-        ).scalar()
+        return lineage.first_source(conn, Node("run", run_id), "dataset_version", "input")
 
 
 # -- finding -----------------------------------------------------------------------------------
@@ -219,44 +216,56 @@ def _aliases(conn: Connection, model: str) -> dict[int, list[str]]:
 
 def get_model_version(ctx: Context, ref: str) -> ModelVersion:
     """A version by models:/NAME/V, NAME/V, models:/NAME@ALIAS or NAME (the latest)."""
-    parsed = parse_model_ref(ref)
     with ctx.store.read() as conn:
-        exists = conn.execute(select(registered_models.c.name).where(registered_models.c.name == parsed.model)).first()
-        if exists is None:
-            names = conn.execute(select(registered_models.c.name)).scalars().all()
+        return find_version(conn, ref)
+
+
+def find_version(conn: Connection, ref: str) -> ModelVersion:
+    """get_model_version on the caller's connection, so a check and a change can share one transaction."""
+    parsed = parse_model_ref(ref)
+    exists = conn.execute(select(registered_models.c.name).where(registered_models.c.name == parsed.model)).first()
+    if exists is None:
+        names = conn.execute(select(registered_models.c.name)).scalars().all()
+        raise NotFoundError(
+            f"No registered model named '{parsed.model}'.{did_you_mean(parsed.model, names)} "
+            f"Models: {', '.join(sorted(names)) or 'none yet'}.", model=parsed.model,
+        )
+    aliases = _aliases(conn, parsed.model)
+    number = parsed.version
+    if parsed.alias == "latest":
+        number = conn.execute(
+            select(model_versions.c.version).where(model_versions.c.model == parsed.model)
+            .order_by(model_versions.c.version.desc()).limit(1)
+        ).scalar()
+    elif parsed.alias is not None:
+        by_alias = {a: v for v, names in aliases.items() for a in names}
+        if parsed.alias not in by_alias:
+            known = sorted(by_alias)
             raise NotFoundError(
-                f"No registered model named '{parsed.model}'.{did_you_mean(parsed.model, names)} "
-                f"Models: {', '.join(sorted(names)) or 'none yet'}."
+                f"Model '{parsed.model}' has no alias '{parsed.alias}'. Aliases: {', '.join(known) or 'none'}."
+                f"{did_you_mean(parsed.alias, known)}", model=parsed.model, alias=parsed.alias,
             )
-        aliases = _aliases(conn, parsed.model)
-        number = parsed.version
-        if parsed.alias == "latest":
-            number = conn.execute(
-                select(model_versions.c.version).where(model_versions.c.model == parsed.model)
-                .order_by(model_versions.c.version.desc()).limit(1)
-            ).scalar()
-        elif parsed.alias is not None:
-            by_alias = {a: v for v, names in aliases.items() for a in names}
-            if parsed.alias not in by_alias:
-                known = sorted(by_alias)
-                raise NotFoundError(
-                    f"Model '{parsed.model}' has no alias '{parsed.alias}'. Aliases: {', '.join(known) or 'none'}."
-                    f"{did_you_mean(parsed.alias, known)}"
-                )
-            number = by_alias[parsed.alias]
-        row = conn.execute(
-            select(model_versions).where(model_versions.c.model == parsed.model, model_versions.c.version == number)
-        ).first()
-        if row is None:
-            versions = conn.execute(
-                select(model_versions.c.version).where(model_versions.c.model == parsed.model)
-                .order_by(model_versions.c.version)
-            ).scalars().all()
-            raise NotFoundError(
-                f"Model '{parsed.model}' has no version {number}. Versions: "
-                f"{', '.join(f'{parsed.model}/{v}' for v in versions)}."
-            )
+        number = by_alias[parsed.alias]
+    row = conn.execute(
+        select(model_versions).where(model_versions.c.model == parsed.model, model_versions.c.version == number)
+    ).first()
+    if row is None:
+        versions = conn.execute(
+            select(model_versions.c.version).where(model_versions.c.model == parsed.model)
+            .order_by(model_versions.c.version)
+        ).scalars().all()
+        raise NotFoundError(
+            f"Model '{parsed.model}' has no version {number}. Versions: "
+            f"{', '.join(f'{parsed.model}/{v}' for v in versions)}.", model=parsed.model, version=number,
+        )
     return ModelVersion.from_row(row, aliases.get(row.version, []))
+
+
+def alias_target(conn: Connection, model: str, alias: str) -> int | None:
+    """The version number `alias` points at, or None."""
+    return conn.execute(
+        select(model_aliases.c.version).where(model_aliases.c.model == model, model_aliases.c.alias == alias)
+    ).scalar()
 
 
 def list_models(ctx: Context) -> list[dict[str, Any]]:
@@ -303,32 +312,42 @@ def set_alias(ctx: Context, ref: str, alias: str, *, reason: str | None = None) 
             f"'{alias}' serves traffic, so it moves only through promotion, which checks the gates: "
             f"`shipyard models promote {version.version_id} --alias {alias}`."
         )
-    if version.status == "archived":
-        raise ConflictError(f"{version.version_id} is archived; an alias cannot point at it. Choose an active version.")
-    return _move_alias(ctx, version.model, alias, version.version, reason=reason)
+    payload: dict[str, Any] = {"alias": alias, "to_version": version.version, "reason": reason}
+    with ctx.store.mutation(ctx.actor, "model.alias_set", "model", version.model, payload) as conn:
+        if find_version(conn, version.version_id).status == "archived":
+            raise ConflictError(
+                f"{version.version_id} is archived; an alias cannot point at it. Choose an active version.",
+                version=version.version_id,
+            )
+        return move_alias(conn, ctx.actor, version.model, alias, version.version, reason=reason, payload=payload)
 
 
 def _move_alias(ctx: Context, model: str, alias: str, to_version: int | None, *, reason: str | None) -> AliasMove:
-    now = now_ms()
     payload: dict[str, Any] = {"alias": alias, "to_version": to_version, "reason": reason}
     with ctx.store.mutation(ctx.actor, "model.alias_set" if to_version else "model.alias_delete", "model",
                             model, payload) as conn:
-        current = conn.execute(
-            select(model_aliases.c.version).where(model_aliases.c.model == model, model_aliases.c.alias == alias)
-        ).scalar()
+        return move_alias(conn, ctx.actor, model, alias, to_version, reason=reason, payload=payload)
+
+
+def move_alias(conn: Connection, actor: str, model: str, alias: str, to_version: int | None, *,
+               reason: str | None, payload: dict[str, Any] | None = None) -> AliasMove:
+    """Point `alias` at `to_version` (None removes it) inside the caller's mutation, keeping the history.
+
+    It checks nothing: callers check (archived versions, gates) in the same transaction first."""
+    now = now_ms()
+    current = alias_target(conn, model, alias)
+    if payload is not None:
         payload["from_version"] = current
-        if to_version is None:
-            if current is None:
-                raise NotFoundError(f"Model '{model}' has no alias '{alias}' to remove.")
-            conn.execute(model_aliases.delete().where(model_aliases.c.model == model, model_aliases.c.alias == alias))
-        else:
-            stmt = ctx.store.insert_or_update(model_aliases, ["model", "alias"], ["version", "updated", "updated_by"])
-            conn.execute(stmt, {"model": model, "alias": alias, "version": to_version, "updated": now,
-                                "updated_by": ctx.actor})
-        conn.execute(alias_history.insert(), {"model": model, "alias": alias, "from_version": current,
-                                              "to_version": to_version, "actor": ctx.actor, "time": now,
-                                              "reason": reason})
-    return AliasMove(model, alias, current, to_version, ctx.actor, now, reason)
+    if to_version is None:
+        if current is None:
+            raise NotFoundError(f"Model '{model}' has no alias '{alias}' to remove.", model=model, alias=alias)
+        conn.execute(model_aliases.delete().where(model_aliases.c.model == model, model_aliases.c.alias == alias))
+    else:
+        conn.execute(insert_or_update(conn, model_aliases, ["model", "alias"], ["version", "updated", "updated_by"]),
+                     {"model": model, "alias": alias, "version": to_version, "updated": now, "updated_by": actor})
+    conn.execute(alias_history.insert(), {"model": model, "alias": alias, "from_version": current,
+                                          "to_version": to_version, "actor": actor, "time": now, "reason": reason})
+    return AliasMove(model, alias, current, to_version, actor, now, reason)
 
 
 def delete_alias(ctx: Context, name: str, alias: str, *, reason: str | None = None) -> AliasMove:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from shipyard.context import Context
 from shipyard.errors import ConflictError, NotFoundError, ValidationError
@@ -15,6 +15,7 @@ from shipyard.models.registry import get_model_version
 from shipyard.store.db import now_ms
 from shipyard.store.tables import reviews
 
+ReviewStatus = Literal["requested", "approved", "rejected"]
 _KIND = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
 
 
@@ -22,7 +23,7 @@ _KIND = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
 class Review:
     version_id: str
     kind: str
-    status: str  # requested | approved | rejected
+    status: ReviewStatus
     requested_by: str
     requested: int
     decided_by: str | None
@@ -41,10 +42,15 @@ def _check_kind(kind: str) -> str:
 
 def latest_review(ctx: Context, version_id: str, kind: str) -> Review | None:
     with ctx.store.read() as conn:
-        row = conn.execute(
-            select(reviews).where(reviews.c.version_id == version_id, reviews.c.kind == kind)
-            .order_by(reviews.c.id.desc()).limit(1)
-        ).first()
+        return find_review(conn, version_id, kind)
+
+
+def find_review(conn: Connection, version_id: str, kind: str) -> Review | None:
+    """The newest review of `kind` of a version, on the caller's connection."""
+    row = conn.execute(
+        select(reviews).where(reviews.c.version_id == version_id, reviews.c.kind == kind)
+        .order_by(reviews.c.id.desc()).limit(1)
+    ).first()
     return _review(row) if row else None
 
 
@@ -58,11 +64,14 @@ def list_reviews(ctx: Context, ref: str) -> list[Review]:
 def request_review(ctx: Context, ref: str, kind: str, *, notes: str | None = None) -> Review:
     version = get_model_version(ctx, ref)
     _check_kind(kind)
-    current = latest_review(ctx, version.version_id, kind)
-    if current is not None and current.status == "requested":
-        raise ConflictError(f"A {kind} review of {version.version_id} is already requested by {current.requested_by}.")
     payload = {"kind": kind, "notes": notes}
     with ctx.store.mutation(ctx.actor, "review.request", "model_version", version.version_id, payload) as conn:
+        current = find_review(conn, version.version_id, kind)
+        if current is not None and current.status == "requested":
+            raise ConflictError(
+                f"A {kind} review of {version.version_id} is already requested by {current.requested_by}.",
+                version=version.version_id, kind=kind,
+            )
         conn.execute(reviews.insert(), {"version_id": version.version_id, "kind": kind, "status": "requested",
                                         "requested_by": ctx.actor, "requested": now_ms(), "notes": notes})
     review = latest_review(ctx, version.version_id, kind)
@@ -73,21 +82,21 @@ def request_review(ctx: Context, ref: str, kind: str, *, notes: str | None = Non
 def decide_review(ctx: Context, ref: str, kind: str, *, approve: bool, notes: str | None = None) -> Review:
     version = get_model_version(ctx, ref)
     _check_kind(kind)
-    current = latest_review(ctx, version.version_id, kind)
-    if current is None or current.status != "requested":
-        raise NotFoundError(
-            f"No open {kind} review of {version.version_id}. Request one first: "
-            f"`shipyard review request {version.version_id} --kind {kind}`."
-        )
-    if current.requested_by == ctx.actor:
-        raise ConflictError(
-            f"{ctx.actor} requested this {kind} review and cannot also decide it; another person must "
-            "(set SHIPYARD_USER to the reviewer's name)."
-        )
     status = "approved" if approve else "rejected"
     payload = {"kind": kind, "status": status, "notes": notes}
     with ctx.store.mutation(ctx.actor, f"review.{'approve' if approve else 'reject'}", "model_version",
                             version.version_id, payload) as conn:
+        current = find_review(conn, version.version_id, kind)
+        if current is None or current.status != "requested":
+            raise NotFoundError(
+                f"No open {kind} review of {version.version_id}. Request one first: "
+                f"`shipyard review request {version.version_id} --kind {kind}`.", version=version.version_id, kind=kind,
+            )
+        if current.requested_by == ctx.actor:
+            raise ConflictError(
+                f"{ctx.actor} requested this {kind} review and cannot also decide it; another person must "
+                "(set SHIPYARD_USER to the reviewer's name).", actor=ctx.actor,
+            )
         conn.execute(
             reviews.update().where(reviews.c.version_id == version.version_id, reviews.c.kind == kind,
                                    reviews.c.status == "requested")

@@ -32,6 +32,7 @@ class StepTask:
     kwargs: dict[str, Any]
     workspace: str  # the workspace root; the worker opens the same stores
     run_id: str | None = None  # the step's run, visible to the body through current_run_id()
+    actor: str | None = None  # who started the pipeline: the step's writes are attributed to them
 
 
 @dataclass
@@ -55,10 +56,11 @@ def _resolve(value: Any, blobs: Any) -> Any:
 
 def execute(task: StepTask) -> StepOutcome:
     """Run one step body (on any worker that sees the workspace's stores)."""
+    from shipyard.config import ACTING_AS
     from shipyard.context import open_context
 
     started, cpu0 = time.perf_counter(), time.thread_time()
-    ctx = open_context(task.workspace)
+    ctx = open_context(task.workspace, actor=task.actor)
     options = task.step.options
     attempts = 0
     while True:
@@ -66,10 +68,11 @@ def execute(task: StepTask) -> StepOutcome:
         try:
             args = tuple(_resolve(a, ctx.blobs) for a in task.args)
             kwargs = {k: _resolve(v, ctx.blobs) for k, v in task.kwargs.items()}
-            token = CURRENT_RUN.set(task.run_id)
+            token, acting = CURRENT_RUN.set(task.run_id), ACTING_AS.set(ctx.actor)
             try:
                 value = task.step.fn(*args, **kwargs)
             finally:
+                ACTING_AS.reset(acting)
                 CURRENT_RUN.reset(token)
             values = [value] if task.step.outputs == 1 else list(value)
             if len(values) != task.step.outputs:

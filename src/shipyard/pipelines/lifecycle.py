@@ -8,13 +8,11 @@ from shipyard.config import SPEC_FILE
 from shipyard.context import Context
 from shipyard.errors import ConfigError
 from shipyard.pipelines.runner import PipelineResult, run_pipeline
-from shipyard.pipelines.spec import LifecycleSpec, check_columns, load_lifecycle
+from shipyard.policy.lifecycle import LifecycleSpec, check_columns
 
 
 def lifecycle_spec(ctx: Context) -> LifecycleSpec:
-    from shipyard.settings import read_spec_file
-
-    return load_lifecycle(read_spec_file(ctx.workspace.root / SPEC_FILE), source=SPEC_FILE)
+    return ctx.policy.lifecycle()
 
 
 def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool = True,

@@ -23,10 +23,11 @@ OUTPUTS = "outputs.json"
 class PipelineFailed(ShipyardError):
     """A step failed; nothing downstream of it ran."""
 
+    code = "pipeline_failed"
     status_code = 500
 
     def __init__(self, message: str, step: str, original: str | None) -> None:
-        super().__init__(message)
+        super().__init__(message, step=step)
         self.step = step
         self.original_traceback = original
 
@@ -211,7 +212,8 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
                 )
                 if parts.params:
                     runs.log_params(ctx, step_run.run_id, parts.params)
-                task = StepTask(node_id, node.step, tuple(args), dict(kwargs), str(ctx.workspace.root), step_run.run_id)
+                task = StepTask(node_id, node.step, tuple(args), dict(kwargs), str(ctx.workspace.root), step_run.run_id,
+                                ctx.actor)
                 pending[runner.submit(task)] = (node_id, step_run.run_id, time.perf_counter(), reason)
                 reports[node_id] = StepReport(node_id, "running", mode, reason, step_run.run_id)
                 changed()

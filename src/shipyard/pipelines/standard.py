@@ -8,7 +8,7 @@ import itertools
 import random
 from typing import Any
 
-from shipyard.pipelines.spec import LifecycleSpec
+from shipyard.policy.lifecycle import LifecycleSpec
 from shipyard.pipelines.steps import Pipeline, pipeline, step
 
 
@@ -125,9 +125,8 @@ def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) 
     """Run the configured gates; if they pass, take challenger (or champion when there is none)."""
     from shipyard.context import open_context
     from shipyard.errors import GateFailed, NotFoundError
-    from shipyard.models.gating import run_gates
-    from shipyard.models.policy import gate_spec
-    from shipyard.models.promotion import promote as move
+    from shipyard.gates.gating import run_gates
+    from shipyard.gates.promotion import promote as move
     from shipyard.models.registry import get_model_version
 
     ctx = open_context(workspace)
@@ -136,7 +135,7 @@ def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) 
     current = get_model_version(ctx, ref)
     if current.aliases:  # an unchanged model that already serves: nothing to gate or move
         return {"version": ref, "gates": {}, "alias": current.aliases[0], "unchanged": True}
-    results = {r.gate: r.status for r in run_gates(ctx, ref)} if gate_spec(ctx, name) else {}
+    results = {r.gate: r.status for r in run_gates(ctx, ref)} if ctx.policy.gates(name) else {}
     alias = None
     if promote:
         try:

@@ -42,10 +42,10 @@ def write_starter(ctx: Context, source: Path, target: str) -> dict[str, Any]:
     from shipyard.data.checks import infer
     from shipyard.data.refs import check_dataset_name
     from shipyard.data.versions import add_version
-    from shipyard.settings import read_spec_file
+    from shipyard.policy.document import read_document
 
     spec_path = ctx.workspace.root / SPEC_FILE
-    existing = read_spec_file(spec_path)
+    existing = read_document(spec_path).data
     if "data" in existing or "model" in existing:
         raise ConfigError(f"{spec_path} already has a lifecycle spec (data/model); edit it instead.")
     from shipyard.data.formats import read_table

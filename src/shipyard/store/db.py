@@ -75,32 +75,12 @@ class MetadataStore:
     def insert_or_update(
         self, table: Table, index: list[str], update: list[str], where: Callable[[Any], Any] | None = None
     ) -> Insert:
-        """An INSERT … ON CONFLICT DO UPDATE statement for this database's dialect.
-
-        `where(excluded)` may restrict which conflicting rows are updated."""
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            stmt: Any = pg_insert(table)
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            stmt = sqlite_insert(table)
-        return stmt.on_conflict_do_update(
-            index_elements=index,
-            set_={c: stmt.excluded[c] for c in update},
-            where=where(stmt.excluded) if where else None,
-        )
+        """An INSERT … ON CONFLICT DO UPDATE statement for this database's dialect (see insert_or_update)."""
+        return _upsert(self.dialect, table, index, update, where)
 
     def insert_or_ignore(self, table: Table, index: list[str]) -> Insert:
         """An INSERT … ON CONFLICT DO NOTHING statement for this database's dialect."""
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(table).on_conflict_do_nothing(index_elements=index)
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).on_conflict_do_nothing(index_elements=index)
+        return _insert_ignoring(self.dialect, table, index)
 
     def insert_many(self, conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         """Bulk insert of plain tuples: the statement is compiled by SQLAlchemy once and the rows go
@@ -136,6 +116,46 @@ class MetadataStore:
                     f"Lost the connection to {_redact(self.url)}: {exc.orig}. Nothing was written."
                 ) from exc
             raise
+
+
+def insert_or_update(
+    conn: Connection, table: Table, index: list[str], update: list[str], where: Callable[[Any], Any] | None = None
+) -> Insert:
+    """An INSERT … ON CONFLICT DO UPDATE statement for the connection's dialect.
+
+    `where(excluded)` may restrict which conflicting rows are updated."""
+    return _upsert(conn.dialect.name, table, index, update, where)
+
+
+def insert_or_ignore(conn: Connection, table: Table, index: list[str]) -> Insert:
+    """An INSERT … ON CONFLICT DO NOTHING statement for the connection's dialect."""
+    return _insert_ignoring(conn.dialect.name, table, index)
+
+
+def _upsert(dialect: str, table: Table, index: list[str], update: list[str], where: Callable[[Any], Any] | None) -> Insert:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=index,
+        set_={c: stmt.excluded[c] for c in update},
+        where=where(stmt.excluded) if where else None,
+    )
+
+
+def _insert_ignoring(dialect: str, table: Table, index: list[str]) -> Insert:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=index)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=index)
 
 
 def _redact(url: str) -> str:

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from shipyard.context import Context
     from shipyard.tracking.environment import ResourceMeter
 
+# The model registry is a building block above tracking: it plugs its registration in here when it is
+# imported (shipyard.models does), so runs can log models while tracking depends on nothing above it.
+_model_logger: Callable[..., Any] | None = None
 _stack: list[Run] = []
 _stack_lock = threading.RLock()
 _hooks_installed = False
@@ -181,14 +184,12 @@ class Run:
         version of `name`, linked to this run, its metrics and the dataset version it trained on
         (`dataset`, else the run's first logged input). register=False only attaches it; register
         later with `shipyard models register NAME --run RUN`."""
-        from shipyard.models.registry import register_model
-        from shipyard.tracking.runs import get_run
-
         self._check_open()
+        if _model_logger is None:
+            raise ConflictError("Logging a model needs the model registry: `import shipyard.models` first.")
         self.flush()
-        metrics = get_run(self.ctx, self.run_id).metrics
-        return register_model(self.ctx, name, model, input_example=input_example, flavor=flavor, run_id=self.run_id,
-                              dataset_version=dataset, metrics=metrics, description=description, register=register)
+        return _model_logger(self.ctx, self.run_id, model, name, input_example=input_example, flavor=flavor,
+                             dataset=dataset, description=description, register=register)
 
     # -- lineage --------------------------------------------------------------------------------
     def log_input(self, ref: str) -> str:
@@ -200,16 +201,16 @@ class Run:
         return self._link(ref, reads=False)
 
     def _link(self, ref: str, *, reads: bool) -> str:
-        from shipyard.data.lineage import Node, add_edge
         from shipyard.data.versions import get_version
+        from shipyard.store.lineage import Node, record_edge
 
         self._check_open()
         version = get_version(self.ctx, ref)
         data, run = Node("dataset_version", version.version_id), Node("run", self.run_id)
         if reads:
-            add_edge(self.ctx, data, run, "input")
+            record_edge(self.ctx.store, self.ctx.actor, data, run, "input")
         else:
-            add_edge(self.ctx, run, data, "output")
+            record_edge(self.ctx.store, self.ctx.actor, run, data, "output")
         return version.version_id
 
     # -- ending ---------------------------------------------------------------------------------
@@ -235,6 +236,12 @@ class Run:
     def _check_open(self) -> None:
         if self._ended:
             raise ConflictError(f"Run {self.run_id} has ended; start a new run to log more.")
+
+
+def set_model_logger(logger: Callable[..., Any]) -> None:
+    """Install what Run.log_model calls: logger(ctx, run_id, model, name, **options)."""
+    global _model_logger
+    _model_logger = logger
 
 
 def start_run(

@@ -11,12 +11,14 @@ from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select,
 
 from shipyard.context import Context
 from shipyard.errors import ConflictError, NotFoundError, ValidationError, did_you_mean
+from shipyard.store import lineage
 from shipyard.store.db import now_ms
 from shipyard.store.tables import artifacts, metric_latest, metrics, params, runs, tags
 from shipyard.tracking import validation as check
 from shipyard.tracking.records import ArtifactRecord, MetricPoint, RunRecord
 
 STATUSES = ("running", "finished", "failed", "killed")
+RUN = lineage.register_kind("run", "a tracked run (a pipeline and each of its steps are runs too)")
 _PREFIX_MIN = 4
 # Prebuilt statements for the hot paths, executed with parameters.
 _INSERT_RUN = insert(runs)
@@ -257,6 +259,15 @@ def fetch_runs(conn: Connection, run_ids: Sequence[str], *, with_artifacts: bool
             for row in conn.execute(query):
                 found[row.run_id].artifacts.append(ArtifactRecord(row.path, row.digest, row.size))
     return [found[r] for r in run_ids if r in found]
+
+
+def active_runs(conn: Connection) -> list[Any]:
+    """Every run not deleted, oldest first, as rows of (run_id, name, experiment, parent_id, status,
+    start_time, end_time), on the caller's connection."""
+    return list(conn.execute(
+        select(runs.c.run_id, runs.c.name, runs.c.experiment, runs.c.parent_id, runs.c.status, runs.c.start_time,
+               runs.c.end_time).where(runs.c.lifecycle == "active").order_by(runs.c.start_time)
+    ))
 
 
 def get_metric_history(

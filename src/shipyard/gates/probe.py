@@ -1,7 +1,7 @@
 """The infrastructure probe: load a model from its artifact alone in a clean interpreter, compare its
 recorded environment with this one, and measure latency, throughput and peak memory.
 
-Run as `python -m shipyard.models.probe REQUEST.json`; prints one JSON object."""
+Run as `python -m shipyard.gates.probe REQUEST.json`; prints one JSON object."""
 
 from __future__ import annotations
 

@@ -8,12 +8,12 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import select
-
 from shipyard._version import __version__
 from shipyard.context import Context
 from shipyard.data.records import DatasetVersion
-from shipyard.store.tables import dataset_versions, lineage_edges, runs
+from shipyard.data.versions import all_versions
+from shipyard.store.lineage import all_edges
+from shipyard.tracking.runs import active_runs
 
 SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 SCHEMA_FACET = "https://openlineage.io/spec/facets/1-2-0/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet"
@@ -65,12 +65,9 @@ def export_events(ctx: Context) -> list[dict[str, Any]]:
     """START and COMPLETE/FAIL/ABORT events for every active run and every derived dataset version."""
     namespace = f"shipyard://{ctx.workspace.root.name}"
     with ctx.store.read() as conn:
-        versions = {row.version_id: DatasetVersion.from_row(row) for row in conn.execute(select(dataset_versions))}
-        edges = conn.execute(select(lineage_edges).order_by(lineage_edges.c.id)).all()
-        run_rows = conn.execute(
-            select(runs.c.run_id, runs.c.name, runs.c.experiment, runs.c.status, runs.c.start_time, runs.c.end_time)
-            .where(runs.c.lifecycle == "active").order_by(runs.c.start_time)
-        ).all()
+        versions = all_versions(conn)
+        edges = all_edges(conn)
+        run_rows = active_runs(conn)
     inputs: dict[str, list[Any]] = defaultdict(list)
     outputs: dict[str, list[Any]] = defaultdict(list)
     parents: dict[str, list[Any]] = defaultdict(list)

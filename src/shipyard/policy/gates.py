@@ -1,22 +1,25 @@
-"""The per-model `gates:` section of shipyard.yaml: pydantic models, and errors that name the key path."""
+"""The per-model `gates:` section of shipyard.yaml (gates.NAME): what each gate checks, and its thresholds."""
 
 from __future__ import annotations
 
-import difflib
 import math
-import types
-import typing
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from shipyard.errors import ConfigError, did_you_mean
+from shipyard.policy.errors import KEY_WORDS, require_mapping, translate
+
+if TYPE_CHECKING:
+    from shipyard.policy.document import Document
 
 Task = Literal["classification", "regression"]
 MetricName = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2"]
 Output = Literal["label", "proba"]
+
+KEY_WORDS[MetricName] = "metric"
 
 CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 REGRESSION_METRICS: tuple[str, ...] = ("rmse", "mae", "r2")
@@ -267,29 +270,15 @@ class GateSpec(_Spec):
         return self.evaluation.positive_label if self.evaluation is not None else None
 
 
-def load_gate_spec(data: dict[str, Any] | None, *, source: str, model: str) -> GateSpec:
-    """Validate the mapping under `gates.<model>` of `source`; errors name the key path, the value and a fix."""
+def load_gate_spec(data: Any, *, source: str = "shipyard.yaml", model: str,
+                   document: Document | None = None) -> GateSpec:
+    """Validate the mapping under `gates.<model>`; errors name the key path, the value and a fix."""
     prefix = f"gates.{model}"
-    if data is None:  # `credit:` with every gate commented out
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source}: {prefix} must be a mapping of gates ({', '.join(GATES)}); got {type(data).__name__} "
-            f"{data!r}."
-        )
+    data = require_mapping(data, prefix, f"gates ({', '.join(GATES)})", document)
     try:
         spec = GateSpec.model_validate(data)
     except PydanticValidationError as exc:
-        errors = exc.errors()
-        misspelt = {  # `sensitve: sex` also makes `sensitive` missing; the typo's line says all there is to say
-            (*err["loc"][:-1], _closest(str(err["loc"][-1]), _keys_of(_strip(_annotation_at(err["loc"][:-1])))))
-            for err in errors if err["type"] == "extra_forbidden"
-        }
-        lines = dict.fromkeys(  # unique, in order
-            _describe(err, source, prefix) for err in errors
-            if not (err["type"] == "missing" and tuple(err["loc"]) in misspelt)
-        )
-        raise ConfigError("\n".join(lines)) from None
+        raise translate(exc, GateSpec, prefix=("gates", model), document=document, source=source) from None
     spec._model = model
     problems = list(_cross_check(spec, prefix))
     if problems:
@@ -379,87 +368,3 @@ def _cross_check(spec: GateSpec, prefix: str) -> Iterator[str]:
                 if output == "proba":
                     yield (f"{prefix}.behavioural.{kind}[{i}].output = 'proba': a regression model has no "
                            "probabilities; use output: label (the predicted value).")
-
-
-# ---- error messages ---------------------------------------------------------------------------------
-
-def _describe(err: Any, source: str, prefix: str) -> str:
-    loc = tuple(err["loc"])
-    value = err.get("input")
-    if loc and loc[-1] == "[key]":  # a mapping key failed, e.g. thresholds.roc_acu
-        return _unknown_key(source, prefix, loc[:-1], value=None)
-    if err["type"] == "extra_forbidden":
-        return _unknown_key(source, prefix, loc, value=value)
-    path = _path(prefix, loc)
-    message = str(err["msg"]).removeprefix("Value error, ")
-    shown = "" if isinstance(value, dict) else f" = {value!r}"
-    fix = ""
-    if err["type"] == "literal_error" and isinstance(value, str):
-        fix = did_you_mean(value, [str(option) for option in get_args(_strip(_annotation_at(loc)))])
-    return f"{source}: {path}{shown}: {message}.{fix}"
-
-
-def _unknown_key(source: str, prefix: str, loc: tuple[Any, ...], *, value: Any) -> str:
-    key = str(loc[-1])
-    parent = _strip(_annotation_at(loc[:-1]))
-    known = _keys_of(parent)
-    what = "metric" if get_origin(parent) is dict and get_args(parent)[0] == MetricName else "key"
-    shown = f" (value {value!r})" if value is not None and not isinstance(value, dict) else ""
-    return (f"{source}: unknown {what} {_path(prefix, loc)}{shown}.{did_you_mean(key, known)} "
-            f"Known {what}s there: {', '.join(known)}.")
-
-
-def _closest(key: str, known: list[str]) -> str | None:
-    matches = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
-def _path(prefix: str, loc: tuple[Any, ...]) -> str:
-    path = prefix
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
-def _strip(annotation: Any) -> Any:
-    """The annotation without Optional and Annotated wrappers."""
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in (Union, types.UnionType):
-            members = [arg for arg in get_args(annotation) if arg is not type(None)]
-            if len(members) != 1:
-                return annotation
-            annotation = members[0]
-        else:
-            return annotation
-
-
-def _annotation_at(loc: tuple[Any, ...]) -> Any:
-    """The type annotation at a pydantic error location below GateSpec, or None when it cannot be followed."""
-    annotation: Any = GateSpec
-    for part in loc:
-        annotation = _strip(annotation)
-        origin = get_origin(annotation)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = next((f for name, f in annotation.model_fields.items() if part in (name, f.alias)), None)
-            if field is None:
-                return None
-            hints = typing.get_type_hints(annotation, include_extras=True)
-            annotation = next(hints[name] for name, f in annotation.model_fields.items() if f is field)
-        elif origin is list and isinstance(part, int):
-            annotation = get_args(annotation)[0]
-        elif origin is dict:
-            annotation = get_args(annotation)[1]
-        else:
-            return None
-    return annotation
-
-
-def _keys_of(annotation: Any) -> list[str]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [f.alias or name for name, f in annotation.model_fields.items()]
-    if get_origin(annotation) is dict:
-        return [str(key) for key in get_args(_strip(get_args(annotation)[0]))]
-    return []

@@ -1,5 +1,6 @@
-"""Running a model version's gates (declared in shipyard.yaml under gates.NAME), persisting each result
-as evidence linked to the version, and waiving a failed gate with a name and a reason."""
+"""Running a model version's gates (declared in shipyard.yaml under gates.NAME), persisting each result as
+evidence linked to the version (with the champion it was compared against and the digest of the gate
+policy it was judged by), and waiving a failed gate with a name and a reason."""
 
 from __future__ import annotations
 
@@ -12,22 +13,21 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from shipyard.context import Context
 from shipyard.errors import ConfigError, NotFoundError, ValidationError, did_you_mean
 from shipyard.models.loading import LoadedModel, fetch_artifact, load_model
-from shipyard.models.policy import gate_spec
 from shipyard.models.records import ModelVersion
-from shipyard.models.registry import get_model_version
+from shipyard.models.registry import alias_target, find_version, get_model_version
 from shipyard.store.db import now_ms
 from shipyard.store.tables import gate_results
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from shipyard.gates.results import GateResult
-    from shipyard.gates.spec import GateSpec
+    from shipyard.gates.results import GateResult, Status
+    from shipyard.policy.gates import GateSpec
 
 GATES = ("evaluation", "behavioural", "fairness", "infrastructure")
 
@@ -35,12 +35,14 @@ GATES = ("evaluation", "behavioural", "fairness", "infrastructure")
 @dataclasses.dataclass(frozen=True)
 class StoredGate:
     gate: str
-    status: str
+    status: Status
     result: dict[str, Any]
     created: int
     created_by: str
     waived_by: str | None = None
     waiver_reason: str | None = None
+    baseline_version: int | None = None  # the champion when the gate ran (None: there was none)
+    policy_digest: str | None = None  # SHA-256 of the model's gate policy the result was judged by
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -48,10 +50,11 @@ class StoredGate:
 
 def run_gates(ctx: Context, ref: str, *, only: list[str] | None = None) -> list[GateResult]:
     """Run the configured gates of a version and store their results (all in one transaction)."""
-    from shipyard.gates.spec import check_columns
+    from shipyard.policy.gates import check_columns
 
     version = get_model_version(ctx, ref)
-    spec = gate_spec(ctx, version.model)
+    spec = ctx.policy.gates(version.model)
+    digest = ctx.policy.gates_digest(version.model)
     if spec is None or not spec.configured:
         raise ConfigError(
             f"No gates are configured for model '{version.model}'. Declare them in shipyard.yaml under "
@@ -76,14 +79,18 @@ def run_gates(ctx: Context, ref: str, *, only: list[str] | None = None) -> list[
         check_columns(spec, [str(c) for c in frame.columns], dataset)
         target = spec.evaluation.target
     model = load_model(ctx, version.version_id)
+    try:
+        champion: ModelVersion | None = get_model_version(ctx, f"{version.model}@champion")
+    except NotFoundError:
+        champion = None
     results: list[GateResult] = []
     for gate in gates:
         if gate == "infrastructure":
             results.append(_infrastructure(ctx, spec, version, frame, target))
         else:
             assert frame is not None and target is not None
-            results.append(_on_data(ctx, gate, spec, version, model, frame, target))
-    _store(ctx, version, results, dataset)
+            results.append(_on_data(ctx, gate, spec, version, model, frame, target, champion))
+    _store(ctx, version, results, dataset, champion.version if champion else None, digest)
     return results
 
 
@@ -92,9 +99,9 @@ def _predictions(model: LoadedModel, features: pd.DataFrame) -> tuple[Any, Any]:
 
 
 def _on_data(ctx: Context, gate: Any, spec: GateSpec, version: ModelVersion, model: LoadedModel,
-             frame: pd.DataFrame, target: str) -> GateResult:
+             frame: pd.DataFrame, target: str, champion: ModelVersion | None) -> GateResult:
     from shipyard.gates.behavioural import behavioural_gate
-    from shipyard.gates.evaluation import compute_metrics, evaluate_gate, infer_task
+    from shipyard.gates.evaluation import compute_metrics, evaluate_gate, infer_task, prediction_evidence
     from shipyard.gates.fairness import fairness_gate
     from shipyard.gates.results import Check, GateResult
 
@@ -109,7 +116,10 @@ def _on_data(ctx: Context, gate: Any, spec: GateSpec, version: ModelVersion, mod
         return GateResult.from_checks(gate, [check], {})
     if gate == "evaluation":
         metrics = compute_metrics(task, truth, predicted, proba, spec.positive_label, classes=classes)
-        return evaluate_gate(spec, metrics, _champion_metrics(ctx, version, features, truth, task, spec, classes))
+        result = evaluate_gate(spec, metrics, _champion_metrics(ctx, version, champion, features, truth, task, spec,
+                                                                classes))
+        result.evidence = prediction_evidence(task, truth, predicted)
+        return result
     if gate == "behavioural":
         return behavioural_gate(spec, model.predict, model.predict_proba, features, truth, task=task, classes=classes)
     if gate == "fairness":
@@ -118,16 +128,12 @@ def _on_data(ctx: Context, gate: Any, spec: GateSpec, version: ModelVersion, mod
     raise AssertionError(gate)
 
 
-def _champion_metrics(ctx: Context, version: ModelVersion, features: pd.DataFrame, truth: Any, task: Any,
-                      spec: GateSpec, classes: Any) -> dict[str, float] | None:
-    """The current champion's metrics on the same evaluation data, or None when there is none."""
+def _champion_metrics(ctx: Context, version: ModelVersion, champion: ModelVersion | None, features: pd.DataFrame,
+                      truth: Any, task: Any, spec: GateSpec, classes: Any) -> dict[str, float] | None:
+    """The champion's metrics on the same evaluation data, or None when there is none."""
     from shipyard.gates.evaluation import compute_metrics
 
-    try:
-        champion = get_model_version(ctx, f"{version.model}@champion")
-    except NotFoundError:
-        return None
-    if champion.version == version.version:
+    if champion is None or champion.version == version.version:
         return None
     model = load_model(ctx, champion.version_id)
     predicted, proba = _predictions(model, features)
@@ -151,7 +157,7 @@ def _infrastructure(ctx: Context, spec: GateSpec, version: ModelVersion, frame: 
                    "environment": version.environment, "max_seconds": 10}
         (folder / "request.json").write_text(json.dumps(request))
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-        proc = subprocess.run([sys.executable, "-m", "shipyard.models.probe", str(folder / "request.json")],
+        proc = subprocess.run([sys.executable, "-m", "shipyard.gates.probe", str(folder / "request.json")],
                               capture_output=True, text=True, timeout=300, cwd=tmp, env=env)
     try:
         measured = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -178,50 +184,68 @@ def _probe_sample(version: ModelVersion, frame: pd.DataFrame | None, target: str
     )
 
 
-def _store(ctx: Context, version: ModelVersion, results: list[GateResult], dataset: str | None) -> None:
+def _store(ctx: Context, version: ModelVersion, results: list[GateResult], dataset: str | None,
+           baseline: int | None, digest: str) -> None:
     now = now_ms()
-    payload = {"gates": {r.gate: r.status for r in results}, "dataset": dataset}
+    payload = {"gates": {r.gate: r.status for r in results}, "dataset": dataset, "baseline_version": baseline,
+               "policy_digest": digest}
     with ctx.store.mutation(ctx.actor, "model.gate", "model_version", version.version_id, payload) as conn:
         for result in results:
             conn.execute(gate_results.insert(), {
                 "version_id": version.version_id, "gate": result.gate, "status": result.status,
                 "result": json.dumps({**result.to_dict(), "dataset": dataset}, allow_nan=False),
-                "created": now, "created_by": ctx.actor,
+                "baseline_version": baseline, "policy_digest": digest, "created": now, "created_by": ctx.actor,
             })
 
 
 def latest_gates(ctx: Context, version_id: str) -> dict[str, StoredGate]:
     """The newest stored result of each gate of a version."""
+    with ctx.store.read() as conn:
+        return stored_gates(conn, version_id)
+
+
+def stored_gates(conn: Connection, version_id: str) -> dict[str, StoredGate]:
+    """latest_gates on the caller's connection, so a check and a change can share one transaction."""
     newest = (
         select(gate_results.c.gate, func.max(gate_results.c.id).label("id"))
         .where(gate_results.c.version_id == version_id).group_by(gate_results.c.gate).subquery()
     )
-    with ctx.store.read() as conn:
-        rows = conn.execute(select(gate_results).join(newest, gate_results.c.id == newest.c.id)).all()
+    rows = conn.execute(select(gate_results).join(newest, gate_results.c.id == newest.c.id)).all()
     return {r.gate: StoredGate(r.gate, r.status, json.loads(r.result), r.created, r.created_by, r.waived_by,
-                               r.waiver_reason) for r in rows}
+                               r.waiver_reason, r.baseline_version, r.policy_digest) for r in rows}
 
 
 def waive_gate(ctx: Context, ref: str, gate: str, *, reason: str) -> StoredGate:
-    """Record that a named person accepts a failed gate, with the reason; the failed result is kept."""
+    """Record that a named person accepts a failed gate, with the reason; the failed result is kept.
+
+    The result waived is the one stored when the waiver commits (checked in the same transaction)."""
     version = get_model_version(ctx, ref)
     if not isinstance(reason, str) or len(reason.strip()) < 5:
-        raise ValidationError("A waiver needs a reason of a few words (--reason \"…\"): it is kept as evidence.")
-    current = latest_gates(ctx, version.version_id)
-    if gate not in current:
-        spec = gate_spec(ctx, version.model)
-        known = sorted(set(current) | set(spec.configured if spec else []))
-        raise NotFoundError(
-            f"{version.version_id} has no result for gate '{gate}' to waive.{did_you_mean(gate, known)} "
-            f"Results: {', '.join(sorted(current)) or 'none; run `shipyard models gate` first'}."
-        )
-    if current[gate].status in ("PASS", "WAIVED"):
-        raise ValidationError(f"Gate '{gate}' of {version.version_id} is {current[gate].status}; there is nothing to waive.")
-    payload = {"gate": gate, "was": current[gate].status, "reason": reason}
+        raise ValidationError("A waiver needs a reason of a few words (--reason \"…\"): it is kept as evidence.",
+                              field="reason")
+    payload: dict[str, Any] = {"gate": gate, "reason": reason}
     with ctx.store.mutation(ctx.actor, "model.gate_waive", "model_version", version.version_id, payload) as conn:
+        find_version(conn, version.version_id)
+        current = stored_gates(conn, version.version_id)
+        if gate not in current:
+            known = sorted(set(current) | set(ctx.policy.configured_gates(version.model)))
+            raise NotFoundError(
+                f"{version.version_id} has no result for gate '{gate}' to waive.{did_you_mean(gate, known)} "
+                f"Results: {', '.join(sorted(current)) or 'none; run `shipyard models gate` first'}.", gate=gate,
+            )
+        failed = current[gate]
+        if failed.status in ("PASS", "WAIVED"):
+            raise ValidationError(f"Gate '{gate}' of {version.version_id} is {failed.status}; there is nothing to waive.",
+                                  gate=gate, status=failed.status)
+        payload["was"] = failed.status
         conn.execute(gate_results.insert(), {
             "version_id": version.version_id, "gate": gate, "status": "WAIVED",
-            "result": json.dumps(current[gate].result), "waived_by": ctx.actor, "waiver_reason": reason,
+            "result": json.dumps(failed.result), "waived_by": ctx.actor, "waiver_reason": reason,
+            "baseline_version": failed.baseline_version, "policy_digest": failed.policy_digest,
             "created": now_ms(), "created_by": ctx.actor,
         })
-    return latest_gates(ctx, version.version_id)[gate]
+        return stored_gates(conn, version.version_id)[gate]
+
+
+def champion_version(conn: Connection, model: str) -> int | None:
+    return alias_target(conn, model, "champion")

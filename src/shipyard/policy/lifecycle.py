@@ -1,16 +1,19 @@
-"""The lifecycle spec in shipyard.yaml: data, features, model (or a sweep), evaluation and promotion.
-Gates (gates.NAME) and governance are read by the registry; deploy and monitor are reserved."""
+"""The lifecycle sections of shipyard.yaml: data, features, model (or a sweep), evaluation and promotion,
+from which the standard training pipeline is generated."""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from shipyard.errors import ConfigError, did_you_mean
+from shipyard.policy.errors import translate
 
+if TYPE_CHECKING:
+    from shipyard.policy.document import Document
 
 
 class _Spec(BaseModel):
@@ -85,7 +88,8 @@ class LifecycleSpec(_Spec):
 SECTIONS = ("data", "features", "model", "evaluation", "promote")
 
 
-def load_lifecycle(spec: dict[str, Any], *, source: str = "shipyard.yaml") -> LifecycleSpec:
+def load_lifecycle(spec: dict[str, Any], *, source: str = "shipyard.yaml",
+                   document: Document | None = None) -> LifecycleSpec:
     """Validate the lifecycle sections; errors name the key path, the value and a fix."""
     data = {k: v for k, v in spec.items() if k in SECTIONS}
     if "data" not in data or "model" not in data:
@@ -97,33 +101,9 @@ def load_lifecycle(spec: dict[str, Any], *, source: str = "shipyard.yaml") -> Li
     try:
         lifecycle = LifecycleSpec.model_validate(data)
     except PydanticValidationError as exc:
-        raise ConfigError("\n".join(_describe(err, source) for err in exc.errors())) from None
+        raise translate(exc, LifecycleSpec, document=document, source=source) from None
     _check_estimator(lifecycle, source)
     return lifecycle
-
-
-def _describe(err: Any, source: str) -> str:
-    path = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        parent = err["loc"][:-1]
-        known = _known(parent)
-        return f"{source}: unknown key {path}.{did_you_mean(str(err['loc'][-1]), known)} Known keys there: {', '.join(known)}."
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return f"{source}: {path} = {err.get('input')!r}: {message}."
-
-
-def _known(parent: tuple[Any, ...]) -> list[str]:
-    model: Any = LifecycleSpec
-    for part in parent:
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return []
-        annotation = field.annotation
-        model = next((a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)
-                      and issubclass(a, BaseModel)), None)
-        if model is None:
-            return []
-    return [f.alias or name for name, f in model.model_fields.items()]
 
 
 def _check_estimator(spec: LifecycleSpec, source: str) -> None:

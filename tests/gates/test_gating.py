@@ -18,7 +18,8 @@ from sklearn.tree import DecisionTreeClassifier
 import shipyard
 from shipyard.context import open_context
 from shipyard.errors import ConfigError, ConflictError, GateFailed, NotFoundError, ValidationError
-from shipyard.models import gating, promotion, reviews
+from shipyard.gates import gating, promotion
+from shipyard.models import reviews
 
 GATES = """
 gates:
@@ -82,13 +83,8 @@ def test_first_model_no_baseline_then_a_worse_model_fails_with_numbers(setup) ->
     reviews.request_review(ctx, "cancer/1", "ethical", notes="please check the group gap")
     with pytest.raises(ConflictError, match="cannot also decide it"):
         reviews.decide_review(ctx, "cancer/1", "ethical", approve=True)
-    import os
-
-    os.environ["SHIPYARD_USER"] = "ethics-board"
-    try:
-        assert reviews.decide_review(ctx, "cancer/1", "ethical", approve=True).status == "approved"
-    finally:
-        os.environ["SHIPYARD_USER"] = "tester"
+    decided = reviews.decide_review(ctx.acting_as("ethics-board"), "cancer/1", "ethical", approve=True)
+    assert (decided.status, decided.decided_by) == ("approved", "ethics-board")
     assert promotion.promote(ctx, "cancer/1").to_version == 1
 
     worse = DecisionTreeClassifier(max_depth=1, random_state=0).fit(setup["x"], setup["y"])
