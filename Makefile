@@ -21,9 +21,13 @@ $(VENV)/.test-installed: pyproject.toml constraints.txt | $(PY)
 demo: $(VENV)/.demo-installed
 	$(PY) examples/demo.py
 
-test: $(VENV)/.test-installed
-	$(PY) -m mypy
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Types (mypy) and the layering of the packages (import-linter's contracts in pyproject.toml).
+lint: $(VENV)/.test-installed
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(VENV)/.test-installed
 	$(PY) -m mypy

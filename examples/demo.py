@@ -19,7 +19,7 @@ from pathlib import Path
 
 import shipyard
 from shipyard.cli.main import main as shipyard_cli
-from shipyard.datasets import credit
+from shipyard.synthetic import credit
 
 WORKSPACE = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "demo-workspace"
 

@@ -103,3 +103,14 @@ def test_pipelines_doc_example_runs(workspace: Path) -> None:
     ran = subprocess.run([sys.executable, str(script)], cwd=workspace, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert "'accuracy'" in ran.stdout and "train miss first run of this step" in ran.stdout
+
+
+def test_architecture_examples_run(workspace: Path) -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    blocks = _blocks(text, "python")
+    assert len(blocks) == 2
+    for block in blocks:
+        script = workspace / "example.py"
+        script.write_text(block)
+        ran = subprocess.run([sys.executable, str(script)], cwd=workspace, capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr

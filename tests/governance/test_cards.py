@@ -217,3 +217,16 @@ def test_an_unknown_model_is_not_found_with_a_suggestion(cancer: tuple[Context, 
     with pytest.raises(NotFoundError, match="has no version 7"):
         write_card(ctx, "cancer/7")
     assert not (ctx.workspace.root / "cards").exists()
+
+
+def test_the_card_plots_what_the_gates_stored_without_loading_the_model(cancer: tuple[Context, str]) -> None:
+    ctx, version = cancer
+    stored = latest_gates(ctx, version)["evaluation"].result["evidence"]
+    assert stored["rows"] == 284 and sum(map(sum, stored["confusion_matrix"]["matrix"])) == 284
+    digest = shipyard.models.get(version).artifact_digest
+    blob = ctx.workspace.root / ".shipyard" / "artifacts" / "sha256" / digest[:2] / digest
+    blob.unlink()  # the model cannot be loaded any more; the card needs only the stored evidence
+    card = build_card(ctx, version)
+    names = [g["name"] for g in card["quantitative_analysis"]["graphics"]["collection"]]
+    assert "Confusion matrix" in names
+    assert card["model_parameters"]["data"]["eval"]["row_count"] == 284

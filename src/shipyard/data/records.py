@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+VersionKind = Literal["files", "table"]
 
 
 @dataclass
 class DatasetVersion:
     dataset: str
     version: int
-    kind: str  # files | table
+    kind: VersionKind
     manifest_digest: str
     file_count: int
     total_bytes: int

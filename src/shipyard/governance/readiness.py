@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import html
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from shipyard.context import Context
 from shipyard.store.audit import list_events
 from shipyard.store.lineage import Node, neighbours
 
-PASS, FAIL, NOT_YET = "PASS", "FAIL", "NOT YET"
+ItemStatus = Literal["PASS", "FAIL", "NOT YET"]
+PASS: ItemStatus = "PASS"
+FAIL: ItemStatus = "FAIL"
+NOT_YET: ItemStatus = "NOT YET"
 
 
 @dataclass
 class Item:
     name: str
     question: str
-    status: str
+    status: ItemStatus
     evidence: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+VersionStatus = Literal["active", "archived"]
 
 
 @dataclass
@@ -18,7 +20,7 @@ class ModelVersion:
     environment: dict[str, Any]
     created: int
     created_by: str
-    status: str = "active"
+    status: VersionStatus = "active"
     signature: dict[str, Any] | None = None
     details: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
