@@ -66,13 +66,13 @@ def test_the_digest_changes_with_meaning_not_with_formatting(workspace: Path) ->
     [
         (("roc_auc: {min: 0.7}", "roc_acu: {min: 0.7}"),
          "shipyard.yaml line 10: unknown metric gates.credit.evaluation.thresholds.roc_acu. Did you mean 'roc_auc'?",
-         "        roc_acu: {min: 0.7}\n        ^"),
+         "          roc_acu: {min: 0.7}\n          ^"),
         (("target: default", "target: [default]"),
          "shipyard.yaml line 8: gates.credit.evaluation.target = ['default']: Input should be a valid string.",
-         "      target: [default]\n      ^"),
+         "        target: [default]\n        ^"),
         (("reviews: [ethical]", "reveiws: [ethical]"),
          "shipyard.yaml line 13: unknown key governance.credit.reveiws (value ['ethical']). Did you mean 'reviews'?",
-         "    reveiws: [ethical]\n    ^"),
+         "      reveiws: [ethical]\n      ^"),
     ],
     ids=["gates-unknown-metric", "gates-bad-type", "governance-unknown-key"],
 )
