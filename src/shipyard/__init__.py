@@ -19,6 +19,7 @@ from shipyard.errors import (
 )
 from shipyard.pipelines.steps import pipeline, step
 from shipyard.tracking.api import (
+    audit_head,
     audit_log,
     delete_run,
     download_artifact,
@@ -55,6 +56,7 @@ __all__ = [
     "WorkspaceNotFoundError",
     "__version__",
     "active_run",
+    "audit_head",
     "audit_log",
     "data",
     "delete_run",

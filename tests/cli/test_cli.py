@@ -13,6 +13,7 @@ import pytest
 
 
 from tests.cli.helpers import blob_path, cli, cli_json, fails, list_ids, make_run
+from tests.tampering import rewrite_chain
 
 
 # -- init and workspace discovery -------------------------------------------------------------------
@@ -343,6 +344,45 @@ def test_audit_verify_detects_an_edited_event(workspace: Path, capsys: pytest.Ca
     assert code == 1
     report = json.loads(out)
     assert report["ok"] is False and report["broken_seq"] == 2 and report["events_checked"] == 1
+
+
+def test_audit_head_and_verify_expect_detect_a_consistent_rewrite(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_run("one", params={"lr": 0.1})
+    head = cli_json(capsys, "audit", "head")
+    assert head["seq"] == 3 and len(head["hash"]) == 64 and head["expect"] == f"3:{head['hash']}"
+    code, out, err = cli(capsys, "audit", "head")
+    assert code == 0, err
+    assert f"event 3, hash {head['hash']}" in out and "outside the database" in out
+    assert f"shipyard audit verify --expect 3:{head['hash']}" in out
+
+    make_run("two")  # a head recorded earlier stays valid while the chain grows
+    for value in (head["expect"], head["hash"]):
+        code, out, err = cli(capsys, "audit", "verify", "--expect", value)
+        assert code == 0, err
+        assert "intact" in out and f"event 3 with the expected hash {head['hash']}" in out
+
+    rewrite_chain(f"sqlite:///{workspace / '.shipyard' / 'shipyard.db'}", 2, '{"params":{"lr":"0.5"}}')
+    assert cli(capsys, "audit", "verify")[0] == 0  # a consistent rewrite passes the walk alone
+
+    code, out, _ = cli(capsys, "audit", "verify", "--expect", head["expect"])
+    assert code == 1
+    assert "BROKEN at event 3" in out and head["hash"] in out
+    now = cli_json(capsys, "audit", "log", "-n", "100")[-3]  # newest first; event 3 as it reads now
+    assert now["seq"] == 3 and now["hash"] in out
+    code, out, _ = cli(capsys, "audit", "verify", "--expect", head["hash"], "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["ok"] is False and report["broken_seq"] is None and report["expected_hash"] == head["hash"]
+
+
+@pytest.mark.parametrize("value", ["deadbeef", "3:xyz", "3-" + "a" * 64, "a" * 65])
+def test_audit_verify_rejects_a_malformed_expect(
+    workspace: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    err = fails(capsys, "audit", "verify", "--expect", value)
+    assert repr(value) in err and "64 hexadecimal characters" in err and "SEQ:HASH" in err
 
 
 # -- artifacts ----------------------------------------------------------------------------------------

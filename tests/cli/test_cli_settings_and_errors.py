@@ -121,6 +121,27 @@ def test_usage_errors_are_reported_without_a_traceback(
     assert message in err and "Traceback" not in err
 
 
+def test_a_store_from_a_newer_shipyard_is_reported_without_a_traceback(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from shipyard.context import close_all
+    from shipyard.store.migrate import HEAD_REVISION
+
+    run_id = make_run("before")
+    close_all()  # the next command opens the store afresh, as a new process would
+    database = workspace / ".shipyard" / "shipyard.db"
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE alembic_version SET version_num = '0999'")
+    err = fails(capsys, "runs", "list")
+    assert "schema revision '0999'" in err and f"the newest it knows is '{HEAD_REVISION}'" in err
+    assert str(database) in err and "Upgrade Shipyard" in err
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0999",)]
+        assert db.execute("SELECT run_id FROM runs").fetchall() == [(run_id,)]
+
+
 def test_bare_group_prints_its_help(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "runs")
     assert "Traceback" not in err

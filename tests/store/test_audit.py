@@ -4,6 +4,8 @@ detects edits, deletions and reordering, and concurrent writers keep it linear."
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, insert, select, text, update
@@ -90,6 +92,35 @@ def test_verify_detects_reordering(store: MetadataStore) -> None:
             )
     report = _verify(store)
     assert not report.ok and report.broken_seq == 2
+
+
+def test_snapshot_read_sees_nothing_committed_after_its_first_statement(store: MetadataStore) -> None:
+    _append(store, 2)
+    with store.read(snapshot=True) as conn:
+        first = conn.execute(select(audit_events.c.seq)).scalars().all()
+        _append(store, 1)  # another connection commits meanwhile
+        assert conn.execute(select(audit_events.c.seq)).scalars().all() == first == [1, 2]
+        assert audit.read_head(conn).seq == 2
+    with store.read() as conn:
+        assert audit.read_head(conn).seq == 3
+
+
+def test_verify_walks_only_up_to_the_head_it_read(store: MetadataStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even without a snapshot (READ COMMITTED on PostgreSQL), an append that commits between reading
+    the head and reading the events is not reported as a break."""
+    _append(store, 3)
+    walk = audit._rows
+
+    def append_then_walk(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        _append(store, 1)
+        yield from walk(*args, **kwargs)
+
+    monkeypatch.setattr(audit, "_rows", append_then_walk)
+    report = _verify(store)
+    assert report.ok, report.reason
+    assert report.events_checked == 3 and report.head_seq == 3
+    monkeypatch.setattr(audit, "_rows", walk)
+    assert _verify(store).events_checked == 4
 
 
 def test_concurrent_writers_keep_one_linear_chain(store: MetadataStore) -> None:

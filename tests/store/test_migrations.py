@@ -1,5 +1,5 @@
-"""Migrations: the code's HEAD_REVISION is Alembic's head, and many processes opening a fresh store
-at once end with one correctly migrated schema."""
+"""Migrations: the code's HEAD_REVISION is Alembic's head, many processes opening a fresh store at
+once end with one correctly migrated schema, and a store migrated by a newer Shipyard is left alone."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
 
+from shipyard.errors import ConfigError
 from shipyard.store.migrate import HEAD_REVISION, MIGRATIONS
 from shipyard.store.tables import metadata
 
@@ -53,4 +56,33 @@ def test_concurrent_first_opens_migrate_once(store_url: str, tmp_path: Path) -> 
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD_REVISION]
         assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 6
+    engine.dispose()
+
+
+def test_a_store_from_a_newer_shipyard_is_refused_and_left_alone(store_url: str) -> None:
+    from shipyard.store.db import MetadataStore
+
+    store = MetadataStore(store_url)
+    with store.mutation("p", "open", "store", "s"):
+        pass
+    store.dispose()
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    before = set(inspect(engine).get_table_names())
+
+    url = make_url(store_url)
+    if url.drivername.startswith("postgresql"):
+        url = url.set(password="s3cret")  # the test server trusts every connection; the message must hide it
+    with pytest.raises(ConfigError) as caught:
+        MetadataStore(url.render_as_string(hide_password=False))
+    message = str(caught.value)
+    assert "'0999'" in message and f"'{HEAD_REVISION}'" in message
+    assert "Upgrade Shipyard" in message and "point store.url at a store of this version" in message
+    assert url.render_as_string(hide_password=True) in message and "s3cret" not in message
+
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0999"]
+        assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 1
+    assert set(inspect(engine).get_table_names()) == before
     engine.dispose()

@@ -1,4 +1,4 @@
-"""`shipyard audit log|verify`."""
+"""`shipyard audit log|head|verify`."""
 
 from __future__ import annotations
 
@@ -37,12 +37,40 @@ def log(
     console().print(table(None, ["seq", "time", "actor", "action", "object", "payload"], rows))
 
 
+@app.command("head")
+def head(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Print the newest event's sequence number and hash.
+
+    Keep this value outside the database (a ticket, a log, a signed note): `shipyard audit verify
+    --expect SEQ:HASH` then detects a rewrite of the chain up to that event, which plain verify cannot."""
+    from shipyard.governance.audit import audit_head
+
+    current = audit_head(context())
+    if as_json:
+        print_json(current.to_dict())
+        return
+    console().print(f"Audit head: event {current.seq}, hash {current.hash}")
+    console().print("Keep this value outside the database (a ticket, a log, a signed note); check it later with:")
+    console().print(f"  shipyard audit verify --expect {current}")
+
+
 @app.command("verify")
-def verify(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def verify(
+    expect: Annotated[
+        Optional[str],
+        typer.Option(
+            "--expect",
+            metavar="SEQ:HASH",
+            help="A head printed earlier by `shipyard audit head` (SEQ:HASH, or the bare HASH): "
+            "the chain must still contain that event unchanged.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Walk the hash chain; exit 1 and name the first broken event if it was tampered with."""
     from shipyard.governance.audit import describe, verify_audit
 
-    report = verify_audit(context())
+    report = verify_audit(context(), expect=expect)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -42,15 +42,25 @@ class MetadataStore:
                 f"Cannot open the metadata store at {_redact(url)}: {exc.orig}. "
                 "Check that the server is running and the URL (store.url) is right."
             ) from exc
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def dispose(self) -> None:
         self.engine.dispose()
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A read transaction (on SQLite a deferred one, so readers never wait for writers)."""
+    def read(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        """A read transaction (on SQLite a deferred one, so readers never wait for writers).
+
+        With `snapshot`, every statement sees the database as of the first one, whatever commits
+        meanwhile: REPEATABLE READ on PostgreSQL, whose default READ COMMITTED gives each statement
+        a fresh view. A deferred SQLite transaction in WAL mode already reads from one snapshot."""
         with self._translate(), self.engine.connect() as conn:
-            conn = conn.execution_options(**{_READONLY: True})
+            options: dict[str, Any] = {_READONLY: True}
+            if snapshot and self.dialect == "postgresql":
+                options["isolation_level"] = "REPEATABLE READ"
+            conn = conn.execution_options(**options)
             with conn.begin():
                 yield conn
 

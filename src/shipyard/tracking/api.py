@@ -76,7 +76,17 @@ def audit_log(**filters: Any) -> list[Any]:
     return audit.audit_log(_ctx(workspace), **filters)
 
 
-def verify_audit(*, workspace: PathLike | None = None) -> Any:
+def audit_head(*, workspace: PathLike | None = None) -> Any:
+    """The newest audit event's sequence number and hash; `str()` of it is the `SEQ:HASH` that
+    `verify_audit(expect=...)` takes. Keep it outside the database."""
     from shipyard.governance import audit
 
-    return audit.verify_audit(_ctx(workspace))
+    return audit.audit_head(_ctx(workspace))
+
+
+def verify_audit(*, expect: str | None = None, workspace: PathLike | None = None) -> Any:
+    """Walk the audit chain; with `expect` (`SEQ:HASH` or `HASH`, as `shipyard audit head` prints it and
+    kept outside the database) the chain must also still contain that event, unchanged."""
+    from shipyard.governance import audit
+
+    return audit.verify_audit(_ctx(workspace), expect=expect)
