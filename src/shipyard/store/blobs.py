@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -23,6 +24,10 @@ CHUNK = 1 << 20
 PARALLEL_COPY_BYTES = 16 << 20
 # Files at most this large are read whole, hashed, then written beside their final name.
 SMALL_FILE_BYTES = 256 << 10
+# S3 copies an object onto itself in one request only up to this size; larger ones are uploaded again.
+COPY_IN_PLACE_BYTES = 5 << 30
+# A blob garbage collection has moved aside while it looks at the blob's age one last time.
+TRASH_SUFFIX = ".trash"
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -55,8 +60,10 @@ class BlobStore:
         self.url = url.rstrip("/")
         self.remote = "://" in self.url and not self.url.startswith("file://")
         options = dict(options or {})
+        self.protocol = "file"
         if self.remote:
             protocol, _, path = self.url.partition("://")
+            self.protocol = protocol
             if protocol == "s3":
                 if endpoint_url:
                     options.setdefault("endpoint_url", endpoint_url)
@@ -103,7 +110,7 @@ class BlobStore:
         within one folder: no shared temporary folder, and nothing written when it is already stored."""
         digest = hashlib.sha256(data).hexdigest()
         final = self._path(digest)
-        if os.path.exists(final):
+        if self._refresh(final):
             return BlobInfo(digest, len(data))
         folder = os.path.dirname(final)
         if folder not in self._made_dirs:
@@ -165,7 +172,7 @@ class BlobStore:
     def _commit_tmp(self, tmp: str, digest: str, *, sync: bool) -> None:
         """Move a complete temporary file to its digest's place (or drop it when already stored)."""
         final = self._path(digest)
-        if os.path.exists(final):
+        if self._refresh(final):
             os.unlink(tmp)
             return
         folder = os.path.dirname(final)
@@ -176,6 +183,20 @@ class BlobStore:
         self.written = True
         if sync:
             _fsync_dir(folder)
+
+    def _refresh(self, final: str) -> bool:
+        """Mark an already stored blob as just written; False when there is none, so the caller writes it.
+
+        The writer's row that will reference the blob is not committed yet; only a young mtime keeps
+        garbage collection's hands off the blob until then (an old orphan written again, say). A blob
+        gc has moved aside is not found here and is written anew, which gc then leaves alone."""
+        try:
+            os.utime(final)
+        except FileNotFoundError:
+            return False
+        except PermissionError:  # another user's file: a fresh copy renamed over it renews it as well
+            return False
+        return True
 
     def sync(self) -> None:
         """Flush blobs written with sync=False to stable storage (nothing to do if none was written)."""
@@ -216,13 +237,35 @@ class BlobStore:
     def _upload(self, source: Path, digest: str, size: int) -> BlobInfo:
         final = self._path(digest)
         try:
-            if not self.fs.exists(final):
+            if not self._refresh_remote(final, size):
                 # One PUT (or a multipart upload completed at the end): the object is visible
                 # only once it is complete.
                 self.fs.put_file(str(source), final)
         except (OSError, ValueError) as exc:
             raise BackendError(f"Cannot write blob {digest} to {self.url}: {exc}") from exc
         return BlobInfo(digest, size)
+
+    def _refresh_remote(self, final: str, size: int) -> bool:
+        """Renew a stored object's LastModified (see _refresh); False when it is absent or too large.
+
+        Copying the object onto itself with its metadata replaced is the one request that does it
+        (s3fs's touch refuses existing objects, and a plain self-copy is rejected by S3). The copy
+        happens inside S3; nothing is uploaded. Past COPY_IN_PLACE_BYTES S3 refuses single-request
+        copies, so the caller uploads the bytes again instead."""
+        if self.protocol != "s3" or size > COPY_IN_PLACE_BYTES:
+            return False  # writing the bytes again renews the object on any filesystem
+        bucket, key, _ = self.fs.split_path(final)
+        try:
+            self.fs.call_s3(
+                "copy_object",
+                Bucket=bucket,
+                Key=key,
+                CopySource={"Bucket": bucket, "Key": key},
+                MetadataDirective="REPLACE",
+            )
+        except FileNotFoundError:
+            return False
+        return True
 
     # -- reading --------------------------------------------------------------------------------
     def exists(self, digest: str) -> bool:
@@ -275,15 +318,18 @@ class BlobStore:
 
     # -- listing and collection -----------------------------------------------------------------
     def iter_digests(self) -> Iterator[str]:
+        for digest, _ in self._listing(detail=False):
+            yield digest
+
+    def _listing(self, *, detail: bool) -> list[tuple[str, dict[str, Any]]]:
+        """Every stored blob's digest, with what the listing says about it when `detail` is set."""
         base = f"{self.root}/sha256"
         try:
-            found = self.fs.find(base)
+            found = self.fs.find(base, detail=True) if detail else dict.fromkeys(self.fs.find(base), {})
         except FileNotFoundError:
-            return
-        for path in found:
-            name = str(path).rsplit("/", 1)[-1]
-            if _DIGEST.match(name):
-                yield name
+            return []
+        named = ((str(path).rsplit("/", 1)[-1], info) for path, info in found.items())
+        return [(name, info) for name, info in named if _DIGEST.match(name)]
 
     def delete(self, digest: str) -> None:
         try:
@@ -294,23 +340,28 @@ class BlobStore:
     def gc(self, referenced: Iterable[str], *, grace_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:
         """Delete blobs nobody references and abandoned partial writes, older than the grace period.
 
-        The grace period protects blobs written by a transaction that has not committed yet."""
+        The grace period protects blobs written by a transaction that has not committed yet. A writer
+        that finds its blob already stored renews the blob's age (_refresh), and every deletion looks
+        at the age once more at the last moment, so a renewal during the sweep keeps the blob too."""
         keep = set(referenced)
         cutoff = time.time() - grace_seconds
         report = GcReport()
-        for digest in list(self.iter_digests()):
+        if not self.remote and not dry_run:
+            self._restore_trash()
+        # Remote listings carry each object's age and size, which saves a request per young blob.
+        for digest, listed in self._listing(detail=self.remote):
             if digest in keep:
                 report.kept += 1
                 continue
-            path = self._path(digest)
-            info = self.fs.info(path)
-            if _mtime(info) > cutoff:
+            if self.remote:
+                freed = self._collect_remote(digest, listed, cutoff, dry_run=dry_run)
+            else:
+                freed = self._collect_local(digest, cutoff, dry_run=dry_run)
+            if freed is None:
                 report.kept += 1
-                continue
-            report.removed.append(digest)
-            report.freed_bytes += int(info.get("size") or 0)
-            if not dry_run:
-                self.fs.rm(path)
+            else:
+                report.removed.append(digest)
+                report.freed_bytes += freed
         if not self.remote:
             partials = [*Path(self.root, "tmp").rglob("*.part"), *Path(self.root, "sha256").glob("*/*.part")]
             for part in partials:
@@ -322,6 +373,79 @@ class BlobStore:
                 except FileNotFoundError:
                     continue
         return report
+
+    def _collect_local(self, digest: str, cutoff: float, *, dry_run: bool) -> int | None:
+        """Delete one unreferenced blob if it is old; the bytes freed, or None when it stays."""
+        path = self._path(digest)
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            return None
+        if _mtime(info) > cutoff:
+            return None
+        if dry_run:
+            return int(info.get("size") or 0)
+        # A writer may renew the blob between that look and the deletion. Moving the blob aside first
+        # decides the race: a renewal before the rename is on the moved file (mtime belongs to the
+        # inode), one after it finds no file and writes the blob anew (_refresh). While the blob is
+        # aside, a reader of it (it is unreferenced) finds it missing.
+        trash = self._set_aside(path)
+        if trash is None:
+            return None
+        try:
+            moved = os.stat(trash)
+            if moved.st_mtime > cutoff:
+                os.replace(trash, path)  # any copy a writer stored meanwhile holds the same bytes
+                return None
+            os.unlink(trash)
+        except FileNotFoundError:
+            return None  # another collection put it back (_restore_trash); that one judges it
+        return moved.st_size
+
+    def _set_aside(self, path: str) -> str | None:
+        """Rename a blob to a name no reader or writer uses; None when it is already gone."""
+        trash = f"{path}.{uuid.uuid4().hex[:12]}{TRASH_SUFFIX}"
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return None
+        return trash
+
+    def _restore_trash(self) -> None:
+        """Put back blobs a collection set aside and never finished with (it was killed, say).
+
+        They come back renewed, so a writer's fresh copy is never replaced by an older-looking one;
+        an unreferenced one is collected a grace period later."""
+        for trash in Path(self.root, "sha256").glob(f"*/*{TRASH_SUFFIX}"):
+            digest = trash.name.split(".", 1)[0]
+            if not _DIGEST.match(digest):
+                continue
+            try:
+                with contextlib.suppress(PermissionError):  # another user's file: put back as it is
+                    os.utime(trash)
+                os.replace(trash, self._path(digest))
+            except FileNotFoundError:
+                continue  # a running collection finished with it meanwhile
+
+    def _collect_remote(self, digest: str, listed: dict[str, Any], cutoff: float, *, dry_run: bool) -> int | None:
+        """Delete one unreferenced object if it is old; the bytes freed, or None when it stays."""
+        size = int(listed.get("size") or 0)
+        if _mtime(listed) > cutoff:
+            return None
+        if dry_run:
+            return size
+        # A writer may have renewed the object since the listing, so its age is read again right
+        # before the delete. A renewal that lands between this HEAD and the DELETE (one round trip)
+        # is still lost: S3 has no delete conditional on an object's age, and no atomic rename.
+        path = self._path(digest)
+        self.fs.invalidate_cache(path)
+        try:
+            if _mtime(self.fs.info(path)) > cutoff:
+                return None
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            return None
+        return size
 
 
 class VerifyingReader(io.RawIOBase):
