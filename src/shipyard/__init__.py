@@ -18,15 +18,13 @@ from shipyard.errors import (
     WorkspaceNotFoundError,
 )
 from shipyard.pipelines.steps import pipeline, step
+from shipyard.governance.api import audit_head, audit_log, verify_audit
 from shipyard.tracking.api import (
-    audit_head,
-    audit_log,
     delete_run,
     download_artifact,
     get_metric_history,
     get_run,
     search_runs,
-    verify_audit,
 )
 from shipyard.tracking.fluent import (
     Run,

@@ -159,7 +159,7 @@ def rename(path: str, new: str) -> dict[str, Any]:
      "gates.credit.evaluation.against_champion.log_loss: give exactly one of max_drop"),
     (edit("evaluation", None, delete=True),
      "gates.credit.behavioural runs on the evaluation data: add gates.credit.evaluation with dataset and target."),
-    ([1, 2], "shipyard.yaml: gates.credit must be a mapping of gates (evaluation, behavioural, fairness, "
+    ([1, 2], "shipyard.yaml: 'gates.credit' must be a mapping of gates (evaluation, behavioural, fairness, "
              "infrastructure); got list [1, 2]."),
 ])
 def test_mistakes_name_the_key_path_the_value_and_a_fix(data: Any, message: str) -> None:

@@ -24,7 +24,7 @@ _TYPES: dict[type, str] = {bool: "BOOLEAN", int: "NUMBER_INTEGER", float: "NUMBE
 
 def compile_kfp(pipeline: Pipeline, params: dict[str, Any], *, image: str, ref: str) -> dict[str, Any]:
     """The KFP v2 pipeline spec of PIPELINE traced with PARAMS; its tasks run REF in IMAGE."""
-    from shipyard import __version__
+    from shipyard._version import __version__
 
     if not image.strip():
         raise ValidationError("The Kubeflow export needs a container image with Shipyard and the pipeline's code, "

@@ -68,25 +68,3 @@ def download_artifact(run_id: str, path: str, dest: PathLike, *, workspace: Path
 
     return artifacts.download_artifact(_ctx(workspace), run_id, path, dest)
 
-
-def audit_log(**filters: Any) -> list[Any]:
-    from shipyard.governance import audit
-
-    workspace = filters.pop("workspace", None)
-    return audit.audit_log(_ctx(workspace), **filters)
-
-
-def audit_head(*, workspace: PathLike | None = None) -> Any:
-    """The newest audit event's sequence number and hash; `str()` of it is the `SEQ:HASH` that
-    `verify_audit(expect=...)` takes. Keep it outside the database."""
-    from shipyard.governance import audit
-
-    return audit.audit_head(_ctx(workspace))
-
-
-def verify_audit(*, expect: str | None = None, workspace: PathLike | None = None) -> Any:
-    """Walk the audit chain; with `expect` (`SEQ:HASH` or `HASH`, as `shipyard audit head` prints it and
-    kept outside the database) the chain must also still contain that event, unchanged."""
-    from shipyard.governance import audit
-
-    return audit.verify_audit(_ctx(workspace), expect=expect)
