@@ -193,3 +193,32 @@ def test_a_blob_left_set_aside_by_a_killed_gc_is_put_back(tmp_path: Path) -> Non
     assert store.get_bytes(orphan) == b"unreferenced"  # back, and renewed: a writer may be about to use it
     assert list(Path(store.root, "sha256").glob(f"*/*{blobs_module.TRASH_SUFFIX}")) == []
     assert store.gc({kept}, grace_seconds=0).removed == [orphan]
+
+
+def test_renewing_blobs_a_writer_reuses_keeps_old_orphans_until_its_row_commits(tmp_path: Path) -> None:
+    store = BlobStore(str(tmp_path / "blobs"))
+    reused, orphan = store.put_bytes(b"known to the stat cache").digest, store.put_bytes(b"nobody's").digest
+    past = time.time() - TWO_HOURS
+    for digest in (reused, orphan):
+        os.utime(store._path(digest), (past, past))
+    missing = "0" * 64
+    assert store.renew([reused, missing]) == {reused}  # the writer must store what is missing
+    report = store.gc(set(), grace_seconds=GRACE)
+    assert report.removed == [orphan] and store.exists(reused)
+
+
+def test_a_data_add_renews_the_blobs_its_stat_cache_already_knew(workspace: Path) -> None:
+    import shipyard
+    from shipyard.context import open_context
+
+    folder = workspace / "files"
+    folder.mkdir()
+    (folder / "a.txt").write_text("alpha")
+    shipyard.data.add("docs", folder)
+    ctx = open_context()
+    digest = ctx.blobs.put_bytes(b"alpha").digest
+    past = time.time() - TWO_HOURS
+    os.utime(ctx.blobs._path(digest), (past, past))
+    (folder / "b.txt").write_text("beta")  # a new version that reuses a.txt's blob through the stat cache
+    shipyard.data.add("docs", folder)
+    assert os.path.getmtime(ctx.blobs._path(digest)) > past + 60

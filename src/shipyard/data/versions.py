@@ -155,8 +155,9 @@ def _snapshot_files(
     cache = stat_cache(ctx)
     try:
         found, files_read = digests(files, cache, path, store, progress=advance)
-        # Digests that came from the cache must still be in the blob store (it may be new, or collected).
-        absent = {d for d in set(found.values())} - ctx.blobs.existing(set(found.values()))
+        # Digests that came from the cache must still be in the blob store (it may be new, or collected),
+        # and are renewed so garbage collection leaves them alone until this version commits.
+        absent = {d for d in set(found.values())} - ctx.blobs.renew(set(found.values()))
         for rel, digest in found.items():
             if digest in absent:
                 found[rel] = store(files[rel])

@@ -204,6 +204,17 @@ class BlobStore:
             os.sync()
             self.written = False
 
+    def renew(self, digests: Iterable[str]) -> set[str]:
+        """Which of `digests` are stored, each renewed as if just written (see _refresh): for a writer
+        about to reference blobs it did not write itself, e.g. files the stat cache already knew.
+
+        On S3 renewing costs a request per object, so this only looks them up there: an orphan reached
+        this way can still be collected if gc's grace period ends before the writer's row commits."""
+        wanted = {check_digest(d) for d in digests}
+        if self.remote:
+            return self.existing(wanted)
+        return {d for d in wanted if self._refresh(self._path(d))}
+
     def existing(self, digests: Iterable[str]) -> set[str]:
         """Which of `digests` are stored: one listing for many remote lookups, stat calls locally."""
         wanted = set(digests)
