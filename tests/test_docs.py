@@ -17,8 +17,12 @@ def _blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
 
 
+def _section(text: str, heading: str) -> str:
+    return text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def _tour() -> str:
-    return README.split("## A tour", 1)[1].split("\n## ", 1)[0]
+    return _section(README, "## A tour")
 
 
 def _shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -105,6 +109,7 @@ def test_pipelines_doc_example_runs(workspace: Path) -> None:
     assert "'accuracy'" in ran.stdout and "train miss first run of this step" in ran.stdout
 
 
+<<<<<<< HEAD
 def test_architecture_examples_run(workspace: Path) -> None:
     text = (ROOT / "docs" / "architecture.md").read_text()
     blocks = _blocks(text, "python")
@@ -114,3 +119,24 @@ def test_architecture_examples_run(workspace: Path) -> None:
         script.write_text(block)
         ran = subprocess.run([sys.executable, str(script)], cwd=workspace, capture_output=True, text=True, timeout=120)
         assert ran.returncode == 0, ran.stderr
+=======
+def test_models_doc_flavor_example_runs_and_prints_what_it_shows(tmp_path: Path) -> None:
+    section = _section((ROOT / "docs" / "models.md").read_text(), "## Writing a flavor")
+    [example] = _blocks(section, "python")
+    [shown] = _blocks(section, "text")
+    script = tmp_path / "flavor_example.py"
+    script.write_text(example)
+    ran = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    printed = ran.stdout.splitlines()
+    assert printed[0] == shown.splitlines()[0] == "The flavor 'scorecard': 15 checks passed, 2 skipped"
+    assert [line for line in shown.splitlines() if line not in printed] == []
+
+
+def test_every_flavor_check_is_documented() -> None:
+    from shipyard.testing import flavor_checks
+
+    section = _section((ROOT / "docs" / "models.md").read_text(), "## Writing a flavor")
+    rows = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| `")]
+    assert rows == [f"`{name}`" for name in flavor_checks()]
+>>>>>>> flavors

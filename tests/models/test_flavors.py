@@ -1,4 +1,5 @@
-"""Model flavors: one contract every flavor passes, plus the safety checks, lookup errors and plug-ins."""
+"""Model flavors: every built-in flavor passes shipyard.testing.check_flavor, plus the safety checks,
+lookup errors and plug-ins that are particular to them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import pytest
 import shipyard.models.flavors as flavors
 from shipyard.errors import ConfigError, IntegrityError, NotFoundError, ValidationError
 from shipyard.models.flavors import Flavor, all_flavors, flavor_for, get_flavor
+from shipyard.models.flavors.base import ColumnMatching, Task
+from shipyard.testing import check_flavor
 from tests.models.pyfunc_model import LinearScorer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,9 +38,10 @@ class Case:
     flavor: str
     model: Any
     frame: pd.DataFrame
-    name_based: bool  # whether the frame's column order may change without changing predictions
+    columns: ColumnMatching  # how the flavor must match the frame's columns to the model's inputs
     main_module: str  # the library whose installed version environment() must report
-    task: str
+    task: Task
+    save_options: dict[str, Any] = field(default_factory=dict)
 
 
 # --- the models: small, trained on data bundled with scikit-learn -------------------------------
@@ -59,7 +63,7 @@ def _sklearn_pipeline() -> Case:
 
     X, y = _data("breast_cancer")
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
-    return Case("sklearn-pipeline", "sklearn", model, X.head(N_ROWS), True, "sklearn", "classification")
+    return Case("sklearn-pipeline", "sklearn", model, X.head(N_ROWS), "by_name", "sklearn", "classification")
 
 
 def _sklearn_forest_regressor() -> Case:
@@ -67,7 +71,14 @@ def _sklearn_forest_regressor() -> Case:
 
     X, y = _data("diabetes")
     model = RandomForestRegressor(n_estimators=10, max_depth=5, random_state=0).fit(X.to_numpy(), y)
-    return Case("sklearn-forest-regressor", "sklearn", model, X.head(N_ROWS), False, "sklearn", "regression")
+    return Case("sklearn-forest-regressor", "sklearn", model, X.head(N_ROWS), "by_position", "sklearn", "regression")
+
+
+def _sklearn_pickled_forest() -> Case:
+    """The same forest in the pickle format: pickle-based, so loading must check its digest."""
+    case = build("sklearn-forest-regressor")
+    return Case("sklearn-pickle", "sklearn", case.model, case.frame, "by_position", "sklearn", "regression",
+                {"format": "pickle"})
 
 
 def _xgboost_classifier() -> Case:
@@ -75,7 +86,7 @@ def _xgboost_classifier() -> Case:
 
     X, y = _data("breast_cancer")
     model = xgb.XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1).fit(X, y)
-    return Case("xgboost-classifier", "xgboost", model, X.head(N_ROWS), True, "xgboost", "classification")
+    return Case("xgboost-classifier", "xgboost", model, X.head(N_ROWS), "by_name", "xgboost", "classification")
 
 
 def _xgboost_regressor() -> Case:
@@ -83,7 +94,7 @@ def _xgboost_regressor() -> Case:
 
     X, y = _data("diabetes")
     model = xgb.XGBRegressor(n_estimators=10, max_depth=3, n_jobs=1).fit(X, y)
-    return Case("xgboost-regressor", "xgboost", model, X.head(N_ROWS), True, "xgboost", "regression")
+    return Case("xgboost-regressor", "xgboost", model, X.head(N_ROWS), "by_name", "xgboost", "regression")
 
 
 def _lightgbm_classifier() -> Case:
@@ -92,7 +103,7 @@ def _lightgbm_classifier() -> Case:
     X, y = _data("breast_cancer")
     labels = np.array(["malignant", "benign"])[y]  # string classes: predict must give them back, not 0/1
     model = lgb.LGBMClassifier(n_estimators=10, num_leaves=8, n_jobs=1, verbose=-1).fit(X, labels)
-    return Case("lightgbm-classifier", "lightgbm", model, X.head(N_ROWS), True, "lightgbm", "classification")
+    return Case("lightgbm-classifier", "lightgbm", model, X.head(N_ROWS), "by_name", "lightgbm", "classification")
 
 
 def _lightgbm_regressor() -> Case:
@@ -100,7 +111,7 @@ def _lightgbm_regressor() -> Case:
 
     X, y = _data("diabetes")
     model = lgb.LGBMRegressor(n_estimators=10, num_leaves=8, n_jobs=1, verbose=-1).fit(X, y)
-    return Case("lightgbm-regressor", "lightgbm", model, X.head(N_ROWS), True, "lightgbm", "regression")
+    return Case("lightgbm-regressor", "lightgbm", model, X.head(N_ROWS), "by_name", "lightgbm", "regression")
 
 
 def _onnx_zipmap() -> Case:
@@ -113,7 +124,7 @@ def _onnx_zipmap() -> Case:
     array = X.to_numpy(dtype=np.float32)
     fitted = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(array, y)
     model = to_onnx(fitted, array[:1])  # probabilities come as ZipMap's list of {class: p} dicts
-    return Case("onnx-zipmap", "onnx", model, X.head(N_ROWS), False, "onnxruntime", "classification")
+    return Case("onnx-zipmap", "onnx", model, X.head(N_ROWS), "by_position", "onnxruntime", "classification")
 
 
 def _onnx_arrays() -> Case:
@@ -124,18 +135,19 @@ def _onnx_arrays() -> Case:
     array = X.to_numpy(dtype=np.float32)
     fitted = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(array, y)
     model = to_onnx(fitted, array[:1], options={RandomForestClassifier: {"zipmap": False}})
-    return Case("onnx-arrays", "onnx", model, X.head(N_ROWS), False, "onnxruntime", "classification")
+    return Case("onnx-arrays", "onnx", model, X.head(N_ROWS), "by_position", "onnxruntime", "classification")
 
 
 def _pyfunc_scorer() -> Case:
     X, y = _data("breast_cancer")
     model = LinearScorer.fit(X, y)
-    return Case("pyfunc-scorer", "pyfunc", model, X.head(N_ROWS), True, "cloudpickle", "classification")
+    return Case("pyfunc-scorer", "pyfunc", model, X.head(N_ROWS), "as_given", "cloudpickle", "classification")
 
 
 BUILDERS: dict[str, Callable[[], Case]] = {
     "sklearn-pipeline": _sklearn_pipeline,
     "sklearn-forest-regressor": _sklearn_forest_regressor,
+    "sklearn-pickle": _sklearn_pickled_forest,
     "xgboost-classifier": _xgboost_classifier,
     "xgboost-regressor": _xgboost_regressor,
     "lightgbm-classifier": _lightgbm_classifier,
@@ -162,156 +174,35 @@ def saved(case_id: str, folder: Path) -> tuple[Path, dict[str, Any]]:
     return path, flavor.save(case.model, path)
 
 
-# A fresh interpreter loads every saved model through its flavor and prints the predictions as JSON.
-FRESH_SCRIPT = """
-import json, sys
-from pathlib import Path
-import pandas as pd
-from shipyard.models.flavors import get_flavor
+# --- the contract: shipyard.testing.check_flavor, as third-party flavors run it ---------------------------
 
-results = {}
-for item in json.loads(Path(sys.argv[1]).read_text()):
-    try:
-        flavor = get_flavor(item["flavor"])
-        model = flavor.load(Path(item["path"]), item["meta"])
-        frame = pd.read_parquet(item["frame"])
-        proba = flavor.predict_proba(model, frame)
-        results[item["id"]] = {"predict": flavor.predict(model, frame).tolist(),
-                               "proba": None if proba is None else proba.tolist()}
-    except Exception as exc:
-        results[item["id"]] = {"error": f"{type(exc).__name__}: {exc}"}
-print(json.dumps(results))
-"""
+# The checks that do not apply: only a pickle-based file has a digest to verify at load, and pyfunc
+# promises no byte-for-byte saves and hands the frame to the model as given.
+SKIPPED = {"sklearn-pickle": set(), "pyfunc-scorer": {"deterministic_bytes", "column_matching", "missing_column"}}
+SKIPPED_OTHERWISE = {"load_verifies_digest"}
 
 
-@pytest.fixture(scope="module")
-def fresh_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Predictions of every built-in case from one fresh interpreter (one start-up, not one per case)."""
-    folder = tmp_path_factory.mktemp("fresh")
-    manifest = []
-    for case_id in BUILDERS:
-        path, meta = saved(case_id, folder)
-        frame_path = folder / f"{case_id}.parquet"
-        build(case_id).frame.to_parquet(frame_path)
-        manifest.append({"id": case_id, "flavor": build(case_id).flavor, "path": str(path), "meta": meta,
-                         "frame": str(frame_path)})
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    done = subprocess.run([sys.executable, "-c", FRESH_SCRIPT, str(folder / "manifest.json")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert done.returncode == 0, done.stderr
-    results: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return results
+@pytest.mark.parametrize("case_id", list(BUILDERS))
+def test_builtin_flavor_passes_check_flavor(case_id: str) -> None:
+    case = build(case_id)
+    others = [build(other).model for other in BUILDERS if build(other).flavor != case.flavor]
+    report = check_flavor(get_flavor(case.flavor), case.model, case.frame, task=case.task, columns=case.columns,
+                          probabilities=case.task == "classification", save_options=case.save_options,
+                          other_models=others)
+    assert set(report.skipped) == SKIPPED.get(case_id, SKIPPED_OTHERWISE), report
 
 
-# --- the contract --------------------------------------------------------------------------------
+@pytest.mark.parametrize("case_id", list(BUILDERS))
+def test_environment_reports_the_flavors_main_library(case_id: str) -> None:
+    case = build(case_id)
+    version = importlib.import_module(case.main_module).__version__
+    assert version in get_flavor(case.flavor).environment().values()
 
 
-class FlavorContract:
-    """What every flavor promises. Subclasses provide `case` (a Case) and `fresh` (its fresh-process results)."""
-
-    def test_save_then_load_predicts_identically(self, case: Case, tmp_path: Path) -> None:
-        flavor = get_flavor(case.flavor)
-        meta = flavor.save(case.model, tmp_path / flavor.file_name)
-        loaded = flavor.load(tmp_path / flavor.file_name, json.loads(json.dumps(meta)))
-        expected = flavor.predict(case.model, case.frame)
-        assert expected.shape == (len(case.frame),)
-        np.testing.assert_array_equal(flavor.predict(loaded, case.frame), expected)
-        proba = flavor.predict_proba(case.model, case.frame)
-        loaded_proba = flavor.predict_proba(loaded, case.frame)
-        if case.task == "classification":
-            assert proba is not None and loaded_proba is not None
-            assert proba.shape == (len(case.frame), 2)
-            np.testing.assert_allclose(loaded_proba, proba, rtol=1e-6, atol=1e-7)
-            np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
-        else:
-            assert proba is None and loaded_proba is None
-
-    def test_a_fresh_process_predicts_identically(self, case: Case, fresh: dict[str, Any]) -> None:
-        assert "error" not in fresh, fresh.get("error")
-        flavor = get_flavor(case.flavor)
-        np.testing.assert_array_equal(np.asarray(fresh["predict"]), flavor.predict(case.model, case.frame))
-        proba = flavor.predict_proba(case.model, case.frame)
-        if proba is None:
-            assert fresh["proba"] is None
-        else:
-            np.testing.assert_allclose(np.asarray(fresh["proba"]), proba, rtol=1e-6, atol=1e-7)
-
-    def test_save_writes_one_file_and_json_metadata(self, case: Case, tmp_path: Path) -> None:
-        flavor = get_flavor(case.flavor)
-        path = tmp_path / "out" / flavor.file_name
-        path.parent.mkdir()
-        meta = flavor.save(case.model, path)
-        assert [p.name for p in path.parent.iterdir()] == [flavor.file_name]
-        assert path.stat().st_size > 0
-        assert json.loads(json.dumps(meta)) == meta
-        assert meta["flavor"] == flavor.name
-        assert meta["task"] == case.task
-        assert meta["columns"] in ("by_name", "by_position", "as_given")
-        assert (meta["columns"] != "by_position") == case.name_based
-        assert (meta["feature_names"] is not None) == (meta["columns"] == "by_name")
-
-    def test_describe_is_json_and_names_class_and_task(self, case: Case) -> None:
-        details = get_flavor(case.flavor).describe(case.model)
-        assert json.loads(json.dumps(details)) == details
-        assert type(case.model).__name__ in details["class"]
-        assert details["task"] == case.task
-        assert isinstance(details["params"], dict)
-        if case.task == "classification":
-            assert details["classes"] is not None and len(details["classes"]) == 2
-
-    def test_environment_reports_the_installed_main_package(self, case: Case) -> None:
-        environment = get_flavor(case.flavor).environment()
-        version = importlib.import_module(case.main_module).__version__
-        assert version in environment.values(), environment
-        assert all(isinstance(k, str) and isinstance(v, str) for k, v in environment.items())
-
-    def test_handles_its_own_models_and_no_others(self, case: Case) -> None:
-        flavor = get_flavor(case.flavor)
-        assert flavor.handles(case.model)
-        assert flavor_for(case.model) is flavor
-        for other_id in BUILDERS:
-            other = build(other_id)
-            if other.flavor != case.flavor:
-                assert not flavor.handles(other.model), f"{flavor.name} claims the {other_id} model"
-
-    def test_column_order(self, case: Case) -> None:
-        """Name-based flavors ignore the order of columns; positional ones ignore their names."""
-        flavor = get_flavor(case.flavor)
-        expected = flavor.predict(case.model, case.frame)
-        if case.name_based:
-            reordered = case.frame[list(reversed(case.frame.columns))]
-            np.testing.assert_array_equal(flavor.predict(case.model, reordered), expected)
-        else:
-            renamed = case.frame.set_axis([f"c{i}" for i in range(case.frame.shape[1])], axis=1)
-            np.testing.assert_array_equal(flavor.predict(case.model, renamed), expected)
-
-    def test_a_missing_column_is_named(self, case: Case, tmp_path: Path) -> None:
-        flavor = get_flavor(case.flavor)
-        meta = flavor.save(case.model, tmp_path / flavor.file_name)
-        if meta["columns"] == "as_given":
-            pytest.skip("the frame goes to the model unchanged; the model reports its own errors")
-        dropped = str(case.frame.columns[1])
-        named = dropped.replace(" ", "[ _]")  # LightGBM stores spaces in names as underscores
-        with pytest.raises(ValidationError, match=named if meta["columns"] == "by_name" else "columns by position"):
-            flavor.predict(case.model, case.frame.drop(columns=[dropped]))
-
-    def test_only_pickle_based_flavors_say_so(self, case: Case, tmp_path: Path) -> None:
-        flavor = get_flavor(case.flavor)
-        meta = flavor.save(case.model, tmp_path / flavor.file_name)
-        assert flavor.pickle_based is (flavor.name == "pyfunc")
-        assert meta["pickle_based"] is flavor.pickle_based
-        assert ("sha256" in meta) is flavor.pickle_based
-
-
-class TestBuiltinFlavors(FlavorContract):
-    @pytest.fixture(params=list(BUILDERS))
-    def case(self, request: pytest.FixtureRequest) -> Case:
-        return build(request.param)
-
-    @pytest.fixture
-    def fresh(self, case: Case, fresh_results: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = fresh_results[case.id]
-        return result
+def test_only_pyfunc_is_pickle_based_and_without_byte_for_byte_saves() -> None:
+    builtins = [get_flavor(name) for name in ("xgboost", "lightgbm", "onnx", "sklearn", "pyfunc")]
+    assert [f.name for f in builtins if f.pickle_based] == ["pyfunc"]
+    assert [f.name for f in builtins if not f.deterministic] == ["pyfunc"]
 
 
 # --- safety: skops trusts only what was recorded, pickles load only with their digest ----------------
@@ -332,21 +223,9 @@ def test_skops_refuses_a_type_that_was_not_recorded(tmp_path: Path) -> None:
         get_flavor("sklearn").load(path, tampered)
 
 
-def test_sklearn_pickle_format_is_pickle_based_and_digest_checked(tmp_path: Path) -> None:
-    case = build("sklearn-forest-regressor")
-    flavor = get_flavor("sklearn")
-    path = tmp_path / "model.pkl"
-    meta = flavor.save(case.model, path, format="pickle")
-    assert meta["format"] == "pickle" and meta["pickle_based"] is True
-    np.testing.assert_array_equal(flavor.predict(flavor.load(path, meta), case.frame),
-                                  flavor.predict(case.model, case.frame))
-    data = bytearray(path.read_bytes())
-    data[-2] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match="Refusing to unpickle"):
-        flavor.load(path, meta)
-    with pytest.raises(IntegrityError, match="no 'sha256'"):
-        flavor.load(path, {k: v for k, v in meta.items() if k != "sha256"})
+def test_sklearn_pickle_format_is_recorded_as_pickle_based(tmp_path: Path) -> None:
+    meta = get_flavor("sklearn").save(build("sklearn-forest-regressor").model, tmp_path / "model.pkl", format="pickle")
+    assert meta["format"] == "pickle" and meta["pickle_based"] is True and len(meta["sha256"]) == 64
 
 
 def test_pyfunc_refuses_a_replaced_file(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 A package adds a flavor by declaring, in its pyproject.toml,
     [project.entry-points."shipyard.flavors"]
     torch = "my_package.flavor:TorchFlavor"
-where the object is a Flavor subclass or instance. Importing this package imports no ML library."""
+where the object is a Flavor subclass or instance; shipyard.testing.check_flavor proves that it keeps the
+contract. Importing this package imports no ML library."""
 
 from __future__ import annotations
 

@@ -36,6 +36,9 @@ class Flavor(abc.ABC):
     file_name: ClassVar[str]
     pickle_based: ClassVar[bool]
     packages: ClassVar[tuple[str, ...]]
+    #: Whether saving the same model object twice writes identical bytes, so that registering it again
+    #: finds the stored artifact instead of making a new version. check_flavor holds a flavor to it.
+    deterministic: ClassVar[bool] = False
 
     @abc.abstractmethod
     def handles(self, model: Any) -> bool:

@@ -41,6 +41,7 @@ class LightGBMFlavor(Flavor):
     name: ClassVar[str] = "lightgbm"
     file_name: ClassVar[str] = "model.txt"
     pickle_based: ClassVar[bool] = False
+    deterministic: ClassVar[bool] = True
     packages: ClassVar[tuple[str, ...]] = ("lightgbm", "numpy", "scipy")
 
     def handles(self, model: Any) -> bool:

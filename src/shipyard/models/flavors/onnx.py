@@ -44,6 +44,7 @@ class OnnxFlavor(Flavor):
     name: ClassVar[str] = "onnx"
     file_name: ClassVar[str] = "model.onnx"
     pickle_based: ClassVar[bool] = False
+    deterministic: ClassVar[bool] = True
     packages: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnx", "numpy")
 
     def handles(self, model: Any) -> bool:

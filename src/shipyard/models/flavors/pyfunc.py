@@ -34,6 +34,7 @@ class PyfuncFlavor(Flavor):
     name: ClassVar[str] = "pyfunc"
     file_name: ClassVar[str] = "model.pkl"
     pickle_based: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = False  # cloudpickle's bytes can vary (set order, classes pickled by value)
     packages: ClassVar[tuple[str, ...]] = ("cloudpickle", "numpy", "pandas")
 
     def handles(self, model: Any) -> bool:

@@ -38,6 +38,7 @@ class SklearnFlavor(Flavor):
     name: ClassVar[str] = "sklearn"
     file_name: ClassVar[str] = "model.skops"
     pickle_based: ClassVar[bool] = False  # the default skops format; meta["pickle_based"] is True for format="pickle"
+    deterministic: ClassVar[bool] = True
     packages: ClassVar[tuple[str, ...]] = ("scikit-learn", "skops", "numpy", "scipy")
 
     def handles(self, model: Any) -> bool:

@@ -36,6 +36,7 @@ class XGBoostFlavor(Flavor):
     name: ClassVar[str] = "xgboost"
     file_name: ClassVar[str] = "model.ubj"
     pickle_based: ClassVar[bool] = False
+    deterministic: ClassVar[bool] = True
     packages: ClassVar[tuple[str, ...]] = ("xgboost", "xgboost-cpu", "scikit-learn", "numpy", "scipy")
 
     def handles(self, model: Any) -> bool:
