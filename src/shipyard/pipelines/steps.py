@@ -68,7 +68,7 @@ class _Builder:
 
     def add(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
-            inspect.signature(step.fn).bind(*args, **kwargs)
+            arguments = inspect.signature(step.fn).bind(*args, **kwargs).arguments
         except TypeError as exc:
             raise ValidationError(
                 f"Step '{step.name}' is not wired correctly: {exc}. Pass every input, as a value or as "
@@ -82,10 +82,32 @@ class _Builder:
         while node_id in self.nodes:
             node_id = f"{step.name}_{n}"
             n += 1
+        if step.options.cache:
+            _check_hashable(node_id, arguments)
         self.nodes[node_id] = Node(node_id, step, args, kwargs)
         if step.outputs > 1:
             return tuple(OutputRef(node_id, i) for i in range(step.outputs))
         return OutputRef(node_id)
+
+
+def element_name(name: str, index: int) -> str:
+    """An item of a list argument that mixes step outputs and values, named as params may be named
+    (letters, digits and _ - . / : — no brackets)."""
+    return f"{name}.{index}"
+
+
+def _check_hashable(node_id: str, arguments: dict[str, Any]) -> None:
+    """Refuse a parameter the cache key could not hash while the pipeline is traced, before any step runs."""
+    from shipyard.pipelines.fingerprints import hashable, refusal
+
+    for name, value in arguments.items():
+        if isinstance(value, (list, tuple)) and any(isinstance(v, OutputRef) for v in value):
+            items = [(element_name(name, i), v) for i, v in enumerate(value)]  # as the runner splits them
+        else:
+            items = [(name, value)]
+        for label, item in items:
+            if not isinstance(item, OutputRef) and not hashable(item):
+                raise refusal(node_id, label, item)
 
 
 _building: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar("shipyard_pipeline", default=None)
