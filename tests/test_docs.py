@@ -103,7 +103,7 @@ def test_pipelines_doc_example_runs(workspace: Path) -> None:
     text = (ROOT / "docs" / "pipelines.md").read_text()
     [example] = _blocks(text, "python")
     script = workspace / "pipeline_example.py"
-    script.write_text(example.replace("c=0.5)", "c=0.5, n=300)"))
+    script.write_text(example.replace('{"c": 0.5}', '{"c": 0.5, "n": 300}'))
     ran = subprocess.run([sys.executable, str(script)], cwd=workspace, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert "'accuracy'" in ran.stdout and "train miss first run of this step" in ran.stdout

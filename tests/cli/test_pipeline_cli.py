@@ -189,3 +189,20 @@ def test_compile_errors(ref: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert "Compiling for Kubeflow needs --image" in fails(capsys, "pipeline", "compile", ref, "--target", "kfp")
     assert "has no parameter 'm'" in fails(capsys, "pipeline", "compile", ref, "--target", "kfp",
                                            "--image", "acme/train:1", "-p", "m=1")
+
+
+def test_a_corrupt_cached_output_shows_in_the_step_table(ref: str, workspace: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "pipeline", "run", ref, "--until", "source", "--json")
+    assert code == 0, err
+    source = json.loads(out)["steps"]["source"]
+    digest = source["outputs"][0]["digest"]
+    blob = workspace / ".shipyard" / "artifacts" / "sha256" / digest[:2] / digest
+    blob.write_bytes(b"x" * blob.stat().st_size)
+    code, out, err = cli(capsys, "pipeline", "run", ref, "--until", "source")
+    assert code == 0, err
+    cells = [line.split("│") for line in out.splitlines() if line.startswith("│")]
+    assert cells[0][1].strip() == "source" and cells[0][3].strip() == "miss"
+    reason = " ".join(row[4].strip() for row in cells)  # the reason column wraps
+    assert reason == (f"cached outputs of run {source['run_id']} are corrupt: output 0 (blob {digest}) does not "
+                      "match its SHA-256; the corrupt blob was removed and the step runs again")

@@ -61,35 +61,35 @@ def test_cache_hits_and_each_cause_of_a_miss(workspace: Path, tmp_path: Path) ->
     again = mod.flow.run()
     assert _caches(again) == {"source": "hit", "double": "hit", "total": "hit"} and again.value() == 20
 
-    params = mod.flow.run(n=6)
+    params = mod.flow.run({"n": 6})
     assert params.steps["source"].reason == "params changed: n: 5 → 6"
     assert params.steps["double"].reason == "input data changed: values"
 
     mod = _module(tmp_path, "flow_a", factor=3)  # the step's own code
-    code = mod.flow.run(n=6)
+    code = mod.flow.run({"n": 6})
     assert _caches(code)["source"] == "hit" and code.steps["double"].reason == "code changed"
     assert code.value() == 45
 
     mod = _module(tmp_path, "flow_a", helper_add=1, factor=3)  # only the helper it declares
-    helper = mod.flow.run(n=6)
+    helper = mod.flow.run({"n": 6})
     assert helper.steps["double"].reason == "code changed" and helper.value() == 63
 
     # an output gone from the blob store means the step runs again
     ctx = open_context()
     digest = helper.steps["total"].outputs[0]["digest"]
     ctx.blobs.delete(digest)
-    missing = mod.flow.run(n=6)
+    missing = mod.flow.run({"n": 6})
     assert missing.steps["total"].cache == "miss"
     assert "missing from the blob store" in missing.steps["total"].reason
     assert missing.value() == 63
 
-    off = mod.flow.run(n=6, cache=False)
+    off = mod.flow.run({"n": 6}, cache=False)
     assert set(_caches(off).values()) == {"off"}
 
 
 def test_runs_and_lineage_of_a_pipeline(workspace: Path, tmp_path: Path) -> None:
     mod = _module(tmp_path, "flow_b")
-    result = mod.flow.run(n=3)
+    result = mod.flow.run({"n": 3})
     parent = shipyard.get_run(result.run_id)
     assert parent.tags["shipyard.kind"] == "pipeline" and parent.status == "finished" and parent.params == {"n": "3"}
     children = shipyard.search_runs(f"parent_id = '{result.run_id}'", ["start_time"])
@@ -250,4 +250,43 @@ def test_a_pipeline_name_with_a_quote_still_finds_its_previous_runs(workspace: P
         return add_one(x)
 
     assert quoted.run().steps["add_one"].reason == "first run of this step"
-    assert quoted.run(x=2).steps["add_one"].reason == "params changed: x: 1 → 2"
+    assert quoted.run({"x": 2}).steps["add_one"].reason == "params changed: x: 1 → 2"
+
+
+@step
+def echo(until: str, cache: bool, executor: str, workspace: str) -> list:
+    return [until, cache, executor, workspace]
+
+
+@shipyard.pipeline
+def options_as_params(until: str = "2025-01-01", cache: bool = True, executor: str = "cpu", workspace: str = "eu"):
+    return echo(until, cache, executor, workspace)
+
+
+def test_parameters_named_like_run_options_reach_the_pipeline(workspace: Path) -> None:
+    values = {"until": "2024-06-30", "cache": False, "executor": "gpu", "workspace": "us"}
+    result = options_as_params.run(values)
+    assert result.value() == ["2024-06-30", False, "gpu", "us"] and _caches(result) == {"echo": "miss"}
+    assert options_as_params(values, cache=False).value() == ["2024-06-30", False, "gpu", "us"]
+    partial = options_as_params.run({"until": "2023-01-01"}, until="echo")
+    assert partial.value()[0] == "2023-01-01" and list(partial.steps) == ["echo"]
+
+
+def test_unknown_missing_and_misplaced_parameters_are_clear_errors(workspace: Path, tmp_path: Path) -> None:
+    mod = _module(tmp_path, "flow_d")
+    with pytest.raises(ValidationError, match=r"Pipeline 'flow' has no parameter 'nn'\. Did you mean 'n'\? "
+                                              r"Parameters: n\."):
+        mod.flow.run({"nn": 6})
+    with pytest.raises(ValidationError, match=r"has no parameters 'nn', 'zzz'\. Did you mean 'n' for 'nn'\?"):
+        mod.flow.run({"nn": 6, "zzz": 1})
+    with pytest.raises(ValidationError, match=r"takes its parameters as one mapping, not int; "
+                                              r"e\.g\. flow\.run\(\{'n': 5\}\)"):
+        mod.flow.run(6)  # type: ignore[arg-type]
+
+    @shipyard.pipeline
+    def needs(x: int):
+        return add_one(x)
+
+    with pytest.raises(ValidationError, match=r"needs a value for parameter 'x': pass run\(\{'x': VALUE\}\)"):
+        needs.run()
+    assert shipyard.search_runs(experiment="pipelines") == []

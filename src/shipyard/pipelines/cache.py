@@ -1,6 +1,6 @@
 """Cache keys of steps: SHA-256 over the step's code (and the code it declares it depends on), its
-parameters, the digests of its inputs and the environment. A step is skipped when a successful
-earlier run has the same key and its outputs are still stored; every decision says why."""
+parameters by content, the digests of its inputs and the environment. A step is skipped when a successful
+earlier run has the same key and its outputs are still stored, intact; every decision says why."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import inspect
 import json
 import platform
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.errors import ValidationError
+from shipyard.pipelines.fingerprints import Fingerprint
 from shipyard.pipelines.steps import Step
+from shipyard.tracking.validation import MAX_TAG_VALUE
 
 
 def code_digest(step: Step) -> str:
@@ -34,37 +37,106 @@ def environment_digest() -> str:
     return hashlib.sha256(json.dumps([platform.python_version(), env["packages"]], sort_keys=True).encode()).hexdigest()
 
 
+# What the key covers, and how; key parts recorded under another format cannot be compared.
+KEY_FORMAT = 2
+
+
 @dataclass(frozen=True)
 class KeyParts:
     code: str
-    params: dict[str, Any]  # the step's literal arguments
+    params: dict[str, Fingerprint]  # the step's literal arguments, by content
     inputs: dict[str, str]  # argument name → digest of the upstream output
     env: str
+    # Why runs with this very key were not reused (their outputs corrupt or gone), found while looking
+    # for a hit; the miss reason is then theirs.
+    rejected: list[str] = field(default_factory=list, compare=False)
+
+    @property
+    def cacheable(self) -> bool:
+        """False when a parameter could not be hashed (allowed only for a step whose caching is off)."""
+        return all(p.kind != "unhashed" for p in self.params.values())
 
     def key(self) -> str:
-        body = json.dumps([self.code, self.params, self.inputs, self.env], sort_keys=True, default=repr)
+        if not self.cacheable:
+            unhashed = ", ".join(k for k, p in self.params.items() if p.kind == "unhashed")
+            raise ValidationError(f"No cache key: parameter(s) {unhashed} could not be hashed by content.")
+        body = json.dumps({"format": KEY_FORMAT, "code": self.code, "inputs": self.inputs, "env": self.env,
+                           "params": {k: [p.kind, p.sha256] for k, p in self.params.items()}}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "params": self.params, "inputs": self.inputs, "env": self.env}
+    def record(self, step: str, limit: int = MAX_TAG_VALUE) -> str:
+        """The parts as JSON for the step run's tag, at most LIMIT characters: small JSON parameters as
+        themselves, others by kind, size and SHA-256. When that is too long the largest inline values are
+        recorded by digest too: nothing is cut, and a later miss still says which parameter changed."""
+        inline = {k for k, p in self.params.items() if p.inline}
+        while True:
+            text = json.dumps({
+                "format": KEY_FORMAT, "code": self.code, "inputs": self.inputs, "env": self.env,
+                "params": {k: p.value for k, p in self.params.items() if k in inline},
+                "hashed": {k: p.record() for k, p in self.params.items() if k not in inline},
+            }, sort_keys=True)
+            if len(text) <= limit:
+                return text
+            if not inline:
+                raise ValidationError(
+                    f"Step '{step}' has {len(self.params)} parameters; recorded by their digests alone its "
+                    f"cache key parts take {len(text)} characters, over the tag limit of {limit}. Pass related "
+                    "parameters together as one dict (it is hashed as one value)."
+                )
+            inline.remove(max(inline, key=lambda k: (len(json.dumps(self.params[k].value)), k)))
 
 
-def describe_miss(now: KeyParts, before: dict[str, Any] | None) -> str:
-    """Why a step is not a cache hit, against its latest earlier run."""
+def recorded_params(before: dict[str, Any]) -> dict[str, Fingerprint]:
+    """The parameters of recorded key parts, inline ones re-hashed so that both forms compare."""
+    found = {k: Fingerprint.from_record(v, inline=True) for k, v in (before.get("params") or {}).items()}
+    found.update({k: Fingerprint.from_record(v, inline=False) for k, v in (before.get("hashed") or {}).items()})
+    return found
+
+
+def describe_miss(now: KeyParts, before: dict[str, Any] | None, limit: int = MAX_TAG_VALUE) -> str:
+    """Why a step is not a cache hit, against its latest earlier run; at most LIMIT characters."""
+    if now.rejected:  # a run with this very key exists: nothing changed but its outputs
+        return _fit("; ".join(now.rejected), limit, f"the cached outputs of {len(now.rejected)} run(s) "
+                    "with this key are corrupt or missing (too many to list here)")
     if before is None:
         return "first run of this step"
-    reasons = []
+    if before.get("format") != KEY_FORMAT:
+        return "first run since the cache key changed format (parameters are now hashed by content)"
+    reasons: list[str] = []
     if before.get("code") != now.code:
         reasons.append("code changed")
-    old_params = before.get("params") or {}
-    changed = [f"{k}: {old_params.get(k)!r} → {now.params.get(k)!r}"
-               for k in sorted(set(old_params) | set(now.params)) if old_params.get(k) != now.params.get(k)]
+    old_params = recorded_params(before)
+    changed = [k for k in sorted(set(old_params) | set(now.params))
+               if _identity(old_params.get(k)) != _identity(now.params.get(k))]
     if changed:
-        reasons.append("params changed: " + ", ".join(changed))
+        reasons.append("params changed: " + ", ".join(
+            f"{k}: {_shown(old_params.get(k))} → {_shown(now.params.get(k))}" for k in changed))
     old_inputs = before.get("inputs") or {}
     moved = [k for k in sorted(set(old_inputs) | set(now.inputs)) if old_inputs.get(k) != now.inputs.get(k)]
     if moved:
         reasons.append("input data changed: " + ", ".join(moved))
     if before.get("env") != now.env:
         reasons.append("environment changed")
-    return "; ".join(reasons) or "outputs of the matching run are missing from the blob store"
+    if not reasons:
+        return "the earlier run with the same code, params, inputs and environment did not finish"
+    names = f"params changed: {', '.join(changed)} (values in the runs' shipyard.key_parts tags)"
+    brief = [names if r.startswith("params changed") else r for r in reasons]
+    return _fit("; ".join(reasons), limit, "; ".join(brief),
+                f"{len(reasons)} part(s) of the cache key changed, {len(changed)} parameter(s) among them "
+                "(too many to list here: compare the runs' shipyard.key_parts tags)")
+
+
+def _fit(text: str, limit: int, *shorter: str) -> str:
+    """TEXT, or the first shorter telling that fits in LIMIT characters; each says what it leaves out."""
+    for candidate in (text, *shorter):
+        if len(candidate) <= limit:
+            return candidate
+    return "the reasons are too long to record: compare the runs' shipyard.key_parts tags"
+
+
+def _identity(p: Fingerprint | None) -> tuple[str, str] | None:
+    return None if p is None else (p.kind, p.sha256)
+
+
+def _shown(p: Fingerprint | None) -> str:
+    return "absent" if p is None else p.shown()

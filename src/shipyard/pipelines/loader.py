@@ -145,17 +145,7 @@ def _declared(annotation: Any) -> type | None:
 
 def check_params(pipeline: Pipeline, params: dict[str, Any]) -> None:
     """Every name is a parameter of the pipeline and every required parameter has a value."""
-    declared = parameters(pipeline)
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(pipeline.fn).parameters.values())
-    for name in params:
-        if name not in declared and not open_ended:
-            known = ", ".join(declared) or "none"
-            raise ValidationError(f"Pipeline '{pipeline.name}' has no parameter '{name}'."
-                                  f"{did_you_mean(name, list(declared))} Parameters: {known}.")
-    for p in declared.values():
-        if p.required and p.name not in params:
-            raise ValidationError(f"Pipeline '{pipeline.name}' needs a value for parameter '{p.name}': "
-                                  f"pass --param {p.name}=VALUE.")
+    pipeline.check_params(params, how=lambda name: f"--param {name}=VALUE")
 
 
 def parse_params(pipeline: Pipeline, items: list[str]) -> dict[str, Any]:

@@ -38,24 +38,38 @@ def _jsonable(value: Any) -> bool:
     return True
 
 
+def parquet_bytes(frame: Any) -> bytes:
+    """A DataFrame as Parquet, index included. Equal frames give equal bytes with the same pandas and
+    pyarrow: the file holds no timestamp or random id, only their versions (created_by and the pandas
+    metadata), which the environment part of a cache key covers as well."""
+    sink = io.BytesIO()
+    frame.to_parquet(sink, index=True)
+    return sink.getvalue()
+
+
+def npy_bytes(array: Any) -> bytes:
+    """An array of a non-object dtype as .npy: a header with dtype, shape and order, then the data."""
+    import numpy as np
+
+    sink = io.BytesIO()
+    np.save(sink, array, allow_pickle=False)
+    return sink.getvalue()
+
+
 def store_value(blobs: BlobStore, value: Any) -> Stored:
     import numpy as np
     import pandas as pd
 
     if isinstance(value, pd.DataFrame):
-        sink = io.BytesIO()
-        value.to_parquet(sink, index=True)
-        info = blobs.put_bytes(sink.getvalue())
+        info = blobs.put_bytes(parquet_bytes(value))
         return Stored(info.digest, "parquet", info.size)
     if isinstance(value, np.ndarray) and value.dtype != object:
-        sink = io.BytesIO()
-        np.save(sink, value, allow_pickle=False)
-        info = blobs.put_bytes(sink.getvalue())
+        info = blobs.put_bytes(npy_bytes(value))
         return Stored(info.digest, "npy", info.size)
     if _jsonable(value):
         info = blobs.put_bytes(json.dumps(value, sort_keys=True, allow_nan=False).encode())
         return Stored(info.digest, "json", info.size)
-    flavor = _model_flavor(value)
+    flavor = model_flavor(value)
     if flavor is not None:
         with tempfile.TemporaryDirectory(prefix="shipyard-step-") as tmp:
             path = Path(tmp) / flavor.file_name
@@ -68,7 +82,7 @@ def store_value(blobs: BlobStore, value: Any) -> Stored:
     return Stored(info.digest, "pickle", info.size)
 
 
-def _model_flavor(value: Any) -> Any:
+def model_flavor(value: Any) -> Any:
     """The flavor of a model object, or None; plain Python objects are not treated as models."""
     from shipyard.errors import ValidationError
     from shipyard.models.flavors import flavor_for

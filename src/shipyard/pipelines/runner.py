@@ -11,11 +11,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shipyard.context import Context
-from shipyard.errors import ShipyardError, ValidationError
+from shipyard.errors import IntegrityError, NotFoundError, ShipyardError, ValidationError
 from shipyard.pipelines.cache import KeyParts, code_digest, describe_miss, environment_digest
 from shipyard.pipelines.executors import StepOutcome, StepTask, StoredRef, make_executor
+from shipyard.pipelines.fingerprints import Fingerprint, fingerprint
 from shipyard.pipelines.materialize import Stored, load_value
-from shipyard.pipelines.steps import Node, OutputRef, Pipeline
+from shipyard.pipelines.steps import Node, OutputRef, Pipeline, element_name
 
 OUTPUTS = "outputs.json"
 
@@ -102,19 +103,17 @@ def topological_order(nodes: dict[str, Node]) -> list[str]:
 
 
 def _literal(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)
+    """A pipeline parameter as the pipeline run's param: small JSON as itself, else by content. It is never
+    refused: a parameter may only wire the pipeline, and the steps' own parameters are what keys hold."""
+    return fingerprint(value, step="", name="", cached=False).logged()
 
 
 def _bind(node: Node, outputs: dict[str, list[dict[str, Any]]]) -> tuple[tuple[Any, ...], dict[str, Any], KeyParts]:
-    """Replace refs by stored inputs; split the arguments into literal params and input digests."""
+    """Replace refs by stored inputs; split the arguments into params (by content) and input digests."""
     import inspect
 
     bound = inspect.signature(node.step.fn).bind(*node.args, **node.kwargs)
-    params: dict[str, Any] = {}
+    params: dict[str, Fingerprint] = {}
     inputs: dict[str, str] = {}
 
     def swap(name: str, value: Any) -> Any:
@@ -123,8 +122,8 @@ def _bind(node: Node, outputs: dict[str, list[dict[str, Any]]]) -> tuple[tuple[A
             inputs[name] = stored["digest"]
             return StoredRef(Stored.from_dict(stored))
         if isinstance(value, (list, tuple)) and any(isinstance(v, OutputRef) for v in value):
-            return type(value)(swap(f"{name}[{i}]", v) for i, v in enumerate(value))
-        params[name] = _literal(value)
+            return type(value)(swap(element_name(name, i), v) for i, v in enumerate(value))
+        params[name] = fingerprint(value, step=node.id, name=name, cached=node.step.options.cache)
         return value
 
     for name, value in list(bound.arguments.items()):
@@ -260,11 +259,15 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
 
 
 def _step_tags(pipeline: str, node: str, parts: KeyParts, mode: str, reason: str) -> dict[str, str]:
-    return {
+    # Nothing here is cut to fit: the key parts record large parameters by digest and the reason is
+    # bounded where it is written, so a tag over its limit is an error, never a silently broken cache.
+    tags = {
         "shipyard.kind": "step", "shipyard.pipeline": pipeline, "shipyard.step": node,
-        "shipyard.cache": mode, "shipyard.cache_reason": reason[:7000], "shipyard.cache_key": parts.key(),
-        "shipyard.key_parts": json.dumps(parts.to_dict(), default=repr)[:7900],
+        "shipyard.cache": mode, "shipyard.cache_reason": reason, "shipyard.key_parts": parts.record(node),
     }
+    if parts.cacheable:  # a step with caching off may take a parameter that has no content hash
+        tags["shipyard.cache_key"] = parts.key()
+    return tags
 
 
 def _record_success(ctx: Context, run_id: str, outcome: StepOutcome) -> None:
@@ -279,7 +282,8 @@ def _record_success(ctx: Context, run_id: str, outcome: StepOutcome) -> None:
 
 
 def _cache_hit(ctx: Context, pipeline: str, node: str, parts: KeyParts) -> tuple[str, list[dict[str, Any]]] | None:
-    from shipyard.tracking.artifacts import read_artifact
+    """The latest finished run with this key whose outputs are all stored and intact. Why the others
+    were passed over goes into `parts.rejected`, so the miss reason tells the user."""
     from shipyard.tracking.search import search_run_ids
 
     ids, _ = search_run_ids(ctx, f"tags.shipyard.cache_key = '{parts.key()}' and status = 'finished' "
@@ -287,12 +291,50 @@ def _cache_hit(ctx: Context, pipeline: str, node: str, parts: KeyParts) -> tuple
                             ["start_time DESC"], max_results=5)
     for run_id in ids:
         try:
-            stored = json.loads(read_artifact(ctx, run_id, OUTPUTS))
-        except ShipyardError:
-            continue
-        if all(ctx.blobs.exists(s["digest"]) for s in stored):
-            return run_id, stored
+            return run_id, _cached_outputs(ctx, run_id)
+        except _Unusable as exc:
+            parts.rejected.append(str(exc))
     return None
+
+
+class _Unusable(Exception):
+    """A cached run's outputs cannot be reused; the message says why."""
+
+
+def _cached_outputs(ctx: Context, run_id: str) -> list[dict[str, Any]]:
+    """RUN_ID's outputs, every blob checked for presence, size and SHA-256 (a hit must not hand a
+    corrupt value downstream); raises _Unusable naming the run and the blob."""
+    from shipyard.tracking.artifacts import artifact_digest
+
+    try:
+        listing = artifact_digest(ctx, run_id, OUTPUTS)
+        stored: list[dict[str, Any]] = json.loads(ctx.blobs.get_bytes(listing))
+    except NotFoundError as exc:
+        raise _Unusable(f"cached outputs of run {run_id} are missing from the blob store: {exc}") from None
+    except IntegrityError:
+        raise _corrupt(ctx, run_id, listing, f"its {OUTPUTS} (blob {listing}) does not match its SHA-256") from None
+    for i, output in enumerate(stored):
+        digest, size = output["digest"], output["size"]
+        try:
+            found = ctx.blobs.size(digest)
+        except NotFoundError:
+            raise _Unusable(f"cached outputs of run {run_id} are missing from the blob store: output {i} "
+                            f"(blob {digest})") from None
+        if found != size:
+            raise _corrupt(ctx, run_id, digest, f"output {i} (blob {digest}) has {found} bytes instead of {size}")
+        try:
+            ctx.blobs.verify(digest)
+        except IntegrityError:
+            raise _corrupt(ctx, run_id, digest, f"output {i} (blob {digest}) does not match its SHA-256") from None
+    return stored
+
+
+def _corrupt(ctx: Context, run_id: str, digest: str, problem: str) -> _Unusable:
+    # Storing a blob whose digest exists keeps the file there, so the corrupt copy goes: running the
+    # step again then stores the right bytes under that digest.
+    ctx.blobs.delete(digest)
+    return _Unusable(f"cached outputs of run {run_id} are corrupt: {problem}; the corrupt blob was removed "
+                     "and the step runs again")
 
 
 def _quoted(text: str) -> str:
@@ -310,9 +352,10 @@ def _previous_parts(ctx: Context, pipeline: str, node: str) -> dict[str, Any] | 
     if not ids:
         return None
     try:
-        return json.loads(get_run(ctx, ids[0]).tags.get("shipyard.key_parts", "null"))
+        parts = json.loads(get_run(ctx, ids[0]).tags.get("shipyard.key_parts", "null"))
     except ValueError:
         return None
+    return parts if isinstance(parts, dict) else None
 
 
 def _record_hit(ctx: Context, parent: str, pipeline: str, node: str, parts: KeyParts, hit_run: str,

@@ -6,11 +6,14 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from shipyard.errors import ValidationError
+from shipyard.errors import ValidationError, did_you_mean
+
+if TYPE_CHECKING:
+    from shipyard.pipelines.runner import PipelineResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,7 +68,7 @@ class _Builder:
 
     def add(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
-            inspect.signature(step.fn).bind(*args, **kwargs)
+            arguments = inspect.signature(step.fn).bind(*args, **kwargs).arguments
         except TypeError as exc:
             raise ValidationError(
                 f"Step '{step.name}' is not wired correctly: {exc}. Pass every input, as a value or as "
@@ -79,10 +82,32 @@ class _Builder:
         while node_id in self.nodes:
             node_id = f"{step.name}_{n}"
             n += 1
+        if step.options.cache:
+            _check_hashable(node_id, arguments)
         self.nodes[node_id] = Node(node_id, step, args, kwargs)
         if step.outputs > 1:
             return tuple(OutputRef(node_id, i) for i in range(step.outputs))
         return OutputRef(node_id)
+
+
+def element_name(name: str, index: int) -> str:
+    """An item of a list argument that mixes step outputs and values, named as params may be named
+    (letters, digits and _ - . / : — no brackets)."""
+    return f"{name}.{index}"
+
+
+def _check_hashable(node_id: str, arguments: dict[str, Any]) -> None:
+    """Refuse a parameter the cache key could not hash while the pipeline is traced, before any step runs."""
+    from shipyard.pipelines.fingerprints import hashable, refusal
+
+    for name, value in arguments.items():
+        if isinstance(value, (list, tuple)) and any(isinstance(v, OutputRef) for v in value):
+            items = [(element_name(name, i), v) for i, v in enumerate(value)]  # as the runner splits them
+        else:
+            items = [(name, value)]
+        for label, item in items:
+            if not isinstance(item, OutputRef) and not hashable(item):
+                raise refusal(node_id, label, item)
 
 
 _building: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar("shipyard_pipeline", default=None)
@@ -157,8 +182,9 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"<pipeline {self.name}>"
 
-    def build(self, **params: Any) -> tuple[dict[str, Node], Any]:
+    def build(self, /, **params: Any) -> tuple[dict[str, Node], Any]:
         """Trace the pipeline function into its nodes (and the refs it returns)."""
+        self.check_params(params)
         builder = _Builder()
         token = _building.set(builder)
         try:
@@ -169,16 +195,49 @@ class Pipeline:
             raise ValidationError(f"Pipeline '{self.name}' calls no step; decorate its functions with @shipyard.step.")
         return builder.nodes, returned
 
-    def __call__(self, **params: Any) -> Any:
-        return self.run(**params)
+    def check_params(self, params: Mapping[str, Any], *,
+                     how: Callable[[str], str] = lambda name: f"run({{'{name}': VALUE}})") -> None:
+        """Every name is a parameter of the pipeline function (a typo gets a did-you-mean) and every
+        required parameter has a value; HOW says how to pass one, in the caller's terms."""
+        signature = inspect.signature(self.fn)
+        named = [p for p in signature.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        declared = [p.name for p in named]
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        unknown = [str(k) for k in params if k not in declared]
+        if unknown and not open_ended:
+            known = ", ".join(declared) or "none"
+            if len(unknown) == 1:
+                hint = did_you_mean(unknown[0], declared)
+            else:
+                hint = "".join(f"{h[:-1]} for '{k}'?" for k in unknown if (h := did_you_mean(k, declared)))
+            listed = ", ".join(f"'{k}'" for k in unknown)
+            raise ValidationError(f"Pipeline '{self.name}' has no parameter{'s' if len(unknown) > 1 else ''} "
+                                  f"{listed}.{hint} Parameters: {known}.")
+        for p in named:
+            if p.default is p.empty and p.name not in params:
+                raise ValidationError(f"Pipeline '{self.name}' needs a value for parameter '{p.name}': "
+                                      f"pass {how(p.name)}.")
 
-    def run(self, *, executor: str | None = None, cache: bool = True, until: str | None = None,
-            workspace: Any = None, **params: Any) -> Any:
-        """Run the DAG; `until=STEP` runs only that step and the steps it needs."""
+    def __call__(self, params: Mapping[str, Any] | None = None, *, executor: str | None = None, cache: bool = True,
+                 until: str | None = None, workspace: Any = None) -> PipelineResult:
+        return self.run(params, executor=executor, cache=cache, until=until, workspace=workspace)
+
+    def run(self, params: Mapping[str, Any] | None = None, *, executor: str | None = None, cache: bool = True,
+            until: str | None = None, workspace: Any = None) -> PipelineResult:
+        """Run the DAG with the pipeline function's parameters as one mapping, so that a parameter may
+        be called `until` or `cache`; `until=STEP` runs only that step and the steps it needs."""
         from shipyard.context import open_context
         from shipyard.pipelines.runner import run_pipeline
 
-        return run_pipeline(open_context(workspace), self, params, executor=executor, use_cache=cache, until=until)
+        if params is not None and not isinstance(params, Mapping):
+            raise ValidationError(
+                f"Pipeline '{self.name}' takes its parameters as one mapping, not {type(params).__name__}; "
+                f"e.g. {self.name}.run({{'n': 5}}). The keywords are run options: executor, cache, until, "
+                "workspace."
+            )
+        values = dict(params or {})
+        self.check_params(values)
+        return run_pipeline(open_context(workspace), self, values, executor=executor, use_cache=cache, until=until)
 
 
 def pipeline(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
