@@ -109,7 +109,6 @@ def test_pipelines_doc_example_runs(workspace: Path) -> None:
     assert "'accuracy'" in ran.stdout and "train miss first run of this step" in ran.stdout
 
 
-<<<<<<< HEAD
 def test_architecture_examples_run(workspace: Path) -> None:
     text = (ROOT / "docs" / "architecture.md").read_text()
     blocks = _blocks(text, "python")
@@ -119,7 +118,8 @@ def test_architecture_examples_run(workspace: Path) -> None:
         script.write_text(block)
         ran = subprocess.run([sys.executable, str(script)], cwd=workspace, capture_output=True, text=True, timeout=120)
         assert ran.returncode == 0, ran.stderr
-=======
+
+
 def test_models_doc_flavor_example_runs_and_prints_what_it_shows(tmp_path: Path) -> None:
     section = _section((ROOT / "docs" / "models.md").read_text(), "## Writing a flavor")
     [example] = _blocks(section, "python")
@@ -139,4 +139,3 @@ def test_every_flavor_check_is_documented() -> None:
     section = _section((ROOT / "docs" / "models.md").read_text(), "## Writing a flavor")
     rows = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| `")]
     assert rows == [f"`{name}`" for name in flavor_checks()]
->>>>>>> flavors
