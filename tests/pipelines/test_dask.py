@@ -25,7 +25,9 @@ def cluster() -> Iterator[str]:
     dask = Path(sys.executable).with_name("dask")
     port = free_port()
     address = f"127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    # The workers import shipyard from this checkout (not whatever copy is installed) and the test flows.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+           "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     procs = [subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--dashboard-address", ":0", "--no-show"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)]
