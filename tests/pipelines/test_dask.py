@@ -66,8 +66,9 @@ def test_pipeline_and_sweep_on_the_cluster(workspace: Path, cluster: str) -> Non
     assert result.value()["pid"] != os.getpid()  # it ran on a worker
     parent = shipyard.get_run(result.run_id)
     assert parent.tags["shipyard.executor"] == cluster
-    workers = {shipyard.get_run(s.run_id).tags["shipyard.worker"] for s in result.steps.values()}
-    assert all(not w.endswith(f":{os.getpid()}") for w in workers)
+    step_runs = [shipyard.get_run(s.run_id) for s in result.steps.values()]
+    assert all(not r.tags["shipyard.worker"].endswith(f":{os.getpid()}") for r in step_runs)
+    assert {r.pid for r in step_runs} == {os.getpid()}  # the driver owns (and heartbeats) every step's run
 
     sweep = dask_flow.sweep.run(executor=cluster)
     scores = sweep.value()
