@@ -22,10 +22,10 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("SHIPYARD_USER", "tester")
     yield
     from shipyard.context import close_all
-    from shipyard.tracking import fluent
+    from shipyard.tracking import fluent, liveness
 
-    for run in list(fluent._stack):  # a failed test must not leave its run active for the next
-        fluent._stack.remove(run)
+    fluent._forget_open_runs()  # a failed test must not leave its runs active, or heartbeating, for the next
+    liveness.forget_all()
     close_all()
 
 

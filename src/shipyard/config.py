@@ -31,6 +31,8 @@ artifacts:
 tracking:
   flush_interval_seconds: 2.0               # buffered metric points are committed at least this often
   flush_max_points: 5000                    # ... or when this many are waiting
+  heartbeat_seconds: 30.0                   # open runs tell the store they are alive this often
+  lost_after_seconds: 300.0                 # a running run silent for this long is listed as lost
 """
 
 

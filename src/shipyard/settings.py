@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from shipyard.errors import ConfigError, did_you_mean
@@ -52,12 +52,26 @@ class ArtifactSettings(_Section):
 class TrackingSettings(_Section):
     flush_interval_seconds: float = Field(default=2.0, ge=0)
     flush_max_points: int = Field(default=5000, ge=1)
+    heartbeat_seconds: float = Field(default=30.0, gt=0)
+    # Checked even when left at its default: a heartbeat setting alone can make the pair inconsistent.
+    lost_after_seconds: float = Field(default=300.0, gt=0, validate_default=True)
 
-    @field_validator("flush_interval_seconds")
+    @field_validator("flush_interval_seconds", "heartbeat_seconds", "lost_after_seconds")
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):
             raise ValueError("expected a finite number of seconds")
+        return value
+
+    @field_validator("lost_after_seconds")
+    @classmethod
+    def _longer_than_a_heartbeat(cls, value: float, info: ValidationInfo) -> float:
+        heartbeat = info.data.get("heartbeat_seconds")
+        if heartbeat is not None and value <= 2 * heartbeat:
+            raise ValueError(
+                f"must be more than twice tracking.heartbeat_seconds ({heartbeat:g}), or a live run could "
+                "be reported lost between two heartbeats; raise it or lower tracking.heartbeat_seconds"
+            )
         return value
 
 

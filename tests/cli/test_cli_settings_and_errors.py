@@ -25,7 +25,8 @@ def test_config_show_precedence_and_sources(
     )
     base = cli_json(capsys, "config", "show")
     assert base["root"] == str(workspace)
-    assert base["settings"]["tracking"] == {"flush_interval_seconds": 5.0, "flush_max_points": 10}
+    assert base["settings"]["tracking"] == {"flush_interval_seconds": 5.0, "flush_max_points": 10,
+                                            "heartbeat_seconds": 30.0, "lost_after_seconds": 300.0}
     assert base["settings"]["artifacts"]["url"] == ".shipyard/artifacts"
     assert base["sources"] == {
         "store.busy_timeout_ms": "shipyard.yaml",
@@ -36,7 +37,8 @@ def test_config_show_precedence_and_sources(
     monkeypatch.setenv("SHIPYARD_TRACKING_FLUSH_MAX_POINTS", "20")
     monkeypatch.setenv("SHIPYARD_STORE_BUSY_TIMEOUT_MS", "2000")
     data = cli_json(capsys, "--set", "tracking.flush_max_points=30", "--set", "artifacts.url=blobs", "config", "show")
-    assert data["settings"]["tracking"] == {"flush_interval_seconds": 5.0, "flush_max_points": 30}
+    assert data["settings"]["tracking"] == {"flush_interval_seconds": 5.0, "flush_max_points": 30,
+                                            "heartbeat_seconds": 30.0, "lost_after_seconds": 300.0}
     assert data["settings"]["store"]["busy_timeout_ms"] == 2000
     assert data["settings"]["artifacts"]["url"] == "blobs"
     assert data["sources"] == {

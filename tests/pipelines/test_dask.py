@@ -25,7 +25,9 @@ def cluster() -> Iterator[str]:
     dask = Path(sys.executable).with_name("dask")
     port = free_port()
     address = f"127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    # The workers import shipyard from this checkout (not whatever copy is installed) and the test flows.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+           "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     procs = [subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--dashboard-address", ":0", "--no-show"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)]
@@ -64,8 +66,9 @@ def test_pipeline_and_sweep_on_the_cluster(workspace: Path, cluster: str) -> Non
     assert result.value()["pid"] != os.getpid()  # it ran on a worker
     parent = shipyard.get_run(result.run_id)
     assert parent.tags["shipyard.executor"] == cluster
-    workers = {shipyard.get_run(s.run_id).tags["shipyard.worker"] for s in result.steps.values()}
-    assert all(not w.endswith(f":{os.getpid()}") for w in workers)
+    step_runs = [shipyard.get_run(s.run_id) for s in result.steps.values()]
+    assert all(not r.tags["shipyard.worker"].endswith(f":{os.getpid()}") for r in step_runs)
+    assert {r.pid for r in step_runs} == {os.getpid()}  # the driver owns (and heartbeats) every step's run
 
     sweep = dask_flow.sweep.run(executor=cluster)
     scores = sweep.value()

@@ -27,7 +27,7 @@ def list_runs(
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted runs.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """List runs, newest first, optionally filtered and ordered."""
+    """List runs, newest first, optionally filtered and ordered; a run whose process died is `lost`."""
     from shipyard.tracking.search import search_runs
 
     page = search_runs(
@@ -59,6 +59,7 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """Show one run: params, latest metrics, tags, artifacts, code version, environment, resources."""
+    from shipyard.store.db import now_ms
     from shipyard.tracking import runs
 
     ctx = context()
@@ -73,6 +74,10 @@ def show(
     out = console()
     out.print(Text.assemble((f"Run {record.run_id}", "bold"), f" {record.name}  ({record.experiment})"))
     out.print(f"  status   {record.status}" + (" (deleted)" if record.lifecycle != "active" else ""))
+    if record.status in ("running", "lost") and record.host is not None:
+        ago = duration(record.heartbeat, now_ms()) + " ago" if record.heartbeat is not None else "never"
+        out.print(f"  process  {record.host} pid {record.pid}, last heartbeat {ago}"
+                  + ("  (lost: the process is gone or stopped sending heartbeats)" if record.status == "lost" else ""))
     out.print(f"  user     {record.user}")
     out.print(f"  started  {when(record.start_time)}   took {duration(record.start_time, record.end_time)}")
     if record.parent_id:

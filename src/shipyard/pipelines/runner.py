@@ -1,10 +1,13 @@
 """Running a pipeline: order the DAG, decide per step between a cache hit and a run (saying why),
-submit runs to the executor, and record one run per pipeline with one child run per step."""
+submit runs to the executor, and record one run per pipeline with one child run per step. The driver
+owns those runs: it keeps them alive with heartbeats, wherever the steps execute, and marks them
+failed if it is interrupted."""
 
 from __future__ import annotations
 
 import json
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
@@ -168,8 +171,7 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
         tags_={"shipyard.kind": "pipeline", "shipyard.pipeline": pipeline.name, "shipyard.executor": runner.name},
         git_commit=commit, git_dirty=dirty, source=source_name(), environment=environment(),
     )
-    if params:
-        runs.log_params(ctx, parent.run_id, {k: _literal(v) for k, v in params.items()})
+    held = _OpenRuns(ctx, pipeline.name, parent.run_id)
     started = time.perf_counter()
     reports: dict[str, StepReport] = {}
     outputs: dict[str, list[dict[str, Any]]] = {}
@@ -181,8 +183,10 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
         if on_change is not None:
             on_change({n: reports.get(n) or StepReport(n, "waiting", "", "") for n in order})
 
-    changed()
     try:
+        changed()
+        if params:
+            runs.log_params(ctx, parent.run_id, {k: _literal(v) for k, v in params.items()})
         while remaining or pending:
             hits = 0
             for node_id in [n for n in remaining if all(u in outputs for u in nodes[n].upstream)]:
@@ -209,6 +213,7 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
                     tags_=_step_tags(pipeline.name, node_id, parts, mode, reason),
                     git_commit=commit, git_dirty=dirty, source=source_name(), environment=environment(),
                 )
+                held.opened(step_run.run_id)
                 if parts.params:
                     runs.log_params(ctx, step_run.run_id, parts.params)
                 task = StepTask(node_id, node.step, tuple(args), dict(kwargs), str(ctx.workspace.root), step_run.run_id,
@@ -235,16 +240,23 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
                                     resources=outcome.resources)
                     report.status = "failed"
                     failed = failed or (node_id, outcome)
+                held.closed(run_id)
                 changed()
         for node_id in remaining:
             reports[node_id] = StepReport(node_id, "skipped", "off", "not run: an upstream step failed")
         changed()
+    except BaseException as exc:  # Ctrl-C, or the store or executor failing: no run may stay "running"
+        held.fail(exc)  # before waiting for the executor to wind down
+        raise
     finally:
         runner.close()
     status = "failed" if failed else "finished"
-    runs.finish_run(ctx, parent.run_id, status,
-                    error=failed[1].traceback if failed else None,
-                    resources={"wall_seconds": round(time.perf_counter() - started, 6)})
+    try:
+        runs.finish_run(ctx, parent.run_id, status,
+                        error=failed[1].traceback if failed else None,
+                        resources={"wall_seconds": round(time.perf_counter() - started, 6)})
+    finally:
+        held.closed(parent.run_id)
     result = PipelineResult(parent.run_id, pipeline.name, status, {n: reports[n] for n in order if n in reports},
                             returned, ctx)
     if failed:
@@ -369,3 +381,47 @@ def _record_hit(ctx: Context, parent: str, pipeline: str, node: str, parts: KeyP
     runs.finish_run(ctx, step_run.run_id, "finished", resources={"wall_seconds": 0.0},
                     artifacts_=[(OUTPUTS, info.digest, info.size)])
     return step_run.run_id
+
+
+class _OpenRuns:
+    """The runs a pipeline holds open: heartbeated while open (see tracking/liveness.py); if the
+    pipeline is interrupted, each one still open is marked failed with the reason."""
+
+    def __init__(self, ctx: Context, pipeline: str, parent: str) -> None:
+        from shipyard.tracking import liveness
+
+        self.ctx, self.pipeline, self.parent = ctx, pipeline, parent
+        self.open: list[str] = [parent]
+        liveness.hold(ctx, parent)
+
+    def opened(self, run_id: str) -> None:
+        from shipyard.tracking import liveness
+
+        self.open.append(run_id)
+        liveness.hold(self.ctx, run_id)
+
+    def closed(self, run_id: str) -> None:
+        from shipyard.tracking import liveness
+
+        if run_id in self.open:
+            self.open.remove(run_id)
+        liveness.release(run_id)
+
+    def fail(self, exc: BaseException) -> None:
+        """Best effort: the store may be what failed; a run that cannot be marked is reported lost
+        once its heartbeat stops."""
+        from shipyard.tracking import liveness, runs
+
+        if isinstance(exc, KeyboardInterrupt):
+            why = f"Pipeline '{self.pipeline}' was interrupted (KeyboardInterrupt) before this run finished."
+        else:
+            why = f"Pipeline '{self.pipeline}' stopped before this run finished: {type(exc).__name__}: {exc}"
+        error = f"{why}\n{''.join(traceback.format_exception(exc))}"
+        for run_id in reversed(self.open):  # the steps, then the pipeline's own run
+            try:
+                runs.finish_run(self.ctx, run_id, "failed", error=error)
+            except Exception:  # noqa: BLE001, S110 - the original error is what the caller must see
+                pass
+            finally:
+                liveness.release(run_id)
+        self.open.clear()

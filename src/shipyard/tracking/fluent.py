@@ -1,12 +1,14 @@
 """The Python tracking API: `with shipyard.start_run() as run:` and module-level logging calls.
 
-Metric points are buffered and committed in batches: when enough are waiting, when the flush
-interval has passed (a background thread sees to that between calls), when the run ends (normally
-or by an exception) and at interpreter exit."""
+The active run is per thread and per asyncio task (a ContextVar): module-level calls and nested runs
+follow the code that started them. Metric points are buffered and committed in batches: when enough
+are waiting, when the flush interval has passed (the background heartbeat thread sees to that between
+calls), when the run ends (normally or by an exception) and at interpreter exit."""
 
 from __future__ import annotations
 
 import atexit
+import contextvars
 import io
 import math
 import os
@@ -30,10 +32,13 @@ if TYPE_CHECKING:
 # The model registry is a building block above tracking: it plugs its registration in here when it is
 # imported (shipyard.models does), so runs can log models while tracking depends on nothing above it.
 _model_logger: Callable[..., Any] | None = None
-_stack: list[Run] = []
-_stack_lock = threading.RLock()
+# The runs started by the current thread or asyncio task, outermost first: an immutable tuple, so a
+# task that inherits its creator's context never changes the creator's runs by starting its own.
+_active: contextvars.ContextVar[tuple[Run, ...]] = contextvars.ContextVar("shipyard_active_runs", default=())
+# Every run this process has open, whichever thread or task started it: for interpreter exit only.
+_open: dict[str, Run] = {}
+_open_lock = threading.Lock()
 _hooks_installed = False
-_flusher: threading.Thread | None = None
 
 
 class Run:
@@ -216,7 +221,7 @@ class Run:
     # -- ending ---------------------------------------------------------------------------------
     def end(self, status: str = "finished", error: str | None = None) -> None:
         """End the run, committing buffered points and resources used in the same transaction."""
-        from shipyard.tracking import runs
+        from shipyard.tracking import liveness, runs
 
         if self._ended:
             return
@@ -229,9 +234,24 @@ class Run:
                 self._buffer[:0] = pending
             raise
         self._ended = True
-        with _stack_lock:
-            if self in _stack:
-                _stack.remove(self)
+        liveness.release(self.run_id)
+        with _open_lock:
+            _open.pop(self.run_id, None)
+        # Ended from another thread or task, the run stays in its own context's tuple, where
+        # active_run() skips it as ended and the next start_run() there drops it.
+        active = _active.get()
+        if self in active:
+            _active.set(tuple(r for r in active if r is not self))
+
+    def _flush_if_due(self) -> None:
+        """Commit buffered points once the flush interval has passed (called by the background thread)."""
+        if self._ended or not self._buffer or time.monotonic() - self._last_flush < self._flush_interval:
+            return
+        try:
+            self.flush()
+            self.background_error = None
+        except Exception as exc:  # noqa: BLE001 - kept; the points stay buffered for a retry
+            self.background_error = exc
 
     def _check_open(self) -> None:
         if self._ended:
@@ -252,19 +272,19 @@ def start_run(
     nested: bool = False,
     workspace: str | os.PathLike[str] | None = None,
 ) -> Run:
-    """Start a run in the workspace found from the current folder (or `workspace`)."""
+    """Start a run in the workspace found from the current folder (or `workspace`). It becomes the
+    active run of the calling thread or asyncio task; with nested=True, a child of the one active there."""
     from shipyard.context import open_context
-    from shipyard.tracking import runs
+    from shipyard.tracking import liveness, runs
     from shipyard.tracking.environment import ResourceMeter, environment, git_state, source_name
 
     ctx = open_context(workspace)
-    with _stack_lock:
-        parent = _stack[-1] if _stack else None
-        if parent is not None and not nested:
-            raise ConflictError(
-                f"Run {parent.run_id} ({parent.name}) is still active. Use start_run(nested=True) for a "
-                "child run, or end the active run first."
-            )
+    parent = active_run()
+    if parent is not None and not nested:
+        raise ConflictError(
+            f"Run {parent.run_id} ({parent.name}) is still active. Use start_run(nested=True) for a "
+            "child run, or end the active run first."
+        )
     commit, dirty = git_state()
     meter = ResourceMeter()
     meter.start(reset_peak=parent is None)
@@ -280,16 +300,20 @@ def start_run(
         environment=environment(),
     )
     run = Run(ctx, record.run_id, record.name, meter)
-    with _stack_lock:
-        _stack.append(run)
+    _active.set((*(r for r in _active.get() if not r._ended), run))
+    with _open_lock:
+        _open[run.run_id] = run
     _install_hooks()
-    _start_flusher()
+    liveness.hold(ctx, run.run_id, tick=run._flush_if_due)
     return run
 
 
 def active_run() -> Run | None:
-    with _stack_lock:
-        return _stack[-1] if _stack else None
+    """The innermost open run started by the calling thread or asyncio task, if any."""
+    for run in reversed(_active.get()):
+        if not run._ended:
+            return run
+    return None
 
 
 def end_run(status: str = "finished") -> None:
@@ -364,37 +388,6 @@ def _point(item: Any, now: int) -> MetricPoint:
     return MetricPoint(key, value, step, ts)
 
 
-# -- the background flusher: points logged before a long pause are committed on time --------------
-
-
-def _start_flusher() -> None:
-    global _flusher
-    with _stack_lock:
-        if _flusher is not None and _flusher.is_alive():
-            return
-        _flusher = threading.Thread(target=_flush_loop, name="shipyard-metric-flusher", daemon=True)
-        _flusher.start()
-
-
-def _flush_loop() -> None:
-    global _flusher
-    while True:
-        with _stack_lock:
-            open_runs = [r for r in _stack if not r._ended]
-            if not open_runs:
-                _flusher = None
-                return
-        now = time.monotonic()
-        for run in open_runs:
-            if run._buffer and now - run._last_flush >= run._flush_interval:
-                try:
-                    run.flush()
-                    run.background_error = None
-                except Exception as exc:  # noqa: BLE001 - kept; the points stay buffered for a retry
-                    run.background_error = exc
-        time.sleep(min(max(min(r._flush_interval for r in open_runs), 0.05), 1.0))
-
-
 # -- interpreter exit: no buffered point is lost, and a crash marks its runs failed ----------------
 
 _uncaught: list[str] = []
@@ -416,8 +409,8 @@ def _install_hooks() -> None:
 
 
 def _end_open_runs() -> None:
-    with _stack_lock:
-        open_runs = [r for r in reversed(_stack) if r._pid == os.getpid()]
+    with _open_lock:  # the newest first, so children end before their parents
+        open_runs = [r for r in reversed(_open.values()) if r._pid == os.getpid()]
     for run in open_runs:
         try:
             if _uncaught:
@@ -426,3 +419,15 @@ def _end_open_runs() -> None:
                 run.end("finished")
         except ShipyardError as exc:  # the store is gone: say so rather than fail silently
             print(f"shipyard: could not end run {run.run_id} at exit: {exc}", file=sys.stderr)
+
+
+def _forget_open_runs() -> None:
+    """Drop every open run of this process and of the calling context without ending it (tests: a
+    failed test must not leave its runs active for the next)."""
+    from shipyard.tracking import liveness
+
+    with _open_lock:
+        for run_id in _open:
+            liveness.release(run_id)
+        _open.clear()
+    _active.set(())

@@ -25,7 +25,7 @@ class RunRecord:
     run_id: str
     name: str
     experiment: str
-    status: str
+    status: str  # running | finished | failed | killed, or lost: running, but its process is gone
     user: str
     start_time: int
     end_time: int | None = None
@@ -39,6 +39,9 @@ class RunRecord:
     peak_memory_bytes: int | None = None
     wall_seconds: float | None = None
     error: str | None = None
+    host: str | None = None  # where the process that owns the run runs, and its id
+    pid: int | None = None
+    heartbeat: int | None = None  # ms since the epoch: when that process last said it was alive
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)

@@ -1,8 +1,10 @@
-"""Run service functions: create, log, finish, fetch and delete runs. Every write is audited."""
+"""Run service functions: create, log, finish, fetch and delete runs. Every write is audited (the
+heartbeat, which changes no record, is written by tracking/liveness.py)."""
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -15,9 +17,10 @@ from shipyard.store import lineage
 from shipyard.store.db import now_ms
 from shipyard.store.tables import artifacts, metric_latest, metrics, params, runs, tags
 from shipyard.tracking import validation as check
+from shipyard.tracking.liveness import HOST, LOST, is_lost
 from shipyard.tracking.records import ArtifactRecord, MetricPoint, RunRecord
 
-STATUSES = ("running", "finished", "failed", "killed")
+STATUSES = ("running", "finished", "failed", "killed")  # as stored; readers may also see LOST (derived)
 RUN = lineage.register_kind("run", "a tracked run (a pipeline and each of its steps are runs too)")
 _PREFIX_MIN = 4
 # Prebuilt statements for the hot paths, executed with parameters.
@@ -57,12 +60,15 @@ def create_run(
         user=ctx.actor,
         start_time=now_ms(),
         parent_id=parent_id,
+        host=HOST,
+        pid=os.getpid(),
         git_commit=git_commit,
         git_dirty=git_dirty,
         source=source,
         environment=environment or {},
         tags=tag_values,
     )
+    record.heartbeat = record.start_time
     payload = {"name": name, "experiment": experiment, "parent_id": parent_id}
     with ctx.store.mutation(ctx.actor, "run.create", "run", run_id, payload) as conn:
         if parent_id is not None:
@@ -82,6 +88,9 @@ def create_run(
                 "git_dirty": git_dirty,
                 "source": source,
                 "environment": json.dumps(record.environment),
+                "host": record.host,
+                "pid": record.pid,
+                "heartbeat": record.heartbeat,
             },
         )
         if tag_values:
@@ -239,17 +248,26 @@ def resolve_run_id(ctx: Context, ref: str, *, include_deleted: bool = True) -> s
 
 
 def get_run(ctx: Context, run_id: str) -> RunRecord:
+    """The run's record; a running run whose process is gone has status `lost` (see liveness.py)."""
     run_id = resolve_run_id(ctx, run_id)
     with ctx.store.read() as conn:
-        return fetch_runs(conn, [run_id], with_artifacts=True)[0]
+        return fetch_runs(conn, [run_id], lost_after_seconds=ctx.workspace.settings.tracking.lost_after_seconds,
+                          with_artifacts=True)[0]
 
 
-def fetch_runs(conn: Connection, run_ids: Sequence[str], *, with_artifacts: bool = False) -> list[RunRecord]:
-    """Full records for the given ids, in the given order, with params, latest metrics and tags."""
+def fetch_runs(
+    conn: Connection, run_ids: Sequence[str], *, lost_after_seconds: float, with_artifacts: bool = False
+) -> list[RunRecord]:
+    """Full records for the given ids, in the given order, with params, latest metrics and tags.
+    Running runs whose heartbeat is older than `lost_after_seconds`, or whose process on this host
+    has died, are reported with status `lost`."""
     found: dict[str, RunRecord] = {}
+    now = now_ms()
     for chunk in _chunks(run_ids, 500):
         for row in conn.execute(select(runs).where(runs.c.run_id.in_(chunk))):
-            found[row.run_id] = _record(row)
+            record = found[row.run_id] = _record(row)
+            if is_lost(row.status, row.host, row.pid, row.heartbeat, now=now, lost_after_seconds=lost_after_seconds):
+                record.status = LOST
         for table, attr in ((params, "params"), (tags, "tags"), (metric_latest, "metrics")):
             query = select(table.c.run_id, table.c.key, table.c.value).where(table.c.run_id.in_(chunk))
             for run_id, key, value in conn.execute(query):
@@ -332,6 +350,9 @@ def _record(row: Any) -> RunRecord:
         peak_memory_bytes=row.peak_memory_bytes,
         wall_seconds=row.wall_seconds,
         error=row.error,
+        host=row.host,
+        pid=row.pid,
+        heartbeat=row.heartbeat,
     )
 
 

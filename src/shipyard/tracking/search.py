@@ -11,8 +11,10 @@ from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, tr
 
 from shipyard.context import Context
 from shipyard.errors import ValidationError
+from shipyard.store.db import now_ms
 from shipyard.store.tables import metric_latest, params, runs, tags
 from shipyard.tracking.filters import BoolOp, Comparison, Field, Node, Not, OrderKey, parse_filter, parse_order_by
+from shipyard.tracking.liveness import LOST, status_column
 from shipyard.tracking.records import RunPage, RunRecord
 from shipyard.tracking.runs import fetch_runs
 
@@ -23,15 +25,36 @@ MAX_RESULTS = 50_000
 _TABLES = {"metrics": metric_latest, "params": params, "tags": tags}
 
 
-def compile_filter(node: Node | None) -> ColumnElement[bool]:
+def compile_filter(node: Node | None, status: ColumnElement[Any] | None = None) -> ColumnElement[bool]:
+    """The filter as a SQL condition; `status` is what `status` compares (default: the stored column)."""
     if node is None:
         return true()
     if isinstance(node, BoolOp):
-        parts = [compile_filter(item) for item in node.items]
+        parts = [compile_filter(item, status) for item in node.items]
         return and_(*parts) if node.op == "and" else or_(*parts)
     if isinstance(node, Not):
-        return not_(compile_filter(node.item))
-    return _comparison(node)
+        return not_(compile_filter(node.item, status))
+    return _comparison(node, status)
+
+
+def _sees_lost(node: Node | None, order: list[OrderKey]) -> bool:
+    """Whether the filter or the order can tell a lost run from a running one. Only then is the
+    derived status worth computing: `status = 'finished'` matches the same rows either way, as lost
+    runs are stored as running."""
+    if any(key.field.namespace == "attributes" and key.field.key == "status" for key in order):
+        return True
+    if node is None:
+        return False
+    if isinstance(node, BoolOp):
+        return any(_sees_lost(item, []) for item in node.items)
+    if isinstance(node, Not):
+        return _sees_lost(node.item, [])
+    if node.field.namespace != "attributes" or node.field.key != "status":
+        return False
+    if node.op in ("=", "!=", "in", "notin"):
+        values = node.value if isinstance(node.value, tuple) else (node.value,)
+        return bool({"running", LOST} & set(values))
+    return node.op not in ("isnull", "notnull")
 
 
 def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
@@ -58,10 +81,10 @@ def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     raise AssertionError(op)
 
 
-def _comparison(node: Comparison) -> ColumnElement[bool]:
+def _comparison(node: Comparison, status: ColumnElement[Any] | None) -> ColumnElement[bool]:
     field = node.field
     if field.namespace == "attributes":
-        column = runs.c[field.key]
+        column = status if field.key == "status" and status is not None else runs.c[field.key]
         if node.op == "isnull":
             return column.is_(None)
         if node.op == "notnull":
@@ -76,13 +99,15 @@ def _comparison(node: Comparison) -> ColumnElement[bool]:
     return exists().where(correlated, _apply(table.c.value, node.op, node.value))
 
 
-def _order_columns(order: list[OrderKey]) -> tuple[list[Any], list[Any]]:
+def _order_columns(order: list[OrderKey], status: ColumnElement[Any] | None = None) -> tuple[list[Any], list[Any]]:
     """Columns to order by, and the outer joins they need (one aliased key table per order key)."""
     columns: list[Any] = []
     joins: list[Any] = []
     for i, key in enumerate(order):
-        if key.field.namespace == "attributes":
-            column: Any = runs.c[key.field.key]
+        if key.field.namespace == "attributes" and key.field.key == "status" and status is not None:
+            column: Any = status
+        elif key.field.namespace == "attributes":
+            column = runs.c[key.field.key]
         else:
             alias = _TABLES[key.field.namespace].alias(f"order_{i}")
             joins.append((alias, and_(alias.c.run_id == runs.c.run_id, alias.c.key == key.field.key)))
@@ -122,22 +147,27 @@ def search_run_ids(
 ) -> tuple[list[str], str | None]:
     if isinstance(max_results, bool) or not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS:
         raise ValidationError(f"max_results must be an integer from 1 to {MAX_RESULTS}, got {max_results!r}.")
-    where = [compile_filter(parse_filter(filter))]
-    if experiment is not None:
-        names = [experiment] if isinstance(experiment, str) else list(experiment)
-        where.append(runs.c.experiment.in_(names) if names else false())
-    if not include_deleted:
-        where.append(runs.c.lifecycle == "active")
-    columns, joins = _order_columns(parse_order_by(order_by))
-    source: Any = runs
-    for alias, cond in joins:
-        source = source.outerjoin(alias, cond)
+    node, order = parse_filter(filter), parse_order_by(order_by)
     offset = _page_offset(page_token)
-    query = (
-        select(runs.c.run_id).select_from(source).where(and_(*where)).order_by(*columns)
-        .limit(max_results + 1).offset(offset)
-    )
     with ctx.store.read() as conn:
+        # The filter sees the status a reader sees: `status = 'running'` leaves lost runs out.
+        status = status_column(
+            conn, now=now_ms(), lost_after_seconds=ctx.workspace.settings.tracking.lost_after_seconds
+        ) if _sees_lost(node, order) else None
+        where = [compile_filter(node, status)]
+        if experiment is not None:
+            names = [experiment] if isinstance(experiment, str) else list(experiment)
+            where.append(runs.c.experiment.in_(names) if names else false())
+        if not include_deleted:
+            where.append(runs.c.lifecycle == "active")
+        columns, joins = _order_columns(order, status)
+        source: Any = runs
+        for alias, cond in joins:
+            source = source.outerjoin(alias, cond)
+        query = (
+            select(runs.c.run_id).select_from(source).where(and_(*where)).order_by(*columns)
+            .limit(max_results + 1).offset(offset)
+        )
         ids = list(conn.execute(query).scalars())
     more = len(ids) > max_results
     return ids[:max_results], (_page_token(offset + max_results) if more else None)
@@ -162,7 +192,7 @@ def search_runs(
         experiment=experiment, include_deleted=include_deleted,
     )
     with ctx.store.read() as conn:
-        records = fetch_runs(conn, ids)
+        records = fetch_runs(conn, ids, lost_after_seconds=ctx.workspace.settings.tracking.lost_after_seconds)
     if output == "pandas":
         return to_frame(records)
     return RunPage(records, token)
