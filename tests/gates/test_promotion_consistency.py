@@ -182,3 +182,14 @@ def test_promotion_evidence_is_audited_with_the_caller(data: dict[str, Any]) -> 
     assert event.actor == "release-bot" and event.payload["to_version"] == 1
     frame = pd.DataFrame(registry.alias_moves(ctx, "cancer"))
     assert list(frame["actor"]) == ["release-bot"]
+
+
+def test_the_champion_itself_is_not_stale_for_having_been_gated_before_it_was_champion(data: dict[str, Any]) -> None:
+    ctx = open_context()
+    ref = _register(data, LogisticRegression(max_iter=5000))
+    gating.run_gates(ctx, ref)
+    _approved(ctx, ref)
+    promotion.promote(ctx, ref)
+    state = promotion.check_promotion(ctx, ref)
+    assert state.allowed and state.gates["evaluation"] == "NO_BASELINE"
+    promotion.promote(ctx, ref, "challenger")  # e.g. moved to another serving alias: no re-gating needed

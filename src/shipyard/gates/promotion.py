@@ -64,7 +64,7 @@ def promotion_state(conn: Connection, ctx: Context, ref: str) -> Readiness:
             state.gates[gate] = "STALE"
             state.problems.append(f"gate '{gate}' was judged by another gate policy than gates.{version.model} in "
                                   f"shipyard.yaml declares now: {rerun}")
-        elif gate == "evaluation" and compares and result.baseline_version != champion:
+        elif gate == "evaluation" and compares and champion not in (result.baseline_version, version.version):
             state.gates[gate] = "STALE"
             before = f"{version.model}/{result.baseline_version}" if result.baseline_version else "no champion"
             now = f"{version.model}/{champion}" if champion else "there is none"
