@@ -107,3 +107,17 @@ def test_sections_are_registered_and_unknown_ones_suggest_the_closest(workspace:
         assert open_context().policy.section("alerts") == {"credit": {}}
     finally:
         SECTIONS.pop("alerts")
+
+
+def test_runs_record_the_digest_of_the_policy_they_started_under(workspace: Path) -> None:
+    import shipyard
+
+    spec = workspace / "shipyard.yaml"
+    with shipyard.start_run("before") as before:
+        pass
+    _write(spec, spec.read_text() + GATES)
+    with shipyard.start_run("after") as after:
+        pass
+    first, second = shipyard.get_run(before.run_id), shipyard.get_run(after.run_id)
+    assert second.policy_digest == Policy(workspace).digest
+    assert first.policy_digest != second.policy_digest

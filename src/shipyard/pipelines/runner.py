@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from shipyard.context import Context
 from shipyard.errors import IntegrityError, NotFoundError, ShipyardError, ValidationError
@@ -36,11 +36,15 @@ class PipelineFailed(ShipyardError):
         self.original_traceback = original
 
 
+StepStatus = Literal["waiting", "running", "finished", "failed", "skipped"]
+CacheDecision = Literal["hit", "miss", "off", ""]
+
+
 @dataclass
 class StepReport:
     node: str
-    status: str  # finished | failed | skipped
-    cache: str  # hit | miss | off
+    status: StepStatus
+    cache: CacheDecision
     reason: str
     run_id: str | None = None
     seconds: float = 0.0
@@ -52,7 +56,7 @@ class StepReport:
 class PipelineResult:
     run_id: str
     name: str
-    status: str
+    status: Literal["finished", "failed"]
     steps: dict[str, StepReport]
     returned: Any = None
     ctx: Context | None = field(default=None, repr=False)
@@ -205,7 +209,7 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
                     hits += 1
                     changed()
                     continue
-                mode = "miss" if use_cache and node.step.options.cache else "off"
+                mode: CacheDecision = "miss" if use_cache and node.step.options.cache else "off"
                 reason = describe_miss(parts, _previous_parts(ctx, pipeline.name, node_id)) if mode == "miss" \
                     else "caching is off for this run" if not use_cache else "caching is off for this step"
                 step_run = runs.create_run(
@@ -250,7 +254,7 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
         raise
     finally:
         runner.close()
-    status = "failed" if failed else "finished"
+    status: Literal["finished", "failed"] = "failed" if failed else "finished"
     try:
         runs.finish_run(ctx, parent.run_id, status,
                         error=failed[1].traceback if failed else None,

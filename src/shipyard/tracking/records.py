@@ -42,6 +42,7 @@ class RunRecord:
     host: str | None = None  # where the process that owns the run runs, and its id
     pid: int | None = None
     heartbeat: int | None = None  # ms since the epoch: when that process last said it was alive
+    policy_digest: str | None = None  # SHA-256 of what shipyard.yaml declared when the run started
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)

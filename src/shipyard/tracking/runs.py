@@ -67,9 +67,10 @@ def create_run(
         source=source,
         environment=environment or {},
         tags=tag_values,
+        policy_digest=ctx.policy.digest,
     )
     record.heartbeat = record.start_time
-    payload = {"name": name, "experiment": experiment, "parent_id": parent_id}
+    payload = {"name": name, "experiment": experiment, "parent_id": parent_id, "policy_digest": record.policy_digest}
     with ctx.store.mutation(ctx.actor, "run.create", "run", run_id, payload) as conn:
         if parent_id is not None:
             _require_run(conn, parent_id)
@@ -91,6 +92,7 @@ def create_run(
                 "host": record.host,
                 "pid": record.pid,
                 "heartbeat": record.heartbeat,
+                "policy_digest": record.policy_digest,
             },
         )
         if tag_values:
@@ -353,6 +355,7 @@ def _record(row: Any) -> RunRecord:
         host=row.host,
         pid=row.pid,
         heartbeat=row.heartbeat,
+        policy_digest=row.policy_digest,
     )
 
 
