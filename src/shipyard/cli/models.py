@@ -82,9 +82,11 @@ def show(ref: Annotated[str, typer.Argument(help="NAME/VERSION, NAME@ALIAS or mo
     if v.metrics:
         out.print(table("metrics (from the run)", ["metric", "value"], [[k, val] for k, val in sorted(v.metrics.items())]))
     if gates:
-        rows = [[g, Text(s.status, style=STATUS_STYLE.get(s.status, "")), when(s.created),
+        shown = {g: ("STALE" if state.gates.get(g) == "STALE" else s.status) for g, s in gates.items()}
+        rows = [[g, Text(shown[g], style=STATUS_STYLE.get(shown[g], "yellow")), when(s.created),
+                 f"{s.baseline_version and f'{v.model}/{s.baseline_version}' or '-'}",
                  s.waived_by and f"{s.waived_by}: {s.waiver_reason}" or ""] for g, s in gates.items()]
-        out.print(table("gates", ["gate", "status", "when", "waiver"], rows))
+        out.print(table("gates", ["gate", "status", "when", "champion then", "waiver"], rows))
     for r in reviews:
         out.print(f"  review {r.kind}: {r.status} (requested by {r.requested_by}"
                   + (f", decided by {r.decided_by})" if r.decided_by else ")"))
