@@ -111,7 +111,9 @@ class LocalExecutor:
         return self._pool.submit(execute, task)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        # Steps not started yet are dropped (an interrupted pipeline stops scheduling at once); running
+        # steps finish, since a thread cannot be stopped from outside.
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DaskExecutor:
