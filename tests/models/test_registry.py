@@ -198,3 +198,74 @@ def test_registered_gated_promoted_and_loaded_in_a_fresh_process(workspace: Path
     got = json.loads(out.stdout)
     assert got["pred"] == model.predict(sample).tolist()
     np.testing.assert_allclose(got["proba"], model.predict_proba(sample)[:, 1], rtol=1e-12)
+
+
+def _sparse_frame(n: int = 80) -> tuple[pd.DataFrame, pd.Series]:
+    """Features whose first rows show no null, no 'west' and a narrow range; later rows do."""
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"a": rng.normal(size=n), "b": rng.integers(0, 10, n),
+                      "region": rng.choice(["north", "south"], n)})
+    x.loc[[30, 61], "a"] = np.nan
+    x.loc[50, "b"] = 99
+    x.loc[70, "region"] = "west"
+    return x, (x["b"] > 4).astype(int)
+
+
+def _nan_tolerant(x: pd.DataFrame, y: pd.Series):  # type: ignore[no-untyped-def]
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.preprocessing import OneHotEncoder
+
+    encode = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["region"]), remainder="passthrough")
+    return make_pipeline(encode, HistGradientBoostingClassifier(max_iter=3)).fit(x, y)
+
+
+def test_the_signature_is_inferred_from_the_whole_training_frame(workspace: Path) -> None:
+    x, y = _sparse_frame()
+    model = _nan_tolerant(x, y)
+    with shipyard.start_run() as run:
+        version = run.log_model(model, "wide", input_example=x.head(20), signature_frame=x)
+    inputs = {c["name"]: c for c in version.signature["inputs"]}
+    assert (inputs["a"]["nullable"], inputs["b"]["nullable"], inputs["region"]["nullable"]) == (True, False, False)
+    assert (inputs["b"]["minimum"], inputs["b"]["maximum"]) == (0, 99)
+    assert inputs["region"]["categories"] == ["north", "south", "west"] and inputs["a"]["categories"] is None
+    np.testing.assert_array_equal(shipyard.models.load("wide").predict(x), model.predict(x))  # nulls accepted
+
+    only_frame = shipyard.models.register("whole", model, signature_frame=x)  # predicted on its first rows
+    assert only_frame.signature == version.signature
+    with pytest.raises(ValidationError, match="input_example has columns a, b but signature_frame has a, b, region"):
+        shipyard.models.register("whole", model, input_example=x[["a", "b"]].head(), signature_frame=x)
+    with pytest.raises(ValidationError, match="signature_frame must be a pandas DataFrame"):
+        shipyard.models.register("whole", model, signature_frame=x.to_numpy())  # type: ignore[arg-type]
+
+
+def test_many_distinct_values_record_no_categories(workspace: Path) -> None:
+    from shipyard.models.signature import MAX_CATEGORIES, infer_signature
+
+    frame = pd.DataFrame({"id": [f"c{i}" for i in range(MAX_CATEGORIES + 1)],
+                          "flag": pd.Categorical(["x", "y"] * ((MAX_CATEGORIES + 1) // 2) + ["x"]),
+                          "ratio": [np.inf] + [0.5] * MAX_CATEGORIES})
+    inputs = {c.name: c for c in infer_signature(frame).inputs}
+    assert inputs["id"].categories is None and inputs["flag"].categories == ["x", "y"]
+    assert (inputs["ratio"].minimum, inputs["ratio"].maximum) == (0.5, 0.5)  # the finite range
+
+
+def test_an_artifact_already_registered_is_not_registered_again(backend_workspace: Path, cancer) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.models.records import Artifact
+
+    x, y = cancer
+    ctx = open_context()
+    model = _train(x, y)
+    stored = registry.store_artifact(ctx, model)
+    first = registry.register_artifact(ctx, "same", model, stored, input_example=x.head())
+    again = registry.register_artifact(ctx, "same", model, stored, input_example=x.head())
+    assert (first.created, again.created) == (True, False) and again.version.version_id == "same/1"
+    assert [e.action for e in shipyard.audit_log(object_id="same")] == ["model.register"]  # nothing written
+    assert registry.register_artifact(ctx, "other", model, stored).created  # another model may hold it too
+
+    tenth = _train(x, y, 0.1)
+    assert registry.register_artifact(ctx, "same", tenth, registry.store_artifact(ctx, tenth)).version.version == 2
+    shipyard.models.archive("same/1")
+    assert registry.register_artifact(ctx, "same", model, stored).version.version_id == "same/1"
+    with pytest.raises(NotFoundError, match="is not in the blob store; nothing was registered"):
+        registry.register_artifact(ctx, "same", model, Artifact("sklearn", "0" * 64, 1, {}))

@@ -54,10 +54,11 @@ def run(
         print_json({**result.to_dict(), "outcome": outcome})
         return
     console().print(_steps_table(f"pipeline {result.name} (run {result.run_id[:8]})", result.steps))
-    if outcome.get("unchanged"):
-        console().print(f"Nothing changed: {outcome['version']} is already {outcome['alias']}.")
-        return
     gates = ", ".join(f"{g} {s}" for g, s in outcome["gates"].items()) or "none configured"
+    if outcome.get("unchanged"):
+        held = f"it is {outcome['alias']}" if outcome["alias"] else "it holds no alias"
+        console().print(f"unchanged: already {outcome['version']} (gates: {gates}); {held}. Nothing was registered.")
+        return
     alias = f"; it is now {outcome['alias']}" if outcome["alias"] else "; not promoted"
     console().print(f"Registered {outcome['version']} (gates: {gates}){alias}.")
 

@@ -24,15 +24,15 @@ PathLike = str | os.PathLike[str]
 
 
 def _log_model(ctx: Context, run_id: str, model: Any, name: str, *, input_example: pd.DataFrame | None = None,
-               flavor: str | None = None, dataset: str | None = None, description: str | None = None,
-               register: bool = True) -> ModelVersion | None:
+               signature_frame: pd.DataFrame | None = None, flavor: str | None = None, dataset: str | None = None,
+               description: str | None = None, register: bool = True) -> ModelVersion | None:
     """What Run.log_model does: attach the model to the run and register it with the run's metrics."""
     from shipyard.models.registry import register_model
     from shipyard.tracking.runs import get_run
 
     metrics = get_run(ctx, run_id).metrics
-    return register_model(ctx, name, model, input_example=input_example, flavor=flavor, run_id=run_id,
-                          dataset_version=dataset, metrics=metrics, description=description, register=register)
+    return register_model(ctx, name, model, input_example=input_example, signature_frame=signature_frame,
+                          flavor=flavor, run_id=run_id, dataset_version=dataset, metrics=metrics, description=description, register=register)
 
 
 set_model_logger(_log_model)
@@ -44,13 +44,14 @@ def _ctx(workspace: PathLike | None) -> Context:
     return open_context(workspace)
 
 
-def register(name: str, model: Any, *, input_example: pd.DataFrame | None = None, flavor: str | None = None,
-             dataset: str | None = None, description: str | None = None,
-             workspace: PathLike | None = None) -> ModelVersion:
+def register(name: str, model: Any, *, input_example: pd.DataFrame | None = None,
+             signature_frame: pd.DataFrame | None = None, flavor: str | None = None, dataset: str | None = None,
+             description: str | None = None, workspace: PathLike | None = None) -> ModelVersion:
     """Register a model outside a run (inside one, prefer run.log_model, which links the run)."""
     from shipyard.models.registry import register_model
 
-    version = register_model(_ctx(workspace), name, model, input_example=input_example, flavor=flavor,
+    version = register_model(_ctx(workspace), name, model, input_example=input_example,
+                             signature_frame=signature_frame, flavor=flavor,
                              dataset_version=dataset, description=description)
     assert version is not None
     return version

@@ -56,6 +56,26 @@ class ModelVersion:
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """A model file already in the blob store, saved by its flavor: registered as it is, never saved again
+    (saving a loaded model again can change its bytes, and with them the digest the registry knows it by)."""
+
+    flavor: str
+    digest: str
+    size: int
+    flavor_meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The version an artifact is registered as, and whether this call created it (False: a version of
+    the model already had exactly this artifact, and nothing was written)."""
+
+    version: ModelVersion
+    created: bool
+
+
+@dataclass(frozen=True)
 class AliasMove:
     model: str
     alias: str

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from shipyard.context import Context
 from shipyard.errors import ConflictError, NotFoundError, ValidationError, did_you_mean
-from shipyard.models.records import AliasMove, ModelVersion
+from shipyard.models.records import AliasMove, Artifact, ModelVersion, Registration
 from shipyard.models.refs import check_alias, check_model_name, parse_model_ref
 from shipyard.store.db import insert_or_update, now_ms
 from shipyard.store import lineage
@@ -30,38 +30,74 @@ SERVING_ALIASES = ("champion", "challenger")
 MODEL_VERSION = lineage.register_kind("model_version", "a registered version of a model")
 
 
-def package_model(model: Any, folder: Path, *, flavor: str | None = None,
-                  input_example: pd.DataFrame | None = None) -> tuple[Flavor, Path, dict[str, Any]]:
-    """Save `model` through its flavor into `folder`; return the flavor, the file and its metadata
-    (flavor meta, signature, environment, details). The example is predicted on, so a model whose
-    predict fails is refused here, before anything is registered."""
-    import pandas as pd
+def describe_model(model: Any, flavor: Flavor, *, input_example: pd.DataFrame | None = None,
+                   signature_frame: pd.DataFrame | None = None) -> dict[str, Any]:
+    """What the registry records about a model besides its file: signature, environment and details.
 
-    from shipyard.models.flavors import flavor_for, get_flavor
+    The model predicts on the example (at most 20 rows; the first rows of `signature_frame` when no
+    example is given), so a model whose predict fails is refused before anything is stored. The
+    signature's nullability, ranges and categories come from `signature_frame` (the whole training
+    features) when given, else from the example."""
     from shipyard.models.signature import infer_signature
 
-    if input_example is not None and not isinstance(input_example, pd.DataFrame):
+    example = _frame("input_example", input_example)
+    whole = _frame("signature_frame", signature_frame)
+    if example is not None and whole is not None and list(example.columns) != list(whole.columns):
         raise ValidationError(
-            f"input_example must be a pandas DataFrame with the model's input columns, got "
-            f"{type(input_example).__name__}. Pass a few rows of the training features, e.g. X.head()."
+            f"input_example has columns {', '.join(map(str, example.columns))} but signature_frame has "
+            f"{', '.join(map(str, whole.columns))}; pass the same feature columns (in the same order) to both."
         )
-    chosen = get_flavor(flavor) if flavor else flavor_for(model)
-    path = folder / chosen.file_name
-    meta = chosen.save(model, path)
-    details = chosen.describe(model)
+    details = flavor.describe(model)
     signature = None
-    if input_example is not None:
-        sample = input_example.head(20)
+    sample = example if example is not None else whole
+    if sample is not None:
         try:
-            predictions = chosen.predict(model, sample)
+            predictions = flavor.predict(model, sample.head(20))
         except Exception as exc:  # noqa: BLE001 - any failure of user code is reported, not raised as-is
             raise ValidationError(
                 f"The model's predict failed on the input example: {type(exc).__name__}: {exc}. "
                 "Nothing was registered; fix the model or the example."
             ) from exc
-        signature = infer_signature(input_example, predictions, classes=details.get("classes")).to_dict()
-    environment = {"python": platform.python_version(), "flavor": chosen.name, "packages": chosen.environment()}
-    return chosen, path, {"flavor_meta": meta, "signature": signature, "environment": environment, "details": details}
+        inferred_from = whole if whole is not None else sample
+        signature = infer_signature(inferred_from, predictions, classes=details.get("classes")).to_dict()
+    environment = {"python": platform.python_version(), "flavor": flavor.name, "packages": flavor.environment()}
+    return {"signature": signature, "environment": environment, "details": details}
+
+
+def _frame(name: str, value: Any) -> pd.DataFrame | None:
+    import pandas as pd
+
+    if value is not None and not isinstance(value, pd.DataFrame):
+        raise ValidationError(
+            f"{name} must be a pandas DataFrame with the model's input columns, got "
+            f"{type(value).__name__}. Pass the training features (or a few rows of them, e.g. X.head())."
+        )
+    return value
+
+
+def package_model(model: Any, folder: Path, *, flavor: str | None = None, input_example: pd.DataFrame | None = None,
+                  signature_frame: pd.DataFrame | None = None) -> tuple[Flavor, Path, dict[str, Any]]:
+    """Save `model` through its flavor into `folder`; return the flavor, the file and its metadata
+    (flavor meta, signature, environment, details; see describe_model)."""
+    from shipyard.models.flavors import flavor_for, get_flavor
+
+    chosen = get_flavor(flavor) if flavor else flavor_for(model)
+    path = folder / chosen.file_name
+    meta = chosen.save(model, path)
+    info = describe_model(model, chosen, input_example=input_example, signature_frame=signature_frame)
+    return chosen, path, {"flavor_meta": meta, **info}
+
+
+def store_artifact(ctx: Context, model: Any, *, flavor: str | None = None) -> Artifact:
+    """Save `model` through its flavor (detected unless named) into the blob store."""
+    from shipyard.models.flavors import flavor_for, get_flavor
+
+    chosen = get_flavor(flavor) if flavor else flavor_for(model)
+    with tempfile.TemporaryDirectory(prefix="shipyard-model-") as tmp:
+        path = Path(tmp) / chosen.file_name
+        meta = chosen.save(model, path)
+        blob = ctx.blobs.put_file(path)
+    return Artifact(chosen.name, blob.digest, blob.size, meta)
 
 
 MODEL_INFO = "shipyard-model.json"
@@ -73,6 +109,7 @@ def register_model(
     model: Any,
     *,
     input_example: pd.DataFrame | None = None,
+    signature_frame: pd.DataFrame | None = None,
     flavor: str | None = None,
     run_id: str | None = None,
     dataset_version: str | None = None,
@@ -80,36 +117,72 @@ def register_model(
     description: str | None = None,
     artifact_path: str | None = None,
     register: bool = True,
-    reuse_identical: bool = False,
 ) -> ModelVersion | None:
     """Package `model` and register it as the next version of `name`, in one audited transaction.
 
-    With a run, the packaged model is also attached to the run as artifacts under `artifact_path`
-    (the file and shipyard-model.json), from which `register_from_run` can register it later."""
-    from shipyard.tracking.runs import log_artifact_blob
-
+    `signature_frame` (the whole training features) is what the signature's nullability, ranges and
+    categories are inferred from; the model predicts on the first rows only. With a run, the packaged
+    model is also attached to the run as artifacts under `artifact_path` (the file and
+    shipyard-model.json), from which `register_from_run` can register it later."""
     check_model_name(name)
     with tempfile.TemporaryDirectory(prefix="shipyard-model-") as tmp:
-        chosen, path, info = package_model(model, Path(tmp), flavor=flavor, input_example=input_example)
-        blob = ctx.blobs.put_file(path)
-        if run_id is not None:
-            folder = artifact_path or f"models/{name}"
-            log_artifact_blob(ctx, run_id, f"{folder}/{chosen.file_name}", blob.digest, blob.size)
-            record = json.dumps({"flavor": chosen.name, "file": chosen.file_name, "digest": blob.digest,
-                                 "size": blob.size, **info}, indent=2, default=str).encode()
-            meta_blob = ctx.blobs.put_bytes(record)
-            log_artifact_blob(ctx, run_id, f"{folder}/{MODEL_INFO}", meta_blob.digest, meta_blob.size)
+        chosen, path, info = package_model(model, Path(tmp), flavor=flavor, input_example=input_example,
+                                           signature_frame=signature_frame)
+        blob = ctx.blobs.put_file(path)  # only once the model has predicted on the example
+    artifact = Artifact(chosen.name, blob.digest, blob.size, info["flavor_meta"])
+    if run_id is not None:
+        _attach(ctx, run_id, artifact_path or f"models/{name}", artifact, info)
     if not register:
         return None
-    if reuse_identical:  # the same artifact as the latest version: no new version
-        try:
-            latest = get_model_version(ctx, name)
-        except NotFoundError:
-            latest = None
-        if latest is not None and latest.artifact_digest == blob.digest:
-            return latest
-    return insert_version(ctx, name, chosen.name, blob.digest, blob.size, info, run_id=run_id,
-                          dataset_version=dataset_version, metrics=metrics, description=description)
+    return insert_version(ctx, name, artifact.flavor, artifact.digest, artifact.size, info, run_id=run_id,
+                          dataset_version=dataset_version, metrics=metrics, description=description).version
+
+
+def register_artifact(
+    ctx: Context,
+    name: str,
+    model: Any,
+    artifact: Artifact,
+    *,
+    input_example: pd.DataFrame | None = None,
+    signature_frame: pd.DataFrame | None = None,
+    run_id: str | None = None,
+    dataset_version: str | None = None,
+    metrics: dict[str, float] | None = None,
+    description: str | None = None,
+) -> Registration:
+    """Register a model file already in the blob store (a pipeline step's output) exactly as it is, as
+    the next version of `name` — unless a version of `name` already has this artifact: then nothing is
+    written and that version comes back with `created=False`. `model` is the loaded artifact, to
+    describe it and infer its signature; it is not saved again."""
+    from shipyard.models.flavors import get_flavor
+
+    check_model_name(name)
+    chosen = get_flavor(artifact.flavor)
+    if not ctx.blobs.exists(artifact.digest):
+        raise NotFoundError(f"The model artifact {artifact.digest} is not in the blob store; nothing was registered.",
+                            digest=artifact.digest)
+    info = {"flavor_meta": artifact.flavor_meta,
+            **describe_model(model, chosen, input_example=input_example, signature_frame=signature_frame)}
+    registration = insert_version(ctx, name, chosen.name, artifact.digest, artifact.size, info, run_id=run_id,
+                                  dataset_version=dataset_version, metrics=metrics, description=description,
+                                  existing_ok=True)
+    if registration.created and run_id is not None:
+        _attach(ctx, run_id, f"models/{name}", artifact, info)
+    return registration
+
+
+def _attach(ctx: Context, run_id: str, folder: str, artifact: Artifact, info: dict[str, Any]) -> None:
+    """The model file and its shipyard-model.json as artifacts of the run."""
+    from shipyard.models.flavors import get_flavor
+    from shipyard.tracking.runs import log_artifact_blob
+
+    file_name = get_flavor(artifact.flavor).file_name
+    log_artifact_blob(ctx, run_id, f"{folder}/{file_name}", artifact.digest, artifact.size)
+    record = json.dumps({"flavor": artifact.flavor, "file": file_name, "digest": artifact.digest,
+                         "size": artifact.size, **info}, indent=2, default=str).encode()
+    meta_blob = ctx.blobs.put_bytes(record)
+    log_artifact_blob(ctx, run_id, f"{folder}/{MODEL_INFO}", meta_blob.digest, meta_blob.size)
 
 
 def register_from_run(ctx: Context, name: str, run_id: str, *, artifact_path: str | None = None,
@@ -132,7 +205,7 @@ def register_from_run(ctx: Context, name: str, run_id: str, *, artifact_path: st
     if not ctx.blobs.exists(info["digest"]):
         raise NotFoundError(f"The artifact of the model at '{folder}' of run {run.run_id} is gone from the blob store.")
     return insert_version(ctx, name, info["flavor"], info["digest"], info["size"], info, run_id=run.run_id,
-                          dataset_version=None, metrics=run.metrics, description=description)
+                          dataset_version=None, metrics=run.metrics, description=description).version
 
 
 def insert_version(
@@ -147,7 +220,11 @@ def insert_version(
     dataset_version: str | None,
     metrics: dict[str, float] | None,
     description: str | None,
-) -> ModelVersion:
+    existing_ok: bool = False,
+) -> Registration:
+    """Insert the next version of `name` with its lineage edges, audited. With `existing_ok`, a version
+    of `name` that already has the artifact `digest` is returned instead (`created=False`), found in the
+    same transaction, so two runs registering the same artifact at once make one version."""
     from shipyard.data.versions import get_version as get_dataset_version
 
     if dataset_version is not None:
@@ -159,6 +236,8 @@ def insert_version(
                                "dataset_version": dataset_version}
     try:
         with ctx.store.mutation(ctx.actor, "model.register", "model", name, payload) as conn:
+            if existing_ok and (found := artifact_version(conn, name, digest)) is not None:
+                raise _AlreadyRegistered(found)  # rolls the transaction back: no audit event for nothing
             latest = conn.execute(
                 select(model_versions.c.version).where(model_versions.c.model == name)
                 .order_by(model_versions.c.version.desc()).limit(1)
@@ -193,7 +272,31 @@ def insert_version(
             f"Another process registered a version of '{name}' at the same moment; nothing was written by "
             "this one. Register again."
         ) from exc
-    return get_model_version(ctx, f"{name}/{number}")
+    except _AlreadyRegistered as already:
+        return Registration(get_model_version(ctx, f"{name}/{already.number}"), created=False)
+    return Registration(get_model_version(ctx, f"{name}/{number}"), created=True)
+
+
+class _AlreadyRegistered(Exception):
+    """Raised inside the mutation to leave it without a write (or an audit event)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(number)
+        self.number = number
+
+
+def artifact_version(conn: Connection, name: str, digest: str) -> int | None:
+    """The version of `name` whose artifact is `digest` (an active one before an archived one, then the
+    latest), or None."""
+    rows = conn.execute(
+        select(model_versions.c.version, model_versions.c.status)
+        .where(model_versions.c.model == name, model_versions.c.artifact_digest == digest)
+        .order_by(model_versions.c.version.desc())
+    ).all()
+    active = [r.version for r in rows if r.status != "archived"]
+    if active:
+        return int(active[0])
+    return int(rows[0].version) if rows else None
 
 
 def _run_input(ctx: Context, run_id: str) -> str | None:

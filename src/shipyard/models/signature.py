@@ -1,5 +1,6 @@
-"""Model signatures: the input columns (name, dtype, nullability) and output, inferred from an example
-and enforced at prediction time with errors that name the column."""
+"""Model signatures: the input columns (name, dtype, nullability, the ranges and categories seen) and the
+output, inferred from the training features and enforced at prediction time with errors that name the
+column."""
 
 from __future__ import annotations
 
@@ -13,14 +14,18 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _KINDS = ("integer", "float", "boolean", "string", "datetime", "category", "object")
+MAX_CATEGORIES = 100  # a text column with more distinct values records none (an id, free text)
 
 
 @dataclass(frozen=True)
 class ColumnSpec:
     name: str
     kind: str  # integer | float | boolean | string | datetime | category | object
-    dtype: str  # the pandas dtype seen in the example
-    nullable: bool
+    dtype: str  # the pandas dtype seen in the training features
+    nullable: bool  # whether any training row had a null here
+    minimum: float | int | None = None  # integer and float columns: the finite range seen in training
+    maximum: float | int | None = None
+    categories: list[Any] | None = None  # string and category columns: the values seen, when few
 
 
 @dataclass
@@ -58,20 +63,20 @@ def column_kind(dtype: Any) -> str:
     return "object"
 
 
-def infer_signature(example: pd.DataFrame, predictions: np.ndarray | None = None, *,
+def infer_signature(frame: pd.DataFrame, predictions: np.ndarray | None = None, *,
                     classes: list[Any] | None = None) -> Signature:
+    """The signature of a model trained on `frame`: pass all the training features, not a sample, since
+    nullability, ranges and categories are what every row showed (a column whose first nulls come late
+    is still nullable)."""
     import pandas as pd
 
-    if not isinstance(example, pd.DataFrame):
+    if not isinstance(frame, pd.DataFrame):
         raise ValidationError(
-            f"input_example must be a pandas DataFrame with the model's input columns, got {type(example).__name__}."
+            f"input_example must be a pandas DataFrame with the model's input columns, got {type(frame).__name__}."
         )
-    if example.empty:
+    if frame.empty:
         raise ValidationError("input_example has no rows; give a few representative rows of input.")
-    inputs = [
-        ColumnSpec(str(name), column_kind(example[name].dtype), str(example[name].dtype), bool(example[name].isna().any()))
-        for name in example.columns
-    ]
+    inputs = [_column(str(name), frame[name]) for name in frame.columns]
     output: dict[str, Any] = {}
     if predictions is not None:
         output["dtype"] = str(getattr(predictions, "dtype", type(predictions).__name__))
@@ -80,11 +85,34 @@ def infer_signature(example: pd.DataFrame, predictions: np.ndarray | None = None
     return Signature(inputs, output)
 
 
+def _column(name: str, values: pd.Series) -> ColumnSpec:
+    import numpy as np
+
+    kind = column_kind(values.dtype)
+    present = values.dropna()
+    minimum: float | int | None = None
+    maximum: float | int | None = None
+    categories: list[Any] | None = None
+    if kind == "integer" and len(present):
+        minimum, maximum = int(present.min()), int(present.max())
+    elif kind == "float":
+        finite = present.to_numpy(dtype=float)
+        finite = finite[np.isfinite(finite)]
+        if finite.size:
+            minimum, maximum = float(finite.min()), float(finite.max())
+    elif kind in ("string", "category"):
+        seen = [v.item() if isinstance(v, np.generic) else v for v in present.unique()]
+        if len(seen) <= MAX_CATEGORIES and all(isinstance(v, (str, int, float, bool)) for v in seen):
+            categories = sorted(seen, key=str)
+    return ColumnSpec(name, kind, str(values.dtype), bool(values.isna().any()), minimum, maximum, categories)
+
+
 def enforce(signature: Signature, frame: Any) -> pd.DataFrame:
     """Return the frame the model should see: the signature's columns in its order, safely cast.
 
-    A missing column, a type that cannot be cast without loss, or a null in a column the example had
-    none in raises ValidationError naming the column. Extra columns are dropped."""
+    A missing column, a type that cannot be cast without loss, or a null in a column that had none in
+    training raises ValidationError naming the column. Extra columns are dropped; ranges and categories
+    are recorded, not enforced."""
     import numpy as np
     import pandas as pd
 

@@ -1,5 +1,6 @@
 """Step outputs as content-addressed artifacts, by type: DataFrames as Parquet, arrays as .npy,
-models through their flavor, JSON-able values as JSON, anything else pickled as a last resort."""
+models through their flavor, JSON-able values as JSON, anything else pickled as a last resort; a
+`Stored` reference returned by a step is passed on as the output it refers to, never stored again."""
 
 from __future__ import annotations
 
@@ -60,6 +61,14 @@ def store_value(blobs: BlobStore, value: Any) -> Stored:
     import numpy as np
     import pandas as pd
 
+    if isinstance(value, Stored):  # a stored input passed on as it is (the model a selection picked)
+        if not blobs.exists(value.digest):
+            from shipyard.errors import NotFoundError
+
+            raise NotFoundError(f"A step returned the stored output {value.digest}, which is not in the blob "
+                                "store; return a Stored that a step received, or the value itself.",
+                                digest=value.digest)
+        return value
     if isinstance(value, pd.DataFrame):
         info = blobs.put_bytes(parquet_bytes(value))
         return Stored(info.digest, "parquet", info.size)

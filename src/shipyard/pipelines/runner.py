@@ -123,18 +123,19 @@ def _bind(node: Node, outputs: dict[str, list[dict[str, Any]]]) -> tuple[tuple[A
     params: dict[str, Fingerprint] = {}
     inputs: dict[str, str] = {}
 
-    def swap(name: str, value: Any) -> Any:
+    def swap(name: str, value: Any, as_stored: bool) -> Any:
         if isinstance(value, OutputRef):
             stored = outputs[value.node][value.index or 0]
             inputs[name] = stored["digest"]
-            return StoredRef(Stored.from_dict(stored))
+            # A `Stored` parameter gets the reference itself; any other is loaded on the worker.
+            return Stored.from_dict(stored) if as_stored else StoredRef(Stored.from_dict(stored))
         if isinstance(value, (list, tuple)) and any(isinstance(v, OutputRef) for v in value):
-            return type(value)(swap(element_name(name, i), v) for i, v in enumerate(value))
+            return type(value)(swap(element_name(name, i), v, as_stored) for i, v in enumerate(value))
         params[name] = fingerprint(value, step=node.id, name=name, cached=node.step.options.cache)
         return value
 
     for name, value in list(bound.arguments.items()):
-        bound.arguments[name] = swap(name, value)
+        bound.arguments[name] = swap(name, value, name in node.step.stored_params)
     parts = KeyParts(code_digest(node.step), params, inputs, environment_digest())
     return bound.args, bound.kwargs, parts
 

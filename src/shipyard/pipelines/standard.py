@@ -9,6 +9,7 @@ import random
 from typing import Any
 
 from shipyard.policy.lifecycle import LifecycleSpec
+from shipyard.pipelines.materialize import Stored
 from shipyard.pipelines.steps import Pipeline, pipeline, step
 
 
@@ -79,18 +80,21 @@ def train(frame: Any, target: str, estimator: str, params: dict[str, Any], categ
 def evaluate(model: Any, frame: Any, target: str, metrics: list[str]) -> dict[str, float]:
     """The evaluation metrics of a model on the test frame."""
     from shipyard.gates.evaluation import compute_metrics, infer_task
+    from shipyard.models.flavors import flavor_for
 
     x, y = frame.drop(columns=[target]), frame[target].to_numpy()
     task = infer_task(y)
-    proba = model.predict_proba(x) if task == "classification" and hasattr(model, "predict_proba") else None
-    classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])] or None
-    found = compute_metrics(task, y, model.predict(x), proba, classes=classes)
+    flavor = flavor_for(model)  # the loaded model predicts through its flavor (a LightGBM Booster's own gives scores)
+    proba = flavor.predict_proba(model, x) if task == "classification" else None
+    classes = flavor.describe(model).get("classes")
+    found = compute_metrics(task, y, flavor.predict(model, x), proba, classes=classes)
     return {m: float(found[m]) for m in metrics if m in found}
 
 
 @step
-def select(candidates: list[Any], scores: list[dict[str, float]], metric: str) -> Any:
-    """The best candidate of a sweep by the primary metric (lower is better for losses and errors)."""
+def select(candidates: list[Stored], scores: list[dict[str, float]], metric: str) -> Stored:
+    """The best candidate of a sweep by the primary metric (lower is better for losses and errors),
+    passed on as the artifact its train step stored."""
     lower = metric in ("log_loss", "rmse", "mae")
     values = [s.get(metric, float("inf") if lower else float("-inf")) for s in scores]
     best = min(range(len(values)), key=values.__getitem__) if lower else max(range(len(values)), key=values.__getitem__)
@@ -98,11 +102,15 @@ def select(candidates: list[Any], scores: list[dict[str, float]], metric: str) -
 
 
 @step(cache=False)
-def register(model: Any, metrics: dict[str, float], example: Any, target: str, name: str, version: str,
+def register(model: Stored, metrics: dict[str, float], example: Any, target: str, name: str, version: str,
              pipeline_tag: str, workspace: str) -> dict[str, Any]:
-    """Register the model with its metrics, signature and lineage to the data version."""
+    """Register the artifact the train step stored, as it is, with its metrics, a signature inferred from
+    the whole training frame and lineage to the data version. When a version of the model already has
+    that artifact (an unchanged re-run), nothing is registered: the result says which version it is."""
     from shipyard.context import open_context
-    from shipyard.models.registry import register_model
+    from shipyard.models.records import Artifact
+    from shipyard.models.registry import register_artifact, store_artifact
+    from shipyard.pipelines.materialize import load_value
     from shipyard.pipelines.steps import current_run_id
     from shipyard.store.db import now_ms
     from shipyard.tracking.records import MetricPoint
@@ -110,22 +118,33 @@ def register(model: Any, metrics: dict[str, float], example: Any, target: str, n
 
     ctx = open_context(workspace)
     run_id = current_run_id()
+    native = load_value(ctx.blobs, model)
+    if model.kind.startswith("model:"):
+        artifact = Artifact(model.kind.split(":", 1)[1], model.digest, model.size, model.meta or {})
+    else:  # a model of a library the step outputs do not recognise (pickled): saved once, by its flavor
+        artifact = store_artifact(ctx, native)
+    features = example.drop(columns=[target])
+    registration = register_artifact(ctx, name, native, artifact, input_example=features.head(20),
+                                     signature_frame=features, run_id=run_id, dataset_version=version,
+                                     metrics=metrics, description=pipeline_tag)
+    ref = registration.version.version_id
+    if not registration.created:
+        return {"version": ref, "unchanged": True, "message": f"unchanged: already {ref}"}
     if run_id is not None:  # the metrics of the registered model, on the run that registers it
         stamp = now_ms()
         log_metrics(ctx, run_id, [MetricPoint(k, float(v), 0, stamp) for k, v in metrics.items()])
-    registered = register_model(ctx, name, model, input_example=example.drop(columns=[target]).head(20),
-                                run_id=run_id, dataset_version=version, metrics=metrics,
-                                description=pipeline_tag, reuse_identical=True)
-    assert registered is not None
-    return {"version": registered.version_id}
+    return {"version": ref}
 
 
 @step(cache=False)
 def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) -> dict[str, Any]:
-    """Run the configured gates; if they pass, take challenger (or champion when there is none)."""
+    """Run the configured gates; if they pass, take challenger (or champion when there is none).
+
+    A version registered before (an unchanged re-run) is neither gated nor moved again when it was
+    gated or holds an alias already: the outcome reports its stored gate results and aliases."""
     from shipyard.context import open_context
     from shipyard.errors import GateFailed, NotFoundError
-    from shipyard.gates.gating import run_gates
+    from shipyard.gates.gating import latest_gates, run_gates
     from shipyard.gates.promotion import promote as move
     from shipyard.models.registry import get_model_version
 
@@ -133,8 +152,13 @@ def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) 
     ref = registered["version"]
     name = ref.split("/", 1)[0]
     current = get_model_version(ctx, ref)
-    if current.aliases:  # an unchanged model that already serves: nothing to gate or move
-        return {"version": ref, "gates": {}, "alias": current.aliases[0], "unchanged": True}
+    unchanged = {"unchanged": True} if registered.get("unchanged") else {}
+    if unchanged:
+        stored = {g: s.status for g, s in latest_gates(ctx, ref).items()}
+        if stored or current.aliases or current.status == "archived":
+            return {"version": ref, "gates": stored, "alias": current.aliases[0] if current.aliases else None,
+                    **unchanged}
+        # never gated nor promoted (the run that registered it stopped before): as for a new version
     results = {r.gate: r.status for r in run_gates(ctx, ref)} if ctx.policy.gates(name) else {}
     alias = None
     if promote:
@@ -147,7 +171,7 @@ def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) 
             move(ctx, ref, alias, reason="standard pipeline: gates passed")
         except GateFailed:
             alias = None
-    return {"version": ref, "gates": results, "alias": alias}
+    return {"version": ref, "gates": results, "alias": alias, **unchanged}
 
 
 def _estimator(path: str) -> Any:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import re
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -82,6 +84,7 @@ class _Builder:
         while node_id in self.nodes:
             node_id = f"{step.name}_{n}"
             n += 1
+        step.stored_params  # noqa: B018 - an annotation that cannot be resolved is an error now, not at run time
         if step.options.cache:
             _check_hashable(node_id, arguments)
         self.nodes[node_id] = Node(node_id, step, args, kwargs)
@@ -130,11 +133,36 @@ class Step:
     def __repr__(self) -> str:
         return f"<step {self.name}>"
 
+    @functools.cached_property
+    def stored_params(self) -> frozenset[str]:
+        """The parameters annotated `Stored` (or `list[Stored]`): given the output of another step, they
+        receive where it is stored (its digest, kind and flavor metadata) instead of the loaded value,
+        so that a step can pass a model on, or register it, with the exact bytes its producer stored."""
+        return frozenset(p.name for p in inspect.signature(self.fn).parameters.values()
+                         if _takes_stored(self, p.name, p.annotation))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = _building.get()
         if builder is None:
             return self.fn(*args, **kwargs)
         return builder.add(self, args, kwargs)
+
+
+def _takes_stored(step: Step, name: str, annotation: Any) -> bool:
+    from shipyard.pipelines.materialize import Stored
+
+    if isinstance(annotation, str):  # `from __future__ import annotations`: resolved as typing would
+        if not re.search(r"\bStored\b", annotation):
+            return False
+        try:
+            annotation = eval(annotation, getattr(step.fn, "__globals__", {}))  # noqa: S307 - as get_type_hints
+        except Exception as exc:  # noqa: BLE001 - reported with the fix
+            raise ValidationError(
+                f"Step '{step.name}' annotates parameter '{name}' as {annotation!r}, which cannot be resolved "
+                f"({type(exc).__name__}: {exc}). Import it where the step is defined, at module level: "
+                "`from shipyard.pipelines.materialize import Stored`."
+            ) from None
+    return annotation is Stored or Stored in typing.get_args(annotation)
 
 
 @overload

@@ -180,6 +180,7 @@ class Run:
         name: str,
         *,
         input_example: Any = None,
+        signature_frame: Any = None,
         flavor: str | None = None,
         dataset: str | None = None,
         description: str | None = None,
@@ -187,14 +188,17 @@ class Run:
     ) -> Any:
         """Attach `model` to this run (as artifacts under models/NAME) and register it as the next
         version of `name`, linked to this run, its metrics and the dataset version it trained on
-        (`dataset`, else the run's first logged input). register=False only attaches it; register
-        later with `shipyard models register NAME --run RUN`."""
+        (`dataset`, else the run's first logged input). The model predicts on `input_example`; the
+        signature's nullability, ranges and categories come from `signature_frame` (pass all the
+        training features) when given, else from the example. register=False only attaches it;
+        register later with `shipyard models register NAME --run RUN`."""
         self._check_open()
         if _model_logger is None:
             raise ConflictError("Logging a model needs the model registry: `import shipyard.models` first.")
         self.flush()
-        return _model_logger(self.ctx, self.run_id, model, name, input_example=input_example, flavor=flavor,
-                             dataset=dataset, description=description, register=register)
+        return _model_logger(self.ctx, self.run_id, model, name, input_example=input_example,
+                             signature_frame=signature_frame, flavor=flavor, dataset=dataset,
+                             description=description, register=register)
 
     # -- lineage --------------------------------------------------------------------------------
     def log_input(self, ref: str) -> str:
