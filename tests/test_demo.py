@@ -29,6 +29,6 @@ def test_demo_runs_the_lifecycle(tmp_path: Path) -> None:
     assert {k: items[k] for k in ("data", "model", "pipeline", "governance")} == dict.fromkeys(
         ("data", "model", "pipeline", "governance"), "PASS")
     runs = subprocess.run([shipyard_cli, "-C", str(workspace), "runs", "list", "--experiment", "pipelines",
-                           "--filter", "tags.shipyard.cache = 'hit'", "--json", "-n", "100"],
+                           "--filter", "tags.shipyard.cache = 'hit'", "--all", "--json", "-n", "100"],
                           capture_output=True, text=True, timeout=120)
     assert len(json.loads(runs.stdout)["runs"]) >= 12  # the second run's cached steps

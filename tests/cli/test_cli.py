@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-
-
-
+import shipyard
 from tests.cli.helpers import blob_path, cli, cli_json, fails, list_ids, make_run
 from tests.tampering import rewrite_chain
 
@@ -122,6 +120,22 @@ def test_runs_list_table_and_json(three_runs: dict[str, str], capsys: pytest.Cap
     assert alpha["params"] == {"model": "rf", "seed": "1"}
     assert alpha["experiment"] == "exp-a" and alpha["user"] == "tester" and alpha["status"] == "finished"
     assert by_name["beta"]["metrics"] == {"auc": 0.95}
+
+
+def test_runs_list_shows_top_level_runs_unless_all(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with shipyard.start_run("pipeline") as parent:
+        for step in ("prepare", "train"):
+            with shipyard.start_run(step, nested=True) as child:
+                child.log_artifact(b"x", name=f"{step}.txt")
+    assert [r["name"] for r in cli_json(capsys, "runs", "list")["runs"]] == ["pipeline"]
+    every = cli_json(capsys, "runs", "list", "--all")["runs"]
+    assert sorted(r["name"] for r in every) == ["pipeline", "prepare", "train"]
+    assert {r["name"]: [a["path"] for a in r["artifacts"]] for r in every} == {
+        "pipeline": [], "prepare": ["prepare.txt"], "train": ["train.txt"]}
+    children = cli_json(capsys, "runs", "list", "--filter", f"parent_id = '{parent.run_id}'")["runs"]
+    assert sorted(r["name"] for r in children) == ["prepare", "train"]
+    code, out, _ = cli(capsys, "runs", "list")
+    assert code == 0 and " pipeline " in out and " prepare " not in out
 
 
 def test_runs_list_filter_order_and_experiment(three_runs: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -402,6 +416,11 @@ def test_artifacts_get_round_trip(workspace: Path, tmp_path: Path, capsys: pytes
     code, _, err = cli(capsys, "artifacts", "get", run_id, "models/model.bin", str(out_dir))
     assert code == 0, err
     assert (out_dir / "model.bin").read_bytes() == data
+
+    # A destination ending with a slash is a folder, created when missing.
+    code, out, err = cli(capsys, "artifacts", "get", run_id, "models/model.bin", str(tmp_path / "new") + "/")
+    assert code == 0, err
+    assert (tmp_path / "new" / "model.bin").read_bytes() == data and "model.bin" in out
 
     err = fails(capsys, "artifacts", "get", run_id, "models/model.bn", str(tmp_path))
     assert "no artifact 'models/model.bn'" in err and "Did you mean 'models/model.bin'" in err

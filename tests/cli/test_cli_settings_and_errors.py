@@ -106,6 +106,73 @@ def test_debug_shows_a_traceback_only_when_asked(workspace: Path, capsys: pytest
     assert "Traceback" not in fails(capsys, "runs", "show", "deadbeefdeadbeef")
 
 
+@pytest.mark.parametrize("where", ["after the command", "between group and command", "at the end"])
+def test_debug_works_anywhere_on_the_line(workspace: Path, capsys: pytest.CaptureFixture[str], where: str) -> None:
+    args = {"after the command": ["runs", "show", "--debug", "deadbeefdeadbeef"],
+            "between group and command": ["runs", "--debug", "show", "deadbeefdeadbeef"],
+            "at the end": ["runs", "show", "deadbeefdeadbeef", "--debug"]}[where]
+    code, out, err = cli(capsys, *args)
+    assert code == 1 and out == ""
+    assert "Traceback" in err and "No run with id 'deadbeefdeadbeef'" in err
+    # After `--`, it is an argument like any other.
+    code, out, err = cli(capsys, "runs", "show", "--", "--debug")
+    assert code == 1 and "No run with id '--debug'" in err and "Traceback" not in err
+
+
+def _broken_search(*args: object, **kwargs: object) -> None:
+    raise KeyError("a bug")
+
+
+def test_an_unexpected_error_is_one_line_pointing_at_its_traceback(
+    workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipyard.cli.main import EXIT_UNEXPECTED
+    from shipyard.tracking import search
+
+    monkeypatch.setattr(search, "search_runs", _broken_search)
+    code, out, err = cli(capsys, "runs", "list")
+    assert code == EXIT_UNEXPECTED and code not in (0, 1, 2) and out == ""
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("Unexpected error: KeyError: 'a bug'.") and "--debug" in err
+    (log,) = (workspace / ".shipyard" / "logs").iterdir()
+    assert str(log) in err
+    text = log.read_text()
+    assert text.startswith("shipyard runs list\n")
+    assert "Traceback" in text and "_broken_search" in text and "KeyError: 'a bug'" in text
+
+    code, _, err = cli(capsys, "runs", "list", "--debug")
+    assert code == EXIT_UNEXPECTED and "Traceback" in err and "_broken_search" in err
+    assert "Unexpected error: KeyError" in err.strip().splitlines()[-1]
+
+
+def test_an_unexpected_error_outside_a_workspace_is_logged_in_the_temporary_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipyard.cli.main import EXIT_UNEXPECTED
+
+    def broken() -> None:
+        raise RuntimeError("no store")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", None)
+    monkeypatch.setattr("shipyard.cli.audit.context", broken)
+    code, _, err = cli(capsys, "audit", "head")
+    assert code == EXIT_UNEXPECTED and "Traceback" not in err
+    (log,) = (tmp_path / "tmp").iterdir()
+    assert str(log) in err and "RuntimeError: no store" in log.read_text()
+
+
+def test_a_path_that_cannot_be_written_is_a_message(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    shipyard.data.add("t", pd.DataFrame({"a": [1, 2]}))
+    (workspace / "a-file").write_text("")
+    err = fails(capsys, "data", "schema", "infer", "t@1", "-o", str(workspace / "a-file" / "t.yaml"))
+    assert str(workspace / "a-file") in err and "Check that the path exists" in err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -93,6 +93,36 @@ def test_reviews(wine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     assert code == 1 and "Invalid review kind" in err
 
 
+def test_review_list_shows_pending_reviews(workspace: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = np.zeros((4, 1)), [0, 1, 0, 1]
+    for name in ("iris", "iris", "wine"):
+        shipyard.models.register(name, DummyClassifier().fit(x, y))
+    code, out, _ = run(capsys, "review", "list")
+    assert code == 0 and "No reviews" in out and "shipyard review request" in out
+    for ref, kind in (("iris/1", "ethical"), ("iris/2", "ethical"), ("iris/2", "security"), ("wine/1", "ethical")):
+        assert run(capsys, "review", "request", ref, "--kind", kind, "--notes", f"{kind} of {ref}")[0] == 0
+    monkeypatch.setenv("SHIPYARD_USER", "reviewer")
+    assert run(capsys, "review", "approve", "iris/2", "--kind", "ethical")[0] == 0
+
+    def listed(*args: str) -> list[tuple[str, str, str]]:
+        code, out, err = run(capsys, "review", "list", *args, "--json")
+        assert code == 0, err
+        return [(r["version_id"], r["kind"], r["status"]) for r in json.loads(out)]
+
+    assert listed() == [("iris/1", "ethical", "requested"), ("iris/2", "ethical", "approved"),
+                        ("iris/2", "security", "requested"), ("wine/1", "ethical", "requested")]
+    assert listed("--pending") == [("iris/1", "ethical", "requested"), ("iris/2", "security", "requested"),
+                                   ("wine/1", "ethical", "requested")]
+    assert listed("iris", "--pending") == [("iris/1", "ethical", "requested"), ("iris/2", "security", "requested")]
+    assert listed("iris/2") == [("iris/2", "ethical", "approved"), ("iris/2", "security", "requested")]
+    assert listed("wine@latest", "--pending") == [("wine/1", "ethical", "requested")]
+    code, out, _ = run(capsys, "review", "list", "iris", "--pending")
+    assert code == 0 and "security of iris/2" in out and "tester" in out and "shipyard review approve" in out
+    code, _, err = run(capsys, "review", "list", "irsi")
+    assert code == 1 and "Did you mean 'iris'" in err
+
+
 def test_bad_references(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shipyard.models.register("iris", DummyClassifier().fit(np.zeros((4, 1)), [0, 1, 0, 1]))
     for args, message in [

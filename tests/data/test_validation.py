@@ -264,6 +264,14 @@ def test_numeric_skew_uses_reference_edges(base: tuple[pa.Table, dict[str, Any],
     assert anomaly.details["threshold"] == 0.1
 
 
+def test_key_columns_have_no_skew(base: tuple[pa.Table, dict[str, Any], Schema]) -> None:
+    table, profile, schema = base
+    ids = table.column("customer_id")
+    newer = table.filter(pc.greater(ids, pc.approximate_median(ids)))  # new customers, the same population
+    report = check(newer, schema, profile, previous_row_count=newer.num_rows)
+    assert report.anomalies == [], report.summary_rows()
+
+
 def test_categorical_skew_is_the_largest_frequency_gap(base: tuple[pa.Table, dict[str, Any], Schema]) -> None:
     table, profile, schema = base
     bad = BAD_VERSIONS["skew_categorical"](table, schema)[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import filecmp
 import os
 import subprocess
@@ -133,6 +134,29 @@ def test_a_generated_larger_table(workspace: Path) -> None:
     assert shipyard.data.load("big@1").shape == (n, 4)
 
 
+def test_diff_shows_instants_as_dates_and_no_shifts_of_key_columns(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shipyard.cli.main import main
+
+    frame = pd.DataFrame({"id": range(100), "amount": np.linspace(0.0, 99.0, 100),
+                          "at": pd.date_range("2026-01-01", periods=100, freq="h")})
+    shipyard.data.add("events", frame, key=["id"])
+    later = frame.assign(id=frame["id"] + 100, at=frame["at"] + pd.Timedelta(days=30), amount=frame["amount"] * 2)
+    shipyard.data.add("events", later, key=["id"])
+    d = shipyard.data.diff("events@1", "events@2")
+    assert (d.key, d.rows_added, d.rows_removed) == (["id"], 100, 100)
+    assert set(d.stat_shifts) == {"amount", "at"}  # the key's statistics move with every new id: not a shift
+    assert d.stat_shifts["at"]["min"] == ("2026-01-01T00:00:00Z", "2026-01-31T00:00:00Z")
+    assert d.stat_shifts["at"]["max"] == ("2026-01-05T03:00:00Z", "2026-02-04T03:00:00Z")
+    assert "std" not in d.stat_shifts["at"]  # the same spread
+    capsys.readouterr()
+    assert main(["data", "diff", "events@1", "events@2"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-01-31T00:00:00Z" in out and "e+09" not in out  # not epoch seconds
+    assert "│ id " not in out
+
+
 @pytest.mark.parametrize(
     "call, error, message",
     [
@@ -140,6 +164,11 @@ def test_a_generated_larger_table(workspace: Path) -> None:
         (lambda p: shipyard.data.add("x", p / "missing.csv"), NotFoundError, "does not exist"),
         (lambda p: shipyard.data.add("x", p / "broken.csv"), ValidationError, "at line 3"),
         (lambda p: shipyard.data.add("x", p / "latin1.csv"), ValidationError, "line 2: it is not UTF-8"),
+        (lambda p: shipyard.data.add("x", p / "latin1-header.csv"), ValidationError, "line 1: it is not UTF-8.*iconv"),
+        (lambda p: shipyard.data.add("x", p / "utf16-no-bom.csv"), ValidationError, "UTF-16LE .*without a byte-order mark"),
+        (lambda p: shipyard.data.add("x", p / "dupes.csv"), ValidationError, "duplicate column names: 'v' \\(2 times\\), 'w'"),
+        (lambda p: shipyard.data.add("x", pd.DataFrame([[1, 2]], columns=["v", "v"])), ValidationError, "duplicate column names: 'v'"),
+        (lambda p: shipyard.data.add("x", ""), ValidationError, "path to add is empty"),
         (lambda p: shipyard.data.add("x", p / "bad.jsonl"), ValidationError, "at line 2"),
         (lambda p: shipyard.data.add("x", p / "sheet.xlsx", kind="table"), ValidationError, "Unsupported table file type '.xlsx'"),
         (lambda p: shipyard.data.add("x", p / "ok.csv", kind="tabel"), ValidationError, "Unknown kind"),
@@ -153,6 +182,9 @@ def test_bad_input_writes_nothing(workspace: Path, tmp_path: Path, call, error, 
     (tmp_path / "ok.csv").write_text("id,v\n1,2\n")
     (tmp_path / "broken.csv").write_text("a,b,c\n1,2,3\n4,5\n")
     (tmp_path / "latin1.csv").write_bytes("name,city\nJosé,Zürich\n".encode("latin-1"))
+    (tmp_path / "latin1-header.csv").write_bytes("café,city\n1,2\n".encode("latin-1"))
+    (tmp_path / "utf16-no-bom.csv").write_bytes("id,v\n1,2\n".encode("utf-16-le"))
+    (tmp_path / "dupes.csv").write_text("id,v,w,v,w\n1,2,3,4,5\n")
     (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{"a": \n')
     (tmp_path / "sheet.xlsx").write_bytes(b"PK\x03\x04")
     (tmp_path / "empty").mkdir()
@@ -165,6 +197,19 @@ def test_bad_input_writes_nothing(workspace: Path, tmp_path: Path, call, error, 
 
     assert list(open_context().blobs.iter_digests()) == []  # no orphaned blob either
     assert shipyard.verify_audit().ok
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_a_csv_with_a_byte_order_mark_is_read_as_its_encoding(workspace: Path, tmp_path: Path, encoding: str) -> None:
+    text = "name,city,score\nJosé,Zürich,1.5\nÅsa,Tromsø,2.5\n"
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":  # Python writes no mark for an explicit byte order
+        data = codecs.BOM_UTF16_BE + data
+    (tmp_path / "t.csv").write_bytes(data)
+    version = shipyard.data.add("t", tmp_path / "t.csv").version
+    assert [c["name"] for c in version.table_schema or []] == ["name", "city", "score"]
+    expected = pd.DataFrame({"name": ["José", "Åsa"], "city": ["Zürich", "Tromsø"], "score": [1.5, 2.5]})
+    pd.testing.assert_frame_equal(shipyard.data.load("t@1"), expected)
 
 
 def _datasets() -> list[object]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +210,23 @@ def test_a_model_without_gates_gets_a_card_that_says_the_evaluation_is_missing(w
     html, text = render_html(card), render_markdown(card)
     assert "<svg" not in html and "No evaluation dataset is configured" in html
     assert "No gates are declared in shipyard.yaml." in text
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_card_files_follow_the_umask_like_other_outputs(workspace: Path, tmp_path: Path, umask: int) -> None:
+    data = load_diabetes(as_frame=True).frame.head(60)
+    shipyard.data.add("diabetes", data)
+    version = _train("sugar", LinearRegression(), data, "target", "diabetes@1")
+    previous = os.umask(umask)
+    try:
+        paths = write_card(open_context(), version, tmp_path / "cards")
+        (tmp_path / "other.txt").write_text("any other output")
+    finally:
+        os.umask(previous)
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "other.txt").stat().st_mode) == expected
+    assert {kind: stat.S_IMODE(path.stat().st_mode) for kind, path in paths.items()} == dict.fromkeys(paths, expected)
+    assert sorted(p.name for p in (tmp_path / "cards").iterdir()) == ["card.html", "card.json", "card.md"]  # no temp files
 
 
 def test_an_unknown_model_is_not_found_with_a_suggestion(cancer: tuple[Context, str]) -> None:

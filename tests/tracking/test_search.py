@@ -88,6 +88,30 @@ def test_results_as_a_dataframe(runs: dict[str, str]) -> None:
     assert str(frame["start_time"].dtype).startswith("datetime64")
 
 
+def test_found_runs_carry_their_artifacts(backend_workspace: Path) -> None:
+    with shipyard.start_run("with-files") as run:
+        run.log_artifact(b"{}", name="config.json")
+        run.log_artifact(b"weights", name="models/weights.bin")
+    with shipyard.start_run("without"):
+        pass
+    found = {r.name: r for r in shipyard.search_runs()}
+    assert [(a.path, a.size) for a in found["with-files"].artifacts] == [("config.json", 2), ("models/weights.bin", 7)]
+    assert found["without"].artifacts == []
+    assert found["with-files"].to_dict()["artifacts"] == shipyard.get_run(run.run_id).to_dict()["artifacts"]
+
+
+def test_top_level_leaves_out_nested_runs(backend_workspace: Path) -> None:
+    with shipyard.start_run("parent") as parent:
+        with shipyard.start_run("child", nested=True):
+            pass
+    with shipyard.start_run("alone"):
+        pass
+    assert set(names()) == {"parent", "child", "alone"}
+    assert set(names(top_level=True)) == {"parent", "alone"}
+    # Asking for a parent's children is a question about nested runs: they are found.
+    assert names(f"parent_id = '{parent.run_id}'", top_level=True) == ["child"]
+
+
 @pytest.mark.parametrize(
     "filter, position, message",
     [

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.text import Text
 
-from shipyard.cli.output import cell, console, print_json, table, when
+from shipyard.cli.output import cell, console, print_json, table, when, write_file
 from shipyard.cli.workspace import context
 
 app = typer.Typer(help="Versioned datasets: snapshots, status, diffs, validation.", no_args_is_help=True)
@@ -263,7 +263,7 @@ def validate(
         reference_profile = get_version(ctx, against["reference"]).profile if against["reference"] else None
         page = render_html(report, title=f"Validation of {version.version_id}", profile=version.profile,
                            reference_profile=reference_profile)
-        Path(html).write_text(page)
+        write_file(html, page)
     if as_json:
         print_json({**against, **report.to_dict()})
     else:

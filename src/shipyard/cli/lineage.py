@@ -15,7 +15,8 @@ app = typer.Typer(help="The lineage graph of datasets and runs.", no_args_is_hel
 
 @app.command("show")
 def show(
-    obj: Annotated[str, typer.Argument(help="A dataset version (credit@3), a model version (credit/2) or a run id.")],
+    obj: Annotated[str, typer.Argument(help="A dataset version (credit@3; credit for the latest), a model version "
+                                            "(credit/2, credit@champion) or a run (an id, a prefix, run:ID).")],
     downstream: Annotated[bool, typer.Option("--downstream", help="What it fed, instead of where it came from.")] = False,
     upstream: Annotated[bool, typer.Option("--upstream", help="Where it came from (the default).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -1,5 +1,5 @@
 """`shipyard models list|show|versions|register|alias set|alias delete|alias history|archive|gate|waive|promote`
-and `shipyard review request|approve|reject`."""
+and `shipyard review request|approve|reject|list`."""
 
 from __future__ import annotations
 
@@ -246,6 +246,7 @@ def _review(ref: str, kind: str, notes: str | None, decision: bool | None) -> No
 
 KindOption = Annotated[str, typer.Option("--kind", help="e.g. ethical, security.")]
 NotesOption = Annotated[Optional[str], typer.Option("--notes", help="Notes kept with the review.")]
+REVIEW_STYLE = {"requested": "yellow", "approved": "green", "rejected": "bold red"}
 
 
 @review_app.command("request")
@@ -267,6 +268,32 @@ def review_reject(ref: Annotated[str, typer.Argument(help="NAME/VERSION.")], kin
                   notes: NotesOption = None) -> None:
     """Reject a requested review."""
     _review(ref, kind, notes, False)
+
+
+@review_app.command("list")
+def review_list(
+    ref: Annotated[Optional[str], typer.Argument(help="A model (all its versions) or NAME/VERSION; default: every model.")] = None,
+    pending: Annotated[bool, typer.Option("--pending", help="Only reviews waiting for a decision.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Reviews in the order they were requested, with who asked, who decided and their notes."""
+    from shipyard.models.reviews import list_reviews
+
+    found = list_reviews(context(), ref, pending=pending)
+    if as_json:
+        print_json([r.to_dict() for r in found])
+        return
+    rows = [[r.version_id, r.kind, Text(r.status, style=REVIEW_STYLE.get(r.status, "")), r.requested_by,
+             when(r.requested), r.decided_by, r.notes or ""] for r in found]
+    out = console()
+    out.print(table(None, ["version", "kind", "status", "requested by", "requested", "decided by", "notes"], rows))
+    if not rows:
+        what = "pending reviews" if pending else "reviews"
+        out.print(f"No {what}{f' of {ref}' if ref else ''}. Ask for one with "
+                  "`shipyard review request NAME/VERSION --kind ethical`.")
+    elif any(r.status == "requested" for r in found):
+        out.print("Decide one, as someone other than its requester, with "
+                  "`shipyard review approve NAME/VERSION --kind KIND` (or reject).")
 
 
 __all__ = ["app", "cell", "review_app"]

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -20,6 +21,7 @@ class State:
     debug: bool = False
     workspace: str | None = None
     overrides: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)  # the command line, for the log of an unexpected error
 
 
 state = State()
@@ -35,6 +37,14 @@ def console() -> Console:
 
 def err_console() -> Console:
     return Console(file=sys.stderr, soft_wrap=True, highlight=False, markup=False)
+
+
+def write_file(path: str, text: str) -> Path:
+    """Write a report the user asked for to `path`, creating its folder."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    return target
 
 
 def print_json(data: Any) -> None:

@@ -25,14 +25,18 @@ def list_runs(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Rows per page.")] = 50,
     page_token: Annotated[Optional[str], typer.Option("--page-token", help="From the previous page.")] = None,
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted runs.")] = False,
+    all_runs: Annotated[bool, typer.Option("--all", "-a", help="Also nested runs, e.g. a pipeline's step runs.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """List runs, newest first, optionally filtered and ordered; a run whose process died is `lost`."""
-    from shipyard.tracking.search import search_runs
+    """List top-level runs, newest first, optionally filtered and ordered (--all: nested runs too; a
+    filter on parent_id finds them as well); a run whose process died is `lost`."""
+    from shipyard.tracking.search import MAX_RESULTS, search_runs
 
+    if not 1 <= limit <= MAX_RESULTS:
+        raise ValidationError(f"--limit must be from 1 to {MAX_RESULTS} runs per page, got {limit}.")
     page = search_runs(
         context(), filter, order_by, max_results=limit, page_token=page_token,
-        experiment=experiment, include_deleted=deleted,
+        experiment=experiment, include_deleted=deleted, top_level=not all_runs,
     )
     if as_json:
         print_json({"runs": [r.to_dict() for r in page], "next_page_token": page.next_page_token})
@@ -62,6 +66,8 @@ def show(
     from shipyard.store.db import now_ms
     from shipyard.tracking import runs
 
+    if max_points is not None and not history:
+        raise ValidationError(f"--max-points {max_points} downsamples a metric's history: add --history METRIC.")
     ctx = context()
     record = runs.get_run(ctx, run_id)
     points = runs.get_metric_history(ctx, record.run_id, history, max_points=max_points) if history else None

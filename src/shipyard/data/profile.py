@@ -143,7 +143,7 @@ def profile_summary(profile: dict[str, Any]) -> list[dict[str, Any]]:
     for name, col in profile["columns"].items():
         low, high, mean = col.get("min"), col.get("max"), col.get("mean")
         if col["kind"] == "timestamp":
-            low, high, mean = (_iso(v) for v in (low, high, mean))
+            low, high, mean = (iso_time(v) for v in (low, high, mean))
         rows.append(
             {"name": name, "kind": col["kind"], "nulls": col["null_count"], "distinct": col["distinct_count"],
              "min": low, "max": high, "mean": mean}
@@ -151,7 +151,8 @@ def profile_summary(profile: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _iso(seconds: float | None) -> str | None:
+def iso_time(seconds: float | None) -> str | None:
+    """Epoch seconds (how profiles hold timestamps and dates) as ISO 8601 UTC text."""
     if seconds is None:
         return None
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat().replace("+00:00", "Z")

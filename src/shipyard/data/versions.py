@@ -60,6 +60,8 @@ def add_version(
     key_columns = list(key or [])
     parent_ids = [_resolve_parent(ctx, p) for p in parents]
     if isinstance(source, (str, os.PathLike)):
+        if not os.fspath(source).strip():
+            raise ValidationError(f"The path to add is empty ({source!r}): name a file, a folder or a table.")
         path = Path(source).expanduser()
         if not path.exists():
             raise NotFoundError(f"Path {path} does not exist. Check the path.")
@@ -266,10 +268,12 @@ def get_version(ctx: Context, ref: str) -> DatasetVersion:
             names = conn.execute(select(datasets.c.name)).scalars().all()
             raise NotFoundError(
                 f"No dataset named '{parsed.dataset}'.{did_you_mean(parsed.dataset, names)} "
-                f"Datasets: {', '.join(sorted(names)) or 'none yet'}. Add one with `shipyard data add`."
+                f"Datasets: {', '.join(sorted(names)) or 'none yet'}. Add one with `shipyard data add`.",
+                dataset=parsed.dataset,
             )
     versions = ", ".join(f"{parsed.dataset}@{v}" for v in known)
-    raise NotFoundError(f"Dataset '{parsed.dataset}' has no version {parsed.version}. Versions: {versions}.")
+    raise NotFoundError(f"Dataset '{parsed.dataset}' has no version {parsed.version}. Versions: {versions}.",
+                        dataset=parsed.dataset, version=parsed.version)
 
 
 def all_versions(conn: Connection) -> dict[str, DatasetVersion]:

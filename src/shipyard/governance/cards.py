@@ -8,7 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,7 @@ from shipyard.governance.lineage import walk
 from shipyard.store.lineage import Node, Tree
 from shipyard.data.report import CURRENT_COLOUR, REFERENCE_COLOUR, histogram_svg
 from shipyard.governance.card_render import GROUP_RATES, bars_svg, groups_svg, matrix_svg, render_html, render_markdown
-from shipyard.errors import NotFoundError, ShipyardError
+from shipyard.errors import NotFoundError, ShipyardError, ValidationError
 from shipyard.gates.gating import StoredGate, latest_gates
 from shipyard.gates.promotion import check_promotion
 from shipyard.models.records import ModelVersion
@@ -76,6 +76,10 @@ def write_card(ctx: Context, ref: str, out_dir: Path | None = None) -> dict[str,
     version = get_model_version(ctx, ref)
     card = build_card(ctx, version.version_id)
     folder = ctx.workspace.root / "cards" / version.model / str(version.version) if out_dir is None else Path(out_dir)
+    blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ValidationError(f"Cannot write the model card into {folder}: {blocking} is a file. Choose a folder.",
+                              path=str(folder))
     folder.mkdir(parents=True, exist_ok=True)
     texts = {"json": json.dumps(card, indent=2, allow_nan=False, default=str) + "\n",
              "markdown": render_markdown(card), "html": render_html(card)}
@@ -90,13 +94,15 @@ def write_card(ctx: Context, ref: str, out_dir: Path | None = None) -> dict[str,
 
 
 def _write_atomically(path: Path, data: bytes) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Opened like any new file (mode 0666 less the umask), not through mkstemp, whose 0600 the file
+    # would keep after the rename.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "xb") as out:
             out.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

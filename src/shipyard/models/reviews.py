@@ -11,6 +11,7 @@ from sqlalchemy import Connection, select
 
 from shipyard.context import Context
 from shipyard.errors import ConflictError, NotFoundError, ValidationError
+from shipyard.models.refs import check_model_name
 from shipyard.models.registry import get_model_version
 from shipyard.store.db import now_ms
 from shipyard.store.tables import reviews
@@ -54,10 +55,21 @@ def find_review(conn: Connection, version_id: str, kind: str) -> Review | None:
     return _review(row) if row else None
 
 
-def list_reviews(ctx: Context, ref: str) -> list[Review]:
-    version = get_model_version(ctx, ref)
+def list_reviews(ctx: Context, ref: str | None = None, *, pending: bool = False) -> list[Review]:
+    """Reviews in the order they were requested: of one version (NAME/VERSION, NAME@ALIAS, models:/…),
+    of every version of a model (a bare NAME), or of every model (None); `pending`: only those still
+    waiting for a decision."""
+    query = select(reviews).order_by(reviews.c.id)
+    if ref is not None:
+        if isinstance(ref, str) and "/" not in ref and "@" not in ref:
+            model = get_model_version(ctx, check_model_name(ref.strip())).model  # unknown: did-you-mean
+            query = query.where(reviews.c.version_id.startswith(f"{model}/", autoescape=True))
+        else:
+            query = query.where(reviews.c.version_id == get_model_version(ctx, ref).version_id)
+    if pending:
+        query = query.where(reviews.c.status == "requested")
     with ctx.store.read() as conn:
-        rows = conn.execute(select(reviews).where(reviews.c.version_id == version.version_id).order_by(reviews.c.id)).all()
+        rows = conn.execute(query).all()
     return [_review(r) for r in rows]
 
 

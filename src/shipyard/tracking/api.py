@@ -31,15 +31,18 @@ def search_runs(
     page_token: str | None = None,
     experiment: str | Sequence[str] | None = None,
     include_deleted: bool = False,
+    top_level: bool = False,
     output: Literal["runs", "pandas"] = "runs",
     workspace: PathLike | None = None,
 ) -> RunPage | pd.DataFrame:
-    """Search runs, e.g. search_runs("metrics.auc > 0.9 and params.model = 'rf'", ["metrics.auc DESC"])."""
+    """Search runs, e.g. search_runs("metrics.auc > 0.9 and params.model = 'rf'", ["metrics.auc DESC"]);
+    top_level=True leaves out nested runs (a pipeline's step runs)."""
     from shipyard.tracking import search
 
     return search.search_runs(
         _ctx(workspace), filter, order_by, max_results=max_results, page_token=page_token,
-        experiment=experiment, include_deleted=include_deleted, output=output,
+        experiment=experiment, include_deleted=include_deleted, top_level=top_level,
+        output=output,
     )
 
 

@@ -57,6 +57,17 @@ def _sees_lost(node: Node | None, order: list[OrderKey]) -> bool:
     return node.op not in ("isnull", "notnull")
 
 
+def _names_field(node: Node | None, key: str) -> bool:
+    """Whether the filter compares the run attribute `key`."""
+    if node is None:
+        return False
+    if isinstance(node, BoolOp):
+        return any(_names_field(item, key) for item in node.items)
+    if isinstance(node, Not):
+        return _names_field(node.item, key)
+    return node.field.namespace == "attributes" and node.field.key == key
+
+
 def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op == "=":
         return column == value
@@ -144,6 +155,7 @@ def search_run_ids(
     page_token: str | None = None,
     experiment: str | Sequence[str] | None = None,
     include_deleted: bool = False,
+    top_level: bool = False,
 ) -> tuple[list[str], str | None]:
     if isinstance(max_results, bool) or not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS:
         raise ValidationError(f"max_results must be an integer from 1 to {MAX_RESULTS}, got {max_results!r}.")
@@ -160,6 +172,8 @@ def search_run_ids(
             where.append(runs.c.experiment.in_(names) if names else false())
         if not include_deleted:
             where.append(runs.c.lifecycle == "active")
+        if top_level and not _names_field(node, "parent_id"):  # a filter on parent_id asks for nested runs
+            where.append(runs.c.parent_id.is_(None))
         columns, joins = _order_columns(order, status)
         source: Any = runs
         for alias, cond in joins:
@@ -182,17 +196,21 @@ def search_runs(
     page_token: str | None = None,
     experiment: str | Sequence[str] | None = None,
     include_deleted: bool = False,
+    top_level: bool = False,
     output: Literal["runs", "pandas"] = "runs",
 ) -> RunPage | pd.DataFrame:
-    """Runs matching `filter`, ordered, one page at a time; as records or as a pandas DataFrame."""
+    """Runs matching `filter`, ordered, one page at a time; as records (with their artifacts) or as a
+    pandas DataFrame. `top_level` leaves out nested runs (a pipeline's step runs), unless the filter
+    compares `parent_id`."""
     if output not in ("runs", "pandas"):
         raise ValidationError(f"output must be 'runs' or 'pandas', got {output!r}.")
     ids, token = search_run_ids(
         ctx, filter, order_by, max_results=max_results, page_token=page_token,
-        experiment=experiment, include_deleted=include_deleted,
+        experiment=experiment, include_deleted=include_deleted, top_level=top_level,
     )
     with ctx.store.read() as conn:
-        records = fetch_runs(conn, ids, lost_after_seconds=ctx.workspace.settings.tracking.lost_after_seconds)
+        records = fetch_runs(conn, ids, lost_after_seconds=ctx.workspace.settings.tracking.lost_after_seconds,
+                             with_artifacts=output == "runs")
     if output == "pandas":
         return to_frame(records)
     return RunPage(records, token)
