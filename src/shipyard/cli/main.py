@@ -15,7 +15,8 @@ from shipyard.errors import ShipyardError
 
 
 class ShipyardGroup(TyperGroup):
-    """Turns a ShipyardError from any command into one message on stderr and exit status 1."""
+    """Turns a ShipyardError from any command into one message on stderr and its exit status: 3 when a
+    gate or a review blocked a promotion (GateFailed), else 1. The traceback only with --debug."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -23,8 +24,12 @@ class ShipyardGroup(TyperGroup):
         except ShipyardError as exc:
             if state.debug:
                 traceback.print_exc()
+                # A pipeline step's own traceback, from the thread or worker where the step ran.
+                original = getattr(exc, "original_traceback", None)
+                if original:
+                    sys.stderr.write(f"\nThe step's traceback:\n{original.rstrip()}\n\n")
             err_console().print(Text.assemble(("Error: ", "bold red"), str(exc)))
-            raise typer.Exit(1) from None
+            raise typer.Exit(exc.exit_code) from None
 
 
 app = typer.Typer(
@@ -90,7 +95,8 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit status (usage errors 2, Shipyard errors 1)."""
+    """Run the CLI and return its exit status: 0 done, 1 an error, 2 a usage error, 3 blocked by a gate
+    (see EXIT_* in shipyard.errors)."""
     args = sys.argv[1:] if argv is None else argv
     state.debug = "--debug" in args
     try:
