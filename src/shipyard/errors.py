@@ -9,6 +9,14 @@ import difflib
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+#: Exit statuses of the `shipyard` command: the outcome happened (or there was nothing to do), an error,
+#: a usage error (a wrong option or argument), and "it ran, but a gate or a required review blocked the
+#: promotion" — so `shipyard run && deploy` stops, and a script can tell a block from a crash.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_BLOCKED = 3
+
 
 class ShipyardError(Exception):
     """Base class. The message says what failed, with the offending value, and how to fix it."""
@@ -17,6 +25,8 @@ class ShipyardError(Exception):
     code: ClassVar[str] = "error"
     #: HTTP status the server edge maps this error to.
     status_code: ClassVar[int] = 500
+    #: Exit status the CLI ends with on this error.
+    exit_code: ClassVar[int] = EXIT_ERROR
 
     def __init__(self, message: str = "", **fields: Any) -> None:
         super().__init__(message)
@@ -81,6 +91,7 @@ class GateFailed(ShipyardError):
 
     code = "gate_failed"
     status_code = 409
+    exit_code = EXIT_BLOCKED
 
 
 class IntegrityError(ShipyardError):

@@ -48,13 +48,15 @@ def test_register_gate_promote_and_inspect(wine, capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, "models", "gate", "wine/1", "--json")
     assert code == 0 and json.loads(out)[0]["status"] == "PASS"
     code, out, _ = run(capsys, "models", "gate", "wine/2")
-    assert code == 1 and "FAIL" in out and "accuracy" in out and "< minimum 0.9" in out
+    assert code == 3 and "FAIL" in out and "accuracy" in out and "< minimum 0.9" in out  # blocked, not broken
     code, _, err = run(capsys, "models", "promote", "wine/2")
-    assert code == 1 and "Refusing to promote wine/2 to 'champion'" in err and "accuracy" in err
+    assert code == 3 and "Refusing to promote wine/2 to 'champion'" in err and "accuracy" in err
+    code, _, err = run(capsys, "models", "promote", "wine/2", "--no-gates")
+    assert code == 1 and "--no-gates is for a model without gates" in err  # it never skips configured gates
     code, out, _ = run(capsys, "models", "promote", "wine/1", "--reason", "first forest")
     assert code == 0 and "Promoted wine/1 to champion (was nothing)" in out
     code, _, err = run(capsys, "models", "alias", "set", "wine/2", "champion")
-    assert code == 1 and "moves only through promotion" in err
+    assert code == 3 and "moves only through promotion" in err
     assert run(capsys, "models", "alias", "set", "wine/2", "candidate")[0] == 0
     code, out, _ = run(capsys, "models", "alias", "history", "wine", "--json")
     assert [(m["alias"], m["to_version"], m["reason"]) for m in json.loads(out)] == [
@@ -75,6 +77,7 @@ def test_register_gate_promote_and_inspect(wine, capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, "readiness", "wine/1", "--json")
     items = {i["name"]: i["status"] for i in json.loads(out)["items"]}
     assert items["pipeline"] == "FAIL" and items["deployment"] == "NOT YET" and items["model"] == "PASS"
+    assert code == 1  # an item is FAIL
 
 
 def test_reviews(wine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -136,3 +139,42 @@ def test_bad_references(workspace: Path, capsys: pytest.CaptureFixture[str]) -> 
         code, _, err = run(capsys, *args)
         assert code == 1, args
         assert message in err, (args, err)
+
+
+def test_without_gates_gate_and_promote_follow_one_rule(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shipyard.models.register("iris", DummyClassifier().fit(np.zeros((4, 1)), [0, 1, 0, 1]))
+    code, _, err = run(capsys, "models", "gate", "iris/1")
+    assert code == 1 and "No gates are configured for model 'iris'" in err and "--no-gates" in err
+    code, _, err = run(capsys, "models", "promote", "iris/1")
+    assert code == 3 and "no gates are configured for 'iris'" in err and "`gates: {iris: {}}`" in err
+    code, out, _ = run(capsys, "models", "show", "iris/1")
+    assert "may not be promoted: no gates are configured for 'iris'" in out
+    code, out, _ = run(capsys, "models", "promote", "iris/1", "--no-gates", "--alias", "challenger")
+    assert code == 0 and "Promoted iris/1 to challenger" in out
+
+    spec = workspace / "shipyard.yaml"
+    spec.write_text(spec.read_text() + "gates:\n  iris: {}\n")
+    code, out, _ = run(capsys, "models", "gate", "iris/1")
+    assert code == 0 and "gates.iris in shipyard.yaml declares no gates" in out
+    code, out, _ = run(capsys, "models", "promote", "iris/1")
+    assert code == 0 and "Promoted iris/1 to champion" in out
+
+
+@pytest.mark.parametrize(
+    ("statuses", "strict", "code"),
+    [(["PASS", "NOT YET"], False, 0), (["PASS", "NOT YET"], True, 1), (["PASS", "FAIL", "NOT YET"], False, 1),
+     (["PASS"], True, 0)],
+)
+def test_readiness_exits_1_when_an_item_fails(workspace: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch, statuses: list[str], strict: bool,
+                                              code: int) -> None:
+    from shipyard.governance import readiness
+
+    items = [readiness.Item(f"item{i}", "?", status) for i, status in enumerate(statuses)]  # type: ignore[arg-type]
+    monkeypatch.setattr(readiness, "evaluate", lambda ctx, ref: readiness.ReadinessReport("iris/1", items))
+    args = ["readiness", "iris/1", *(["--strict"] if strict else [])]
+    got, out, _ = run(capsys, *args)
+    assert got == code
+    assert ("Not ready:" in out) == (code == 1)
+    got, out, _ = run(capsys, *args, "--json")
+    assert got == code and json.loads(out)["version_id"] == "iris/1"

@@ -189,7 +189,15 @@ def test_no_gates_configured(workspace: Path) -> None:
                              input_example=pd.DataFrame({"x": [0.0, 1.0]}))
     with pytest.raises(ConfigError, match="No gates are configured for model 'plain'"):
         gating.run_gates(open_context(), "plain/1")
-    assert promotion.promote(open_context(), "plain/1").to_version == 1  # nothing configured: nothing blocks
+    with pytest.raises(GateFailed, match="no gates are configured for 'plain'.*promote with --no-gates"):
+        promotion.promote(open_context(), "plain/1")  # no gates is not a pass: it takes a decision
+    assert promotion.promote(open_context(), "plain/1", no_gates=True).to_version == 1
+    spec = workspace / "shipyard.yaml"
+    spec.write_text(spec.read_text() + "gates:\n  plain: {}\n")  # the policy says it needs none
+    assert gating.run_gates(open_context(), "plain/1") == []
+    assert promotion.promote(open_context(), "plain/1", "challenger").to_version == 1
+    assert [m.reason for m in shipyard.models.alias_history("plain")] == [
+        "promoted without gates (--no-gates)", "promoted: gates.plain declares no gates"]
 
 
 def test_readiness_checklist_from_evidence(setup, workspace: Path) -> None:  # type: ignore[no-untyped-def]

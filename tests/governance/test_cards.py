@@ -206,7 +206,8 @@ def test_a_model_without_gates_gets_a_card_that_says_the_evaluation_is_missing(w
     assert card["model_parameters"]["data"]["eval"]["name"] is None
     assert card["considerations"]["use_cases"] == [
         "Not documented: add governance.sugar.intended_use to shipyard.yaml."]
-    assert card["gates"] == {} and card["promotion"]["allowed"] is True
+    assert card["gates"] == {} and card["promotion"]["allowed"] is False  # no gates: promotion needs a decision
+    assert card["promotion"]["problems"][0].startswith("no gates are configured for 'sugar'")
     html, text = render_html(card), render_markdown(card)
     assert "<svg" not in html and "No evaluation dataset is configured" in html
     assert "No gates are declared in shipyard.yaml." in text

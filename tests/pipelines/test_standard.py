@@ -136,10 +136,10 @@ def test_init_from_a_data_file_then_ci_passes_and_blocks_bad_data(tmp_path: Path
 
     assert main(["ci", "--report", "report.md"]) == 0
     report = (root / "report.md").read_text()
-    assert report.startswith("# Shipyard model CI") and "**Passed**: credit/1 may be promoted." in report
+    assert report.startswith("# Shipyard model CI") and "**Passed**: the candidate for 'credit'" in report
     assert "| roc_auc |" in report and "| evaluation | PASS |" in report
     with pytest.raises(shipyard.NotFoundError):
-        shipyard.models.get("models:/credit@champion")  # CI promotes nothing
+        shipyard.models.get("models:/credit")  # CI registers nothing, and promotes nothing
 
     bad = _credit(seed=3)
     bad.loc[:100, "region"] = "atlantis"
@@ -147,7 +147,7 @@ def test_init_from_a_data_file_then_ci_passes_and_blocks_bad_data(tmp_path: Path
     capsys.readouterr()
     assert main(["ci", "--report", "report.md"]) == 1
     report = (root / "report.md").read_text()
-    assert "**Blocked** at step `validate_data`" in report and "unseen_category" in report
+    assert "**Failed** at step `validate_data`" in report and "unseen_category" in report
     assert main(["init", "--from", "credit.csv", "--target", "defualt"]) == 1
     assert "already has a lifecycle spec" in capsys.readouterr().err
 

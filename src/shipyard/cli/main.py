@@ -24,7 +24,8 @@ _PATH_ERRORS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.E
 
 class ShipyardGroup(TyperGroup):
     """The root command: `--debug` anywhere on the line; a ShipyardError becomes one message on stderr
-    and exit status 1; any other exception one line pointing at its traceback, and EXIT_UNEXPECTED."""
+    and its exit status (3 when a gate or a review blocked the outcome, else 1); any other exception one
+    line pointing at its traceback, and EXIT_UNEXPECTED."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         # Subcommands do not know --debug: lift it out wherever it is (before a `--`) to the front.
@@ -67,8 +68,12 @@ def _name_the_value(exc: typer.BadParameter) -> None:
 def _explained(exc: BaseException, message: str) -> typer.Exit:
     if state.debug:
         _print_traceback(exc)
+        # A pipeline step's own traceback, from the thread or worker where the step ran.
+        original = getattr(exc, "original_traceback", None)
+        if original:
+            sys.stderr.write(f"\nThe step's traceback:\n{original.rstrip()}\n\n")
     err_console().print(Text.assemble(("Error: ", "bold red"), message))
-    return typer.Exit(1)
+    return typer.Exit(exc.exit_code if isinstance(exc, ShipyardError) else 1)
 
 
 def _unexpected(exc: BaseException) -> typer.Exit:
@@ -189,8 +194,8 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit status: 1 for an error explained by its message, 2 for a usage
-    error, EXIT_UNEXPECTED (70) for an error Shipyard did not expect."""
+    """Run the CLI and return its exit status: 0 done, 1 an error, 2 a usage error, 3 blocked by a gate
+    (see EXIT_* in shipyard.errors), EXIT_UNEXPECTED (70) for an error Shipyard did not expect."""
     args = sys.argv[1:] if argv is None else argv
     end = args.index("--") if "--" in args else len(args)
     state.debug = DEBUG_FLAG in args[:end]

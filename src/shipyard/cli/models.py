@@ -172,12 +172,16 @@ def gate(
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only this gate (repeatable).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run the gates configured in shipyard.yaml (gates.NAME) and keep the results; exit 1 on a FAIL."""
+    """Run the gates configured in shipyard.yaml (gates.NAME) and keep the results; exit 3 on a FAIL."""
+    from shipyard.errors import EXIT_BLOCKED
     from shipyard.gates.gating import run_gates
 
     results = run_gates(context(), ref, only=only)
     if as_json:
         print_json([r.to_dict() for r in results])
+    elif not results:
+        name = ref.split("/", 1)[0].split("@", 1)[0]
+        console().print(f"gates.{name} in shipyard.yaml declares no gates: nothing to run, nothing blocks promotion.")
     else:
         rows = []
         for r in results:
@@ -187,7 +191,7 @@ def gate(
         for r in results:
             console().print(Text(f"{r.gate}: {r.status}", style=STATUS_STYLE.get(r.status, "")))
     if any(r.status == "FAIL" for r in results):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_BLOCKED)
 
 
 @app.command("waive")
@@ -208,11 +212,14 @@ def promote(
     ref: Annotated[str, typer.Argument(help="NAME/VERSION to promote.")],
     alias: Annotated[str, typer.Option("--alias", help="The serving alias.")] = "champion",
     reason: Annotated[Optional[str], typer.Option("--reason")] = None,
+    no_gates: Annotated[bool, typer.Option(
+        "--no-gates", help="Promote a model that has no gates configured (never skips configured gates).")] = False,
 ) -> None:
-    """Move a serving alias to the version if every configured gate passed or was waived."""
+    """Move a serving alias to the version if every configured gate passed or was waived; exit 3 when
+    refused. A model without gates.NAME in shipyard.yaml needs --no-gates (or `gates: {NAME: {}}`)."""
     from shipyard.gates.promotion import promote as move
 
-    m = move(context(), ref, alias, reason=reason)
+    m = move(context(), ref, alias, reason=reason, no_gates=no_gates)
     before = f"{m.model}/{m.from_version}" if m.from_version else "nothing"
     console().print(f"Promoted {m.model}/{m.to_version} to {alias} (was {before}).")
 
@@ -302,21 +309,29 @@ __all__ = ["app", "cell", "review_app"]
 def readiness(
     ref: Annotated[str, typer.Argument(help="NAME/VERSION.")],
     html_out: Annotated[Optional[str], typer.Option("--html", help="Also write an HTML report here.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Also exit 1 when an item is NOT YET.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """The production-readiness checklist of a version, computed from evidence in the store."""
+    """The production-readiness checklist of a version, computed from evidence in the store; exit 1 when
+    an item is FAIL (with --strict, also when one is NOT YET)."""
     from pathlib import Path
 
+    from shipyard.errors import EXIT_ERROR
     from shipyard.governance.readiness import evaluate, render_html
 
     report = evaluate(context(), ref)
     if html_out:
         Path(html_out).write_text(render_html(report))
+    failing = [f"{i.name} {i.status}" for i in report.items if i.status == "FAIL" or (strict and i.status != "PASS")]
     if as_json:
         print_json(report.to_dict())
-        return
-    rows = [[i.name, Text(i.status, style={"PASS": "green", "FAIL": "bold red"}.get(i.status, "dim")),
-             "; ".join(i.evidence), "; ".join(i.missing)] for i in report.items]
-    console().print(table(f"readiness of {report.version_id}", ["item", "status", "evidence", "missing"], rows))
-    if html_out:
-        console().print(f"HTML report: {Path(html_out).resolve()}")
+    else:
+        rows = [[i.name, Text(i.status, style={"PASS": "green", "FAIL": "bold red"}.get(i.status, "dim")),
+                 "; ".join(i.evidence), "; ".join(i.missing)] for i in report.items]
+        console().print(table(f"readiness of {report.version_id}", ["item", "status", "evidence", "missing"], rows))
+        if html_out:
+            console().print(f"HTML report: {Path(html_out).resolve()}")
+        if failing:
+            console().print(Text(f"Not ready: {', '.join(failing)}.", style="bold red"))
+    if failing:
+        raise typer.Exit(EXIT_ERROR)

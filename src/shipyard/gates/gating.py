@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, func, select
 
 from shipyard.context import Context
 from shipyard.errors import ConfigError, NotFoundError, ValidationError, did_you_mean
-from shipyard.models.loading import LoadedModel, fetch_artifact, load_model
+from shipyard.models.loading import LoadedModel, fetch_artifact, load_model, load_version
 from shipyard.models.records import ModelVersion
 from shipyard.models.registry import alias_target, find_version, get_model_version
 from shipyard.store.db import now_ms
@@ -49,26 +50,52 @@ class StoredGate:
 
 
 def run_gates(ctx: Context, ref: str, *, only: list[str] | None = None) -> list[GateResult]:
-    """Run the configured gates of a version and store their results (all in one transaction)."""
+    """Run the configured gates of a version and store their results (all in one transaction). A model
+    whose gates.NAME is declared empty has none: nothing runs and nothing is stored."""
+    version = get_model_version(ctx, ref)
+    digest = ctx.policy.gates_digest(version.model)
+    results, dataset, champion = _evaluate(ctx, version, lambda: load_model(ctx, version.version_id), only)
+    if results:
+        _store(ctx, version, results, dataset, champion.version if champion else None, digest)
+    return results
+
+
+def check_candidate(ctx: Context, candidate: ModelVersion) -> list[GateResult]:
+    """Run the configured gates of a model that is not registered (see `logged_version`) against the
+    current champion, and store nothing: what the gates would say if it were registered now."""
+    results, _, _ = _evaluate(ctx, candidate, lambda: load_version(ctx, candidate), None)
+    return results
+
+
+def no_gates_configured(model: str) -> ConfigError:
+    """The error of running the gates of a model that shipyard.yaml gives no gates.NAME at all."""
+    return ConfigError(
+        f"No gates are configured for model '{model}'. Declare them in shipyard.yaml under gates.{model} "
+        f"(evaluation, behavioural, fairness, infrastructure), or declare `gates: {{{model}: {{}}}}` to say it "
+        "needs none; until then `shipyard models promote` refuses it unless given --no-gates.", model=model,
+    )
+
+
+def _evaluate(ctx: Context, version: ModelVersion, load: Callable[[], LoadedModel], only: list[str] | None
+              ) -> tuple[list[GateResult], str | None, ModelVersion | None]:
+    """The results of the configured gates of `version`, the evaluation dataset version and the champion
+    they were judged against."""
     from shipyard.policy.gates import check_columns
 
-    version = get_model_version(ctx, ref)
     spec = ctx.policy.gates(version.model)
-    digest = ctx.policy.gates_digest(version.model)
-    if spec is None or not spec.configured:
-        raise ConfigError(
-            f"No gates are configured for model '{version.model}'. Declare them in shipyard.yaml under "
-            f"gates.{version.model} (evaluation, behavioural, fairness, infrastructure)."
-        )
+    if spec is None:
+        raise no_gates_configured(version.model)
     gates = list(spec.configured)
     if only:
         unknown = [g for g in only if g not in gates]
         if unknown:
             raise ValidationError(
                 f"Gate '{unknown[0]}' is not configured for '{version.model}'.{did_you_mean(unknown[0], gates)} "
-                f"Configured: {', '.join(gates)}."
+                f"Configured: {', '.join(gates) or 'none'}."
             )
         gates = [g for g in gates if g in only]
+    if not gates:
+        return [], None, None
     frame = target = dataset = None
     if spec.evaluation is not None:
         from shipyard.data.workspace_files import load as load_frame
@@ -78,7 +105,7 @@ def run_gates(ctx: Context, ref: str, *, only: list[str] | None = None) -> list[
         frame = load_frame(ctx, dataset)
         check_columns(spec, [str(c) for c in frame.columns], dataset)
         target = spec.evaluation.target
-    model = load_model(ctx, version.version_id)
+    model = load()
     try:
         champion: ModelVersion | None = get_model_version(ctx, f"{version.model}@champion")
     except NotFoundError:
@@ -90,8 +117,7 @@ def run_gates(ctx: Context, ref: str, *, only: list[str] | None = None) -> list[
         else:
             assert frame is not None and target is not None
             results.append(_on_data(ctx, gate, spec, version, model, frame, target, champion))
-    _store(ctx, version, results, dataset, champion.version if champion else None, digest)
-    return results
+    return results, dataset, champion
 
 
 def _predictions(model: LoadedModel, features: pd.DataFrame) -> tuple[Any, Any]:

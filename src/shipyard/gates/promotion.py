@@ -1,6 +1,8 @@
 """Promotion: a version takes a serving alias only when every configured gate passed (or has no
 baseline yet, or was waived by a named person) against the current champion and the current gate
-policy, and every required review is approved. The check and the move commit in one transaction."""
+policy, and every required review is approved. A model without gates.NAME in shipyard.yaml is refused
+unless the caller says so (`--no-gates`) or the file declares it has none (`gates.NAME: {}`). The check
+and the move commit in one transaction."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from shipyard.context import Context
-from shipyard.errors import GateFailed
+from shipyard.errors import GateFailed, ValidationError
 from shipyard.gates.gating import champion_version, stored_gates
 from shipyard.models.records import AliasMove
 from shipyard.models.refs import check_alias
@@ -42,8 +44,9 @@ def check_promotion(ctx: Context, ref: str) -> Readiness:
         return promotion_state(conn, ctx, ref)
 
 
-def promotion_state(conn: Connection, ctx: Context, ref: str) -> Readiness:
-    """What stands between a version and a serving alias, read on the caller's connection."""
+def promotion_state(conn: Connection, ctx: Context, ref: str, *, no_gates: bool = False) -> Readiness:
+    """What stands between a version and a serving alias, read on the caller's connection. `no_gates`:
+    the caller accepts that the model has no gates configured."""
     version = find_version(conn, ref)
     vid = version.version_id
     state = Readiness(vid)
@@ -51,6 +54,11 @@ def promotion_state(conn: Connection, ctx: Context, ref: str) -> Readiness:
         state.problems.append(f"{vid} is archived")
     stored = stored_gates(conn, vid)
     spec = ctx.policy.gates(version.model)
+    if spec is None and not no_gates:
+        state.problems.append(
+            f"no gates are configured for '{version.model}': declare them under gates.{version.model} in "
+            f"shipyard.yaml, declare `gates: {{{version.model}: {{}}}}` if it needs none, or promote with --no-gates"
+        )
     digest = ctx.policy.gates_digest(version.model)
     champion = champion_version(conn, version.model)
     compares = spec is not None and spec.evaluation is not None and bool(spec.evaluation.against_champion)
@@ -85,23 +93,40 @@ def promotion_state(conn: Connection, ctx: Context, ref: str) -> Readiness:
     return state
 
 
-def promote(ctx: Context, ref: str, alias: str = "champion", *, reason: str | None = None) -> AliasMove:
+def promote(ctx: Context, ref: str, alias: str = "champion", *, reason: str | None = None,
+            no_gates: bool = False) -> AliasMove:
     """Move `alias` to the version if its gates and reviews allow; otherwise raise GateFailed listing
     every failing gate with its numbers. The check and the move are one transaction: an archive, a
-    rejected review or new gate results cannot slip in between."""
+    rejected review or new gate results cannot slip in between.
+
+    `no_gates` promotes a model that has no gates configured; it never skips gates that are."""
     version = get_model_version(ctx, ref)
     check_alias(alias)
+    configured = ctx.policy.configured_gates(version.model)
+    if no_gates and configured:
+        raise ValidationError(
+            f"--no-gates is for a model without gates, but gates.{version.model} in shipyard.yaml configures "
+            f"{', '.join(configured)}. Run them (`shipyard models gate {version.version_id}`) and promote without "
+            f"--no-gates, or waive a failed gate (`shipyard models waive {version.version_id} --gate NAME "
+            "--reason \"…\"`).", version=version.version_id, gates=configured,
+        )
     payload: dict[str, Any] = {"alias": alias, "to_version": version.version}
+    if no_gates:
+        payload["no_gates"] = True
     with ctx.store.mutation(ctx.actor, "model.alias_set", "model", version.model, payload) as conn:
-        state = promotion_state(conn, ctx, version.version_id)
+        state = promotion_state(conn, ctx, version.version_id, no_gates=no_gates)
         if not state.allowed:
+            hint = ("\nFix the model or data and run the gates again, or waive a gate with "
+                    f"`shipyard models waive {version.version_id} --gate NAME --reason \"…\"`.") if state.gates else ""
             raise GateFailed(
-                f"Refusing to promote {version.version_id} to '{alias}':\n  - " + "\n  - ".join(state.problems)
-                + "\nFix the model or data and run the gates again, or waive a gate with "
-                f"`shipyard models waive {version.version_id} --gate NAME --reason \"…\"`.",
+                f"Refusing to promote {version.version_id} to '{alias}':\n  - " + "\n  - ".join(state.problems) + hint,
                 version=version.version_id, alias=alias, problems=state.problems,
             )
         waived = sum(1 for status in state.gates.values() if status == "WAIVED")
-        why = reason or ("promoted: gates passed" + (f", {waived} waived" if waived else ""))
+        if not state.gates:
+            why = reason or ("promoted without gates (--no-gates)" if no_gates
+                             else f"promoted: gates.{version.model} declares no gates")
+        else:
+            why = reason or ("promoted: gates passed" + (f", {waived} waived" if waived else ""))
         payload["reason"] = why
         return move_alias(conn, ctx.actor, version.model, alias, version.version, reason=why, payload=payload)

@@ -16,8 +16,9 @@ def lifecycle_spec(ctx: Context) -> LifecycleSpec:
 
 
 def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool = True,
-                 promote: bool | None = None, on_change: Any = None) -> PipelineResult:
-    """Run the spec's pipeline; `promote=False` overrides the spec (CI registers and gates only)."""
+                 promote: bool | None = None, candidate: bool = False, on_change: Any = None) -> PipelineResult:
+    """Run the spec's pipeline; `promote=False` overrides the spec (register and gate only); `candidate`
+    gates the trained model without registering it (CI's default)."""
     from shipyard.data.versions import get_version
     from shipyard.pipelines.standard import build_pipeline
 
@@ -30,5 +31,5 @@ def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool =
         get_version(ctx, spec.data.split.holdout)  # fails early, naming what exists
     if promote is not None:
         spec = spec.model_copy(update={"promote": spec.promote.model_copy(update={"enabled": promote})})
-    pipeline = build_pipeline(spec, version=version.version_id, workspace=str(ctx.workspace.root))
+    pipeline = build_pipeline(spec, version=version.version_id, workspace=str(ctx.workspace.root), candidate=candidate)
     return run_pipeline(ctx, pipeline, {}, executor=executor, use_cache=use_cache, on_change=on_change)

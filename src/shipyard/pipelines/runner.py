@@ -22,17 +22,20 @@ from shipyard.pipelines.materialize import Stored, load_value
 from shipyard.pipelines.steps import Node, OutputRef, Pipeline, element_name
 
 OUTPUTS = "outputs.json"
+TRACEBACK = "traceback.txt"
 
 
 class PipelineFailed(ShipyardError):
-    """A step failed; nothing downstream of it ran."""
+    """A step failed; nothing downstream of it ran. The message names the step and its error; the step's
+    traceback is kept with its run (`traceback.txt`) and in `original_traceback`."""
 
     code = "pipeline_failed"
     status_code = 500
 
-    def __init__(self, message: str, step: str, original: str | None) -> None:
-        super().__init__(message, step=step)
+    def __init__(self, message: str, step: str, original: str | None, run_id: str | None = None) -> None:
+        super().__init__(message, step=step, run_id=run_id)
         self.step = step
+        self.run_id = run_id
         self.original_traceback = original
 
 
@@ -181,7 +184,7 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
     reports: dict[str, StepReport] = {}
     outputs: dict[str, list[dict[str, Any]]] = {}
     pending: dict[Future[StepOutcome], tuple[str, str, float, str]] = {}
-    failed: tuple[str, StepOutcome] | None = None
+    failed: tuple[str, str, StepOutcome] | None = None
     remaining = list(order)
 
     def changed() -> None:
@@ -241,10 +244,9 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
                     outputs[node_id] = outcome.outputs
                     report.status, report.outputs = "finished", outcome.outputs
                 else:
-                    runs.finish_run(ctx, run_id, "failed", error=outcome.traceback or outcome.error,
-                                    resources=outcome.resources)
+                    _record_failure(ctx, run_id, outcome)
                     report.status = "failed"
-                    failed = failed or (node_id, outcome)
+                    failed = failed or (node_id, run_id, outcome)
                 held.closed(run_id)
                 changed()
         for node_id in remaining:
@@ -258,19 +260,20 @@ def run_pipeline(ctx: Context, pipeline: Pipeline, params: dict[str, Any], *, ex
     status: Literal["finished", "failed"] = "failed" if failed else "finished"
     try:
         runs.finish_run(ctx, parent.run_id, status,
-                        error=failed[1].traceback if failed else None,
+                        error=(failed[2].traceback or failed[2].error) if failed else None,
                         resources={"wall_seconds": round(time.perf_counter() - started, 6)})
     finally:
         held.closed(parent.run_id)
     result = PipelineResult(parent.run_id, pipeline.name, status, {n: reports[n] for n in order if n in reports},
                             returned, ctx)
     if failed:
-        node_id, outcome = failed
+        node_id, failed_run, outcome = failed
         raise PipelineFailed(
             f"Pipeline '{pipeline.name}' failed at step '{node_id}' after {outcome.attempts} attempt(s): "
-            f"{outcome.error}. Nothing downstream ran; fix it and run again — finished steps are cache hits.\n"
-            f"{outcome.traceback or ''}".rstrip(),
-            node_id, outcome.traceback,
+            f"{outcome.error}\nNothing downstream ran; fix it and run again — finished steps are cache hits. "
+            f"The full traceback is kept with the step's run: `shipyard runs show {failed_run}` or "
+            f"`shipyard artifacts get {failed_run} {TRACEBACK}` (or add --debug).",
+            node_id, outcome.traceback, failed_run,
         )
     return result
 
@@ -296,6 +299,16 @@ def _record_success(ctx: Context, run_id: str, outcome: StepOutcome) -> None:
     files += [(f"outputs/{i}.{s['kind'].split(':')[0]}", s["digest"], s["size"]) for i, s in enumerate(outcome.outputs)]
     runs.finish_run(ctx, run_id, "finished", resources=outcome.resources, artifacts_=files,
                     tags_={"shipyard.worker": outcome.worker, "shipyard.attempts": outcome.attempts})
+
+
+def _record_failure(ctx: Context, run_id: str, outcome: StepOutcome) -> None:
+    """The step's error and its end, with the traceback as the run's error and as an artifact."""
+    from shipyard.tracking import runs
+
+    text = outcome.traceback or outcome.error or "the step failed without an error message"
+    info = ctx.blobs.put_bytes(text.encode())
+    runs.finish_run(ctx, run_id, "failed", error=text, resources=outcome.resources,
+                    artifacts_=[(TRACEBACK, info.digest, info.size)])
 
 
 def _cache_hit(ctx: Context, pipeline: str, node: str, parts: KeyParts) -> tuple[str, list[dict[str, Any]]] | None:

@@ -138,7 +138,8 @@ def register(model: Stored, metrics: dict[str, float], example: Any, target: str
 
 @step(cache=False)
 def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) -> dict[str, Any]:
-    """Run the configured gates; if they pass, take challenger (or champion when there is none).
+    """Run the configured gates; if they pass, take challenger (or champion when there is none). When
+    promotion is refused, the outcome says why under `blocked`.
 
     A version registered before (an unchanged re-run) is neither gated nor moved again when it was
     gated or holds an alias already: the outcome reports its stored gate results and aliases."""
@@ -156,11 +157,19 @@ def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) 
     if unchanged:
         stored = {g: s.status for g, s in latest_gates(ctx, ref).items()}
         if stored or current.aliases or current.status == "archived":
-            return {"version": ref, "gates": stored, "alias": current.aliases[0] if current.aliases else None,
-                    **unchanged}
+            kept: dict[str, Any] = {"version": ref, "gates": stored,
+                                    "alias": current.aliases[0] if current.aliases else None, **unchanged}
+            if promote and not current.aliases:  # gated before and refused then: still refused, say why
+                from shipyard.gates.promotion import check_promotion
+
+                state = check_promotion(ctx, ref)
+                if not state.allowed:
+                    kept["blocked"] = state.problems
+            return kept
         # never gated nor promoted (the run that registered it stopped before): as for a new version
-    results = {r.gate: r.status for r in run_gates(ctx, ref)} if ctx.policy.gates(name) else {}
+    results = {r.gate: r.status for r in run_gates(ctx, ref)} if ctx.policy.gates(name) is not None else {}
     alias = None
+    blocked: list[str] = []
     if promote:
         try:
             get_model_version(ctx, f"{name}@champion")
@@ -168,10 +177,45 @@ def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) 
         except NotFoundError:
             alias = "champion"
         try:
-            move(ctx, ref, alias, reason="standard pipeline: gates passed")
-        except GateFailed:
-            alias = None
-    return {"version": ref, "gates": results, "alias": alias, **unchanged}
+            move(ctx, ref, alias, reason="standard pipeline: " + ("gates passed" if results else
+                                                                  f"gates.{name} declares no gates"))
+        except GateFailed as exc:
+            alias, blocked = None, list(exc.fields.get("problems") or [exc.message])
+    outcome: dict[str, Any] = {"version": ref, "gates": results, "alias": alias, **unchanged}
+    if blocked:
+        outcome["blocked"] = blocked
+    return outcome
+
+
+@step(cache=False)
+def gate_candidate(model: Any, metrics: dict[str, float], example: Any, target: str, name: str, version: str,
+                   workspace: str) -> dict[str, Any]:
+    """Package the model into this step's run (not the registry) and run the configured gates on it
+    against the current champion, storing no result: CI's check of a candidate."""
+    from shipyard.context import open_context
+    from shipyard.errors import ValidationError
+    from shipyard.gates.gating import check_candidate
+    from shipyard.models.loading import logged_version
+    from shipyard.models.registry import register_model
+    from shipyard.pipelines.steps import current_run_id
+    from shipyard.store.db import now_ms
+    from shipyard.tracking.records import MetricPoint
+    from shipyard.tracking.runs import log_metrics
+
+    ctx = open_context(workspace)
+    run_id = current_run_id()
+    if run_id is None:
+        raise ValidationError("gate_candidate runs as a step of a pipeline: it keeps the candidate with its run.")
+    stamp = now_ms()
+    log_metrics(ctx, run_id, [MetricPoint(k, float(v), 0, stamp) for k, v in metrics.items()])
+    register_model(ctx, name, model, input_example=example.drop(columns=[target]).head(20), run_id=run_id,
+                   register=False)
+    candidate = logged_version(ctx, name, run_id, metrics=metrics, dataset_version=version)
+    results = check_candidate(ctx, candidate) if ctx.policy.gates(name) is not None else []
+    failed = {r.gate: [c.message for c in r.checks if c.status == "FAIL"] for r in results if r.status == "FAIL"}
+    return {"version": None, "model": name, "candidate_run": run_id, "artifact_digest": candidate.artifact_digest,
+            "metrics": dict(metrics), "gates": {r.gate: r.status for r in results}, "failed_checks": failed,
+            "alias": None}
 
 
 def _estimator(path: str) -> Any:
@@ -195,8 +239,9 @@ def _candidates(spec: LifecycleSpec) -> list[dict[str, Any]]:
     return [{**spec.model.params, **g} for g in grid]
 
 
-def build_pipeline(spec: LifecycleSpec, *, version: str, workspace: str) -> Pipeline:
-    """The standard pipeline for a resolved dataset version (so a new version misses the cache)."""
+def build_pipeline(spec: LifecycleSpec, *, version: str, workspace: str, candidate: bool = False) -> Pipeline:
+    """The standard pipeline for a resolved dataset version (so a new version misses the cache). With
+    `candidate` it ends by gating the trained model without registering it (CI)."""
     data, features, model = spec.data, spec.features, spec.model
     metrics = list(spec.evaluation.metrics)
     primary = spec.evaluation.primary or metrics[0]
@@ -215,6 +260,8 @@ def build_pipeline(spec: LifecycleSpec, *, version: str, workspace: str) -> Pipe
         else:
             best = select(candidates, scores, primary)
             best_scores = evaluate(best, test_frame, data.target, metrics)
+        if candidate:
+            return gate_candidate(best, best_scores, train_frame, data.target, model.name, version, workspace)
         registered = register(best, best_scores, train_frame, data.target, model.name, version,
                               f"trained by the standard pipeline on {version}", workspace)
         return gate_and_promote(registered, spec.promote.enabled, workspace)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
 from shipyard.errors import BackendError
 from shipyard.store import audit
@@ -38,10 +38,12 @@ class MetadataStore:
             ensure_migrated(self.engine)
         except OperationalError as exc:
             self.engine.dispose()
-            raise BackendError(
-                f"Cannot open the metadata store at {_redact(url)}: {exc.orig}. "
-                "Check that the server is running and the URL (store.url) is right."
-            ) from exc
+            raise _cannot_open(url, exc) from exc
+        except DatabaseError as exc:
+            self.engine.dispose()
+            if self.dialect != "sqlite":
+                raise
+            raise _cannot_open(url, exc) from exc  # e.g. "file is not a database"
         except BaseException:
             self.engine.dispose()
             raise
@@ -174,6 +176,36 @@ def _insert_ignoring(dialect: str, table: Table, index: list[str]) -> Insert:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=index)
+
+
+def _cannot_open(url: str, exc: DatabaseError) -> BackendError:
+    """Why the store could not be opened: for SQLite the file and its folder, for a server the server."""
+    import os
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if not database or database == ":memory:":
+        return BackendError(
+            f"Cannot open the metadata store at {_redact(url)}: {exc.orig}. "
+            "Check that the server is running and the URL (store.url) is right."
+        )
+    path = Path(database)
+    folder = path.parent
+    if not folder.is_dir():
+        why = (f"its folder {folder} does not exist. `shipyard init` creates a workspace's .shipyard/ folder, "
+               "which is not kept in git: in a fresh checkout (a CI job, say) point store.url "
+               "(SHIPYARD_STORE_URL) and artifacts.url (SHIPYARD_ARTIFACTS_URL) at the shared stores, or create "
+               "the folder")
+    elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        why = f"this user may not read and write {path}; fix its permissions"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        why = (f"this user may not write in its folder {folder}; fix the folder's permissions or choose another "
+               "store.url")
+    else:
+        why = f"check that {path} is an SQLite database and that store.url names the file you mean"
+    return BackendError(f"Cannot open the SQLite metadata store {path}: {exc.orig}; {why}.", path=str(path))
 
 
 def _redact(url: str) -> str:
