@@ -143,7 +143,7 @@ def test_run_without_gates_is_not_promoted_unless_the_spec_says_it_needs_none(
     spec.write_text(text[: text.index("gates:")] + "gates:\n  credit: {}\n")
     code, out, err = _cli(capsys, "run")
     assert code == EXIT_OK, err
-    assert "(gates: none configured); it is now champion." in out
+    assert "(gates: none configured); it is now champion." in out  # unchanged model, promoted now
 
 
 def test_a_failing_step_names_the_step_and_where_its_traceback_is(project: Path,
@@ -241,3 +241,16 @@ def test_the_github_workflow_runs_in_a_fresh_clone_on_the_shared_stores(tmp_path
         assert without_stores.returncode == EXIT_ERROR and "server" not in without_stores.stderr
         assert f"its folder {checkout / '.shipyard'} does not exist" in without_stores.stderr
         assert "SHIPYARD_STORE_URL" in without_stores.stderr and "Traceback" not in without_stores.stderr
+
+
+def test_an_unchanged_model_is_gated_again_when_its_gate_policy_changed(project: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    _edit(project / "shipyard.yaml", "accuracy: {min: 0.5}", "accuracy: {min: 0.999}")
+    code, out, _ = _cli(capsys, "run")
+    assert code == EXIT_BLOCKED
+    code, out, err = _cli(capsys, "run")  # same model, same policy: the stored refusal stands
+    assert code == EXIT_BLOCKED and "unchanged: already credit/1 (gates: evaluation FAIL)" in out
+    _edit(project / "shipyard.yaml", "accuracy: {min: 0.999}", "accuracy: {min: 0.5}")
+    code, out, err = _cli(capsys, "run")  # the policy changed: judged again, and now promoted
+    assert code == EXIT_OK, err
+    assert "unchanged: already credit/1 (gates: evaluation PASS); it is now champion" in out

@@ -135,7 +135,7 @@ def test_a_rerun_gates_a_version_whose_first_run_stopped_before_its_gates(worksp
     assert shipyard.models.get("tiny").aliases == [] and gating.latest_gates(ctx, "tiny/1") == {}
     again = run_standard(ctx)
     assert again.value() == {"version": "tiny/1", "gates": {"evaluation": "PASS"}, "alias": "champion",
-                             "unchanged": True}
+                             "unchanged": True, "promoted": True}
 
 
 def test_a_model_the_step_outputs_pickled_is_saved_once_by_its_flavor(workspace: Path, tmp_path: Path,

@@ -71,11 +71,12 @@ def run(
     console().print(_steps_table(f"pipeline {result.name} (run {result.run_id[:8]})", result.steps))
     gates = ", ".join(f"{g} {s}" for g, s in outcome["gates"].items()) or "none configured"
     if outcome.get("unchanged"):
-        held = f"it is {outcome['alias']}" if outcome["alias"] else "it holds no alias"
+        held = (f"it is now {outcome['alias']}" if outcome.get("promoted") else f"it is {outcome['alias']}"
+                if outcome["alias"] else "it holds no alias")
         console().print(f"unchanged: already {outcome['version']} (gates: {gates}); {held}. Nothing was registered.")
-        return
-    alias = f"; it is now {outcome['alias']}" if outcome["alias"] else "; not promoted"
-    console().print(f"Registered {outcome['version']} (gates: {gates}){alias}.")
+    else:
+        alias = f"; it is now {outcome['alias']}" if outcome["alias"] else "; not promoted"
+        console().print(f"Registered {outcome['version']} (gates: {gates}){alias}.")
     if blocked:
         err_console().print(Text.assemble(("Not promoted: ", "bold red"), "; ".join(outcome["blocked"]) + "."))
         raise typer.Exit(EXIT_BLOCKED)

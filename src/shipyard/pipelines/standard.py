@@ -155,18 +155,19 @@ def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) 
     current = get_model_version(ctx, ref)
     unchanged = {"unchanged": True} if registered.get("unchanged") else {}
     if unchanged:
+        from shipyard.gates.promotion import check_promotion
+
         stored = {g: s.status for g, s in latest_gates(ctx, ref).items()}
-        if stored or current.aliases or current.status == "archived":
+        current_evidence = not any(status in ("STALE", "NOT RUN") for status in check_promotion(ctx, ref).gates.values())
+        if current.aliases or current.status == "archived" or (stored and current_evidence):
             kept: dict[str, Any] = {"version": ref, "gates": stored,
                                     "alias": current.aliases[0] if current.aliases else None, **unchanged}
             if promote and not current.aliases:  # gated before and refused then: still refused, say why
-                from shipyard.gates.promotion import check_promotion
-
                 state = check_promotion(ctx, ref)
                 if not state.allowed:
                     kept["blocked"] = state.problems
             return kept
-        # never gated nor promoted (the run that registered it stopped before): as for a new version
+        # never gated, or judged by a gate policy that has changed since: gated as a new version would be
     results = {r.gate: r.status for r in run_gates(ctx, ref)} if ctx.policy.gates(name) is not None else {}
     alias = None
     blocked: list[str] = []
@@ -182,6 +183,8 @@ def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) 
         except GateFailed as exc:
             alias, blocked = None, list(exc.fields.get("problems") or [exc.message])
     outcome: dict[str, Any] = {"version": ref, "gates": results, "alias": alias, **unchanged}
+    if unchanged and alias is not None:
+        outcome["promoted"] = True
     if blocked:
         outcome["blocked"] = blocked
     return outcome
