@@ -110,6 +110,10 @@ def register(model: Any, metrics: dict[str, float], example: Any, target: str, n
 
     ctx = open_context(workspace)
     run_id = current_run_id()
+    if run_id is not None:  # the data it was trained on is the input of the run that registers it
+        from shipyard.store.lineage import Node, record_edge
+
+        record_edge(ctx.store, ctx.actor, Node("dataset_version", version), Node("run", run_id), "input")
     if run_id is not None:  # the metrics of the registered model, on the run that registers it
         stamp = now_ms()
         log_metrics(ctx, run_id, [MetricPoint(k, float(v), 0, stamp) for k, v in metrics.items()])
