@@ -26,10 +26,11 @@ def artifact_digest(ctx: Context, run_id: str, path: str) -> str:
 
 
 def download_artifact(ctx: Context, run_id: str, path: str, dest: str | os.PathLike[str]) -> Path:
-    """Copy an artifact to `dest` (a file, or a folder to put it in), verifying its digest."""
+    """Copy an artifact to `dest` (a file, or a folder to put it in: one that exists, or any path ending
+    in a slash, which is created), verifying its digest."""
     digest = artifact_digest(ctx, run_id, path)
     target = Path(dest)
-    if target.is_dir():
+    if target.is_dir() or str(dest).endswith(("/", os.sep)):
         target = target / Path(path).name
     return ctx.blobs.get_file(digest, target)
 
