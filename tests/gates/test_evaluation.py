@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from shipyard.gates.evaluation import compute_metrics, evaluate_gate, infer_task
-from shipyard.gates.latency import infrastructure_gate, measure
+from shipyard.gates.latency import MIN_BATCH_RUNS, MIN_SINGLE_ROW_RUNS, infrastructure_gate, machine_load, measure
 from shipyard.gates.results import Check, GateResult, combine, format_number
 from shipyard.policy.gates import GateSpec, load_gate_spec
 
@@ -236,9 +236,30 @@ def test_measure_and_infrastructure_budgets() -> None:
     ])
     messages = [c.message for c in result.failures]
     assert result.status == "FAIL" and len(messages) == 5
-    assert messages[0] == f"latency_p99_ms {format_number(measured['latency_p99_ms'])} ms > budget 1e-06 ms"
+    assert messages[0] == (f"latency_p99_ms {format_number(measured['latency_p99_ms'])} ms > budget 1e-06 ms "
+                           f"(load average {format_number(measured['load_average_1m'])} on "
+                           f"{measured['cpu_count']} CPUs while measuring)")
     assert messages[2] == "peak_memory_mb 300 MB > budget 100 MB"
     assert messages[3].startswith("scikit-learn 1.4.2 was recorded with the model but 1.5.0 is running")
     assert "xgboost 2.0.3 was recorded with the model but it is not installed" in messages[4]
     unmeasured = infrastructure_gate(generous, {}, [])
     assert unmeasured.status == "FAIL" and "latency_p50_ms was not measured" in unmeasured.checks[0].message
+
+
+def test_measure_warms_up_and_times_enough_calls_whatever_the_time_limit() -> None:
+    calls: list[int] = []  # the number of rows of every call, in order
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        calls.append(len(frame))
+        return np.zeros(len(frame))
+
+    frame = pd.DataFrame({"x": np.arange(50.0)})
+    measured = measure(predict, frame, warmup_runs=7, max_seconds=0)  # every deadline has passed at once
+    assert calls[:8] == [50] + [1] * 7  # untimed: one batch and seven single rows
+    assert measured["warmup_runs"] == 7
+    assert measured["single_row_runs"] == MIN_SINGLE_ROW_RUNS == calls[8:].count(1)
+    assert measured["batch_runs"] == MIN_BATCH_RUNS == calls[8:].count(50)
+    assert len(calls) == 8 + MIN_SINGLE_ROW_RUNS + MIN_BATCH_RUNS
+    assert measured["single_row_threads"] == 1
+    assert measured["cpu_count"] >= 1 and measured["load_average_1m"] >= 0  # what it was measured under
+    assert set(machine_load()) == {"load_average_1m", "load_average_5m", "load_average_15m", "cpu_count"}

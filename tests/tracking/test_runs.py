@@ -219,6 +219,9 @@ def test_artifacts_round_trip_and_tampering_is_caught(backend_workspace: Path, t
     assert not (tmp_path / "w.bin").exists()
     with pytest.raises(NotFoundError, match="Did you mean 'report.txt'"):
         shipyard.download_artifact(run.run_id, "reprot.txt", tmp_path)
+    # a path ending in a slash is a folder to put it in, made if it is not there yet
+    into = shipyard.download_artifact(run.run_id, "stream.txt", f"{tmp_path}/new/")
+    assert into == tmp_path / "new" / "stream.txt" and into.read_text() == "streamed"
 
 
 def test_unknown_and_prefixed_run_ids(backend_workspace: Path) -> None:

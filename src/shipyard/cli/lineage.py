@@ -53,23 +53,42 @@ def show(
 def export(
     format: Annotated[str, typer.Option("--format", help="Only 'openlineage' for now.")] = "openlineage",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="File to write (JSON lines); default stdout.")] = None,
+    url: Annotated[Optional[str], typer.Option(
+        "--url", help="Send each event to this OpenLineage collector (POST URL/api/v1/lineage), e.g. Marquez.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(
+        "--api-key", help="Bearer token for --url (default: the OPENLINEAGE_API_KEY environment variable).")] = None,
 ) -> None:
-    """Export runs and derived datasets as OpenLineage run events (START and COMPLETE/FAIL)."""
-    from shipyard.governance.openlineage import export_events
+    """Export runs and derived datasets as OpenLineage run events (START and COMPLETE/FAIL), to stdout, a
+    file (-o) or a collector (--url)."""
+    from shipyard.governance.openlineage import export_events, lineage_endpoint, namespace, send_events
     from shipyard.errors import ValidationError
 
     if format != "openlineage":
         raise ValidationError(f"Unknown export format {format!r}; the supported format is 'openlineage'.")
-    events = export_events(context())
+    if api_key and not url:
+        raise ValidationError("--api-key is sent to a collector: give its URL with --url as well.")
+    if url:
+        lineage_endpoint(url)  # a malformed URL is refused before anything is read or written
+    ctx = context()
+    events = export_events(ctx)
     import json
 
     lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in events)
     if output:
         from pathlib import Path
 
-        Path(output).write_text(lines)
-        console().print(f"Wrote {len(events)} OpenLineage events to {output}")
-    else:
+        try:
+            Path(output).write_text(lines)
+        except OSError as exc:
+            raise ValidationError(f"Cannot write the events to {output}: {exc.strerror or exc}. Choose a file in "
+                                  "a folder that exists and that you may write to.", path=output) from exc
+        console().print(f"Wrote {len(events)} OpenLineage events to {output} (namespace {namespace(ctx)})")
+    if url:
+        import os
+
+        sent = send_events(events, url, api_key=api_key or os.environ.get("OPENLINEAGE_API_KEY") or None)
+        console().print(f"Sent {sent} OpenLineage events to {lineage_endpoint(url)} (namespace {namespace(ctx)})")
+    if not output and not url:
         import sys
 
         sys.stdout.write(lines)

@@ -1,5 +1,6 @@
 """The infrastructure probe: load a model from its artifact alone in a clean interpreter, compare its
-recorded environment with this one, and measure latency, throughput and peak memory.
+recorded environment with this one, and measure latency, throughput and peak memory (after a warm-up,
+with the machine's load while measuring; see latency.measure).
 
 Run as `python -m shipyard.gates.probe REQUEST.json`; prints one JSON object."""
 

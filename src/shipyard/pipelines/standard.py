@@ -118,6 +118,10 @@ def register(model: Stored, metrics: dict[str, float], example: Any, target: str
 
     ctx = open_context(workspace)
     run_id = current_run_id()
+    if run_id is not None:  # the data it was trained on is the input of the run that registers it
+        from shipyard.store.lineage import Node, record_edge
+
+        record_edge(ctx.store, ctx.actor, Node("dataset_version", version), Node("run", run_id), "input")
     native = load_value(ctx.blobs, model)
     if model.kind.startswith("model:"):
         artifact = Artifact(model.kind.split(":", 1)[1], model.digest, model.size, model.meta or {})

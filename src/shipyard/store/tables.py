@@ -135,6 +135,15 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# One row: the store's id, made with the store. It tells stores apart where names alone would not (the
+# OpenLineage namespace), and it moves with the database, not with the workspace folder.
+store_identity = Table(
+    "store_identity",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("created", BigInteger, nullable=False),
+)
+
 datasets = Table(
     "datasets",
     metadata,
