@@ -59,6 +59,7 @@ gates:
     evaluation:
       dataset: credit-holdout@latest
       target: default
+      beat_baseline: true        # better accuracy than always predicting "no default"
       thresholds: {roc_auc: {min: 0.7}, accuracy: {min: 0.75}}
       against_champion: {roc_auc: {max_drop: 0.01}}
     behavioural:

@@ -290,3 +290,21 @@ def test_unknown_missing_and_misplaced_parameters_are_clear_errors(workspace: Pa
     with pytest.raises(ValidationError, match=r"needs a value for parameter 'x': pass run\(\{'x': VALUE\}\)"):
         needs.run()
     assert shipyard.search_runs(experiment="pipelines") == []
+
+
+def test_param_values_that_do_not_fit_the_declared_type_name_the_parameter(workspace: Path) -> None:
+    from shipyard.pipelines.loader import parse_params
+
+    @shipyard.pipeline
+    def typed(n: int = 5, rate: float = 0.5, strict: bool = False, label: str = "x", cols: list[str] | None = None):
+        return add_one(n)
+
+    assert parse_params(typed, ["n=7", "rate=1", "strict=true", "label=007", 'cols=["a"]']) == \
+        {"n": 7, "rate": 1.0, "strict": True, "label": "007", "cols": ["a"]}
+    for item, expected in [("n=abc", "a whole number; e.g. --param n=5"), ("n=2.5", "a whole number"),
+                           ("rate=fast", "a number; e.g. --param rate=0.5"), ("strict=maybe", "true or false"),
+                           ("n=true", "a whole number"), ("cols=a,b", "a JSON list")]:
+        name, _, text = item.partition("=")
+        with pytest.raises(ValidationError, match=rf"--param {name}={text}: the pipeline's parameter '{name}' is "
+                                                  rf"declared \w+, so its value must be {expected}"):
+            parse_params(typed, [item])

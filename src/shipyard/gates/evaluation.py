@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shipyard.errors import ConfigError, ValidationError
+from shipyard.gates.baseline import BaselineScore, beat_check
 from shipyard.gates.results import Check, GateResult, format_number
 from shipyard.policy.gates import CLASSIFICATION_METRICS, REGRESSION_METRICS, GateSpec, Task, higher_is_better
 
@@ -178,9 +179,11 @@ def prediction_evidence(task: Task, truth: Any, predicted: Any) -> dict[str, Any
 
 
 def evaluate_gate(
-    spec: GateSpec, metrics: Mapping[str, float], champion_metrics: Mapping[str, float] | None
+    spec: GateSpec, metrics: Mapping[str, float], champion_metrics: Mapping[str, float] | None,
+    baseline: BaselineScore | None = None,
 ) -> GateResult:
-    """Check `metrics` against the value thresholds and, given the champion's metrics, the change limits.
+    """Check `metrics` against the value thresholds, given the champion's metrics the change limits, and
+    given the trivial baseline's score (when the spec asks to beat it) that the version beats it.
 
     Without a champion (`champion_metrics` None) or a champion lacking the metric, a change limit is a
     NO_BASELINE check. A relative change is (new - old) / |old|.
@@ -212,7 +215,12 @@ def evaluate_gate(
                 ))
     for metric, change in evaluation.against_champion.items():
         checks.append(_change_check(metric, change.limit, change.relative, metrics, champion_metrics))
-    return GateResult.from_checks("evaluation", checks, dict(metrics))
+    if baseline is not None:
+        checks += [beat_check(metric, metrics, baseline) for metric in evaluation.baseline_metrics(baseline.task)]
+    result = GateResult.from_checks("evaluation", checks, dict(metrics))
+    if baseline is not None:
+        result.evidence["baseline"] = baseline.evidence()
+    return result
 
 
 def _missing(metric: str, value: float | None, metrics: Mapping[str, float]) -> str:

@@ -21,12 +21,14 @@ from shipyard.errors import ConfigError, NotFoundError, ValidationError, did_you
 from shipyard.models.loading import LoadedModel, fetch_artifact, load_model, load_version
 from shipyard.models.records import ModelVersion
 from shipyard.models.registry import alias_target, find_version, get_model_version
+from shipyard.policy.gates import SPLIT
 from shipyard.store.db import now_ms
 from shipyard.store.tables import gate_results
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from shipyard.gates.baseline import BaselineScore
     from shipyard.gates.results import GateResult, Status
     from shipyard.policy.gates import GateSpec
 
@@ -49,21 +51,27 @@ class StoredGate:
         return dataclasses.asdict(self)
 
 
-def run_gates(ctx: Context, ref: str, *, only: list[str] | None = None) -> list[GateResult]:
+def run_gates(ctx: Context, ref: str, *, only: list[str] | None = None, split: str | None = None) -> list[GateResult]:
     """Run the configured gates of a version and store their results (all in one transaction). A model
-    whose gates.NAME is declared empty has none: nothing runs and nothing is stored."""
+    whose gates.NAME is declared empty has none: nothing runs and nothing is stored.
+
+    `split` is the dataset version that `evaluation.dataset: split` stands for: the standard pipeline passes
+    the rows it held out; without it, see `evaluation_dataset`."""
     version = get_model_version(ctx, ref)
     digest = ctx.policy.gates_digest(version.model)
-    results, dataset, champion = _evaluate(ctx, version, lambda: load_model(ctx, version.version_id), only)
+    results, dataset, champion = _evaluate(ctx, version, lambda: load_model(ctx, version.version_id), only, split)
     if results:
-        _store(ctx, version, results, dataset, champion.version if champion else None, digest)
+        spec = ctx.policy.gates(version.model)
+        source = "split" if spec is not None and spec.evaluation is not None and spec.evaluation.dataset == SPLIT \
+            else "declared"
+        _store(ctx, version, results, dataset, source, champion.version if champion else None, digest)
     return results
 
 
-def check_candidate(ctx: Context, candidate: ModelVersion) -> list[GateResult]:
+def check_candidate(ctx: Context, candidate: ModelVersion, *, split: str | None = None) -> list[GateResult]:
     """Run the configured gates of a model that is not registered (see `logged_version`) against the
     current champion, and store nothing: what the gates would say if it were registered now."""
-    results, _, _ = _evaluate(ctx, candidate, lambda: load_version(ctx, candidate), None)
+    results, _, _ = _evaluate(ctx, candidate, lambda: load_version(ctx, candidate), None, split)
     return results
 
 
@@ -76,8 +84,8 @@ def no_gates_configured(model: str) -> ConfigError:
     )
 
 
-def _evaluate(ctx: Context, version: ModelVersion, load: Callable[[], LoadedModel], only: list[str] | None
-              ) -> tuple[list[GateResult], str | None, ModelVersion | None]:
+def _evaluate(ctx: Context, version: ModelVersion, load: Callable[[], LoadedModel], only: list[str] | None,
+              split: str | None = None) -> tuple[list[GateResult], str | None, ModelVersion | None]:
     """The results of the configured gates of `version`, the evaluation dataset version and the champion
     they were judged against."""
     from shipyard.policy.gates import check_columns
@@ -99,9 +107,8 @@ def _evaluate(ctx: Context, version: ModelVersion, load: Callable[[], LoadedMode
     frame = target = dataset = None
     if spec.evaluation is not None:
         from shipyard.data.workspace_files import load as load_frame
-        from shipyard.data.versions import get_version as get_dataset_version
 
-        dataset = get_dataset_version(ctx, spec.evaluation.dataset).version_id
+        dataset = evaluation_dataset(ctx, version, spec, split)
         frame = load_frame(ctx, dataset)
         check_columns(spec, [str(c) for c in frame.columns], dataset)
         target = spec.evaluation.target
@@ -118,6 +125,87 @@ def _evaluate(ctx: Context, version: ModelVersion, load: Callable[[], LoadedMode
             assert frame is not None and target is not None
             results.append(_on_data(ctx, gate, spec, version, model, frame, target, champion))
     return results, dataset, champion
+
+
+def evaluation_dataset(ctx: Context, version: ModelVersion, spec: GateSpec, split: str | None = None) -> str:
+    """The dataset version the gates of `version` evaluate on.
+
+    `evaluation.dataset: split` is the standard pipeline's held-out data: `split` when the pipeline passes it;
+    else the spec's `data.split.holdout` when the standard pipeline trains this model; else the newest
+    NAME-holdout version the pipeline split off the version's training data (NAME@V)."""
+    from shipyard.data.versions import get_version as get_dataset_version
+
+    assert spec.evaluation is not None
+    if spec.evaluation.dataset != SPLIT:
+        return get_dataset_version(ctx, spec.evaluation.dataset).version_id
+    if split is not None:
+        return get_dataset_version(ctx, split).version_id
+    declared = _declared_holdout(ctx, version.model)
+    if declared is not None:
+        return get_dataset_version(ctx, declared).version_id
+    key = f"{spec.path}.evaluation.dataset"
+    if not version.dataset_version:
+        raise ConfigError(
+            f"{key} is 'split' (the default): the rows the standard pipeline held out of the training data, but "
+            f"{version.version_id} records no training data. Set {key} to a held-out dataset version, e.g. "
+            f"{version.model}-holdout@latest."
+        )
+    held_out = holdout_of(ctx, version.dataset_version)
+    if held_out is None:
+        raise ConfigError(
+            f"{key} is 'split' (the default): the rows the standard pipeline held out of {version.dataset_version}, "
+            f"but nothing was held out of it (no {holdout_name(version.dataset_version)} version derived from it). "
+            f"Train with `shipyard run`, or set {key} to a held-out dataset version."
+        )
+    return held_out
+
+
+def holdout_name(dataset_version: str) -> str:
+    """The dataset the standard pipeline versions the held-out rows of NAME@V in: NAME-holdout."""
+    return f"{dataset_version.split('@', 1)[0]}-holdout"
+
+
+def holdout_of(ctx: Context, dataset_version: str) -> str | None:
+    """The newest NAME-holdout version derived from NAME@V (the split's held-out rows), or None."""
+    from shipyard.store.lineage import Node, neighbours
+
+    prefix = holdout_name(dataset_version) + "@"
+    with ctx.store.read() as conn:
+        children = neighbours(conn, Node("dataset_version", dataset_version), upstream=False)
+    found = [node.id for node, relation in children
+             if relation == "derived" and node.kind == "dataset_version" and node.id.startswith(prefix)]
+    return max(found, key=lambda ref: int(ref.rsplit("@", 1)[1]), default=None)
+
+
+def _declared_holdout(ctx: Context, model: str) -> str | None:
+    """data.split.holdout of the lifecycle spec, when its model is `model`."""
+    declared = ctx.policy.document().data
+    if not isinstance(declared.get("model"), dict) or declared["model"].get("name") != model:
+        return None  # the standard pipeline does not train this model
+    return ctx.policy.lifecycle().data.split.holdout
+
+
+def _training_targets(ctx: Context, version: ModelVersion, frame: pd.DataFrame, target: str) -> tuple[Any, str | None]:
+    """The targets of the rows the version trained on: its training data without the rows that are also in the
+    evaluation data (exactly the training part when the evaluation data was split off it). (None, why) if unknown."""
+    import pandas as pd
+
+    from shipyard.data.workspace_files import load as load_frame
+
+    if not version.dataset_version:
+        return None, (f"{version.version_id} records no training data; register it with its dataset "
+                      "(run.log_input, or dataset=) so that the baseline can be fitted on it")
+    training = load_frame(ctx, version.dataset_version)
+    if target not in training.columns:
+        return None, f"its training data {version.dataset_version} has no column '{target}'"
+    common = [c for c in training.columns if c in frame.columns]
+    seen = pd.util.hash_pandas_object(frame[common], index=False)
+    kept = training.loc[~pd.util.hash_pandas_object(training[common], index=False).isin(seen).to_numpy(), target]
+    if kept.notna().sum() == 0:
+        return None, (f"every row of its training data {version.dataset_version} is also in the evaluation data, "
+                      "so the evaluation is not on held-out rows; evaluate on rows the model did not train on "
+                      "(evaluation.dataset: split, or a held-out dataset version)")
+    return kept.to_numpy(), None
 
 
 def _predictions(model: LoadedModel, features: pd.DataFrame) -> tuple[Any, Any]:
@@ -142,9 +230,12 @@ def _on_data(ctx: Context, gate: Any, spec: GateSpec, version: ModelVersion, mod
         return GateResult.from_checks(gate, [check], {})
     if gate == "evaluation":
         metrics = compute_metrics(task, truth, predicted, proba, spec.positive_label, classes=classes)
+        baseline = None
+        if spec.evaluation is not None and spec.evaluation.beat_baseline:
+            baseline = _baseline(ctx, version, frame, target, truth, task, spec, classes)
         result = evaluate_gate(spec, metrics, _champion_metrics(ctx, version, champion, features, truth, task, spec,
-                                                                classes))
-        result.evidence = prediction_evidence(task, truth, predicted)
+                                                                classes), baseline)
+        result.evidence.update(prediction_evidence(task, truth, predicted))
         return result
     if gate == "behavioural":
         return behavioural_gate(spec, model.predict, model.predict_proba, features, truth, task=task, classes=classes)
@@ -152,6 +243,22 @@ def _on_data(ctx: Context, gate: Any, spec: GateSpec, version: ModelVersion, mod
         assert spec.fairness is not None
         return fairness_gate(spec, truth, predicted, frame[spec.fairness.sensitive].to_numpy())
     raise AssertionError(gate)
+
+
+def _baseline(ctx: Context, version: ModelVersion, frame: pd.DataFrame, target: str, truth: Any, task: Any,
+              spec: GateSpec, classes: Any) -> BaselineScore:
+    """The trivial baseline fitted on the version's training rows and scored on the evaluation rows."""
+    from shipyard.gates.baseline import BaselineScore, fit_baseline, score_baseline
+
+    targets, problem = _training_targets(ctx, version, frame, target)
+    if targets is None:
+        return BaselineScore(task, problem=problem)
+    try:
+        baseline = fit_baseline(task, targets)
+        scored = score_baseline(baseline, truth, positive_label=spec.positive_label, classes=classes)
+    except ValidationError as exc:
+        return BaselineScore(task, problem=str(exc))
+    return BaselineScore(task, baseline, scored)
 
 
 def _champion_metrics(ctx: Context, version: ModelVersion, champion: ModelVersion | None, features: pd.DataFrame,
@@ -210,16 +317,18 @@ def _probe_sample(version: ModelVersion, frame: pd.DataFrame | None, target: str
     )
 
 
-def _store(ctx: Context, version: ModelVersion, results: list[GateResult], dataset: str | None,
+def _store(ctx: Context, version: ModelVersion, results: list[GateResult], dataset: str | None, source: str,
            baseline: int | None, digest: str) -> None:
     now = now_ms()
     payload = {"gates": {r.gate: r.status for r in results}, "dataset": dataset, "baseline_version": baseline,
                "policy_digest": digest}
+    # dataset_source: "split" (rows the standard pipeline held out of the training data) or "declared".
+    held = {"dataset": dataset, "dataset_source": source if dataset else None}
     with ctx.store.mutation(ctx.actor, "model.gate", "model_version", version.version_id, payload) as conn:
         for result in results:
             conn.execute(gate_results.insert(), {
                 "version_id": version.version_id, "gate": result.gate, "status": result.status,
-                "result": json.dumps({**result.to_dict(), "dataset": dataset}, allow_nan=False),
+                "result": json.dumps({**result.to_dict(), **held}, allow_nan=False),
                 "baseline_version": baseline, "policy_digest": digest, "created": now, "created_by": ctx.actor,
             })
 

@@ -182,13 +182,16 @@ def _sections(card: dict[str, Any]) -> list[_Section]:
         _Section("Intended use", bullets("use_cases")),
         _Section("Limitations", bullets("limitations")),
         _Section("Users", bullets("users")),
-        _Section("Data", [(part, d.get("name") or d.get("note"), d.get("row_count"), d.get("link"))
-                          for part, d in params.get("data", {}).items()], ("", "Dataset", "Rows", "Lineage")),
-        _Section("Evaluation", [(note,) for note in [graphics.get("description"), *analysis.get("notes", [])]],
+        _Section("Data", [(part, d.get("name") or d.get("note"), d.get("row_count"),
+                           d.get("note") if d.get("name") else "", d.get("link"))
+                          for part, d in params.get("data", {}).items()], ("", "Dataset", "Rows", "Note", "Lineage")),
+        _Section("Evaluation", [(note,) for note in [analysis.get("data"), graphics.get("description"),
+                                                     *analysis.get("notes", [])] if note],
                  plots=list(graphics.get("collection", []))),
-        _Section("Performance metrics", [(m.get("type"), m.get("slice"), m.get("value"), m.get("gate"))
+        _Section("Performance metrics", [(m.get("type"), m.get("slice"), m.get("value"), m.get("gate"),
+                                          m.get("dataset"))
                                          for m in analysis.get("performance_metrics", [])],
-                 ("Metric", "Slice", "Value", "Gate")) if analysis.get("performance_metrics") else
+                 ("Metric", "Slice", "Value", "Gate", "Data")) if analysis.get("performance_metrics") else
         _Section("Performance metrics", [("None recorded.",)]),
         _Section("Gates", [(g, e.get("status"), e.get("summary"), e.get("waived_by") or "",
                             e.get("waiver_reason") or "") for g, e in card.get("gates", {}).items()],

@@ -43,6 +43,18 @@ class _Evaluation:
     rows: int | None = None
     evidence: dict[str, Any] | None = None
     missing: str | None = None
+    source: str | None = None  # "split": rows the standard pipeline held out of the training data; "declared"
+
+    def describe(self, trained_on: str | None) -> str:
+        """Which data the gate numbers come from, in a sentence."""
+        if self.dataset is None or self.evidence is None:
+            return "No gate numbers yet: " + (self.missing or "the evaluation gate has not run.")
+        rows = f"{self.rows} rows" if self.rows is not None else "its rows"
+        if self.source == "split":
+            return (f"The numbers come from the gates on {self.dataset}: {rows} the standard pipeline held out of "
+                    f"{trained_on or 'the training data'}, which the model never trained on.")
+        return (f"The numbers come from the gates on {self.dataset} ({rows}), the evaluation data the gate spec "
+                "declares.")
 
 
 def build_card(ctx: Context, ref: str) -> dict[str, Any]:
@@ -61,7 +73,9 @@ def build_card(ctx: Context, ref: str) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "model_details": _details(version, rules),
         "model_parameters": _parameters(ctx, version, spec, evaluation),
-        "quantitative_analysis": {"performance_metrics": _performance(stored), "graphics": graphics, "notes": notes},
+        "quantitative_analysis": {"data": evaluation.describe(version.dataset_version),
+                                  "performance_metrics": _performance(stored, evaluation.dataset),
+                                  "graphics": graphics, "notes": notes},
         "considerations": _considerations(version, rules, spec, stored, reviews),
         "gates": _gates(version, spec, stored),
         "reviews": {"required": list(rules.reviews), "history": [r.to_dict() for r in reviews]},
@@ -147,9 +161,15 @@ def _parameters(ctx: Context, version: ModelVersion, spec: GateSpec | None, eval
     train: dict[str, Any] = {"name": version.dataset_version}
     if version.dataset_version:
         try:
-            train["row_count"] = get_dataset_version(ctx, version.dataset_version).row_count
+            total = get_dataset_version(ctx, version.dataset_version).row_count
         except NotFoundError:
-            train["row_count"] = None
+            total = None
+        trained = version.metrics.get("training_rows")  # recorded by the standard pipeline
+        train["row_count"] = int(trained) if trained is not None else total
+        train["dataset_rows"] = total
+        if trained is not None and total is not None and int(trained) < total:
+            train["note"] = (f"The model trained on {int(trained)} of the {total} rows of {version.dataset_version}; "
+                             "the others were held out for evaluation or had no target value.")
         train["link"] = f"shipyard lineage show {version.dataset_version}"
     else:
         train["note"] = ("Not recorded: call run.log_input(\"NAME@VERSION\") before run.log_model, or pass "
@@ -158,7 +178,11 @@ def _parameters(ctx: Context, version: ModelVersion, spec: GateSpec | None, eval
     if evaluation.dataset:
         evaluated["row_count"] = evaluation.rows
         evaluated["target"] = evaluation.target
+        evaluated["source"] = evaluation.source
         evaluated["link"] = f"shipyard lineage show {evaluation.dataset}"
+        if evaluation.source == "split":
+            evaluated["note"] = (f"Held out of {version.dataset_version or 'the training data'} by the standard "
+                                 "pipeline's split: the model never trained on these rows.")
     if evaluation.missing:
         evaluated["note"] = evaluation.missing
     if spec is not None and spec.fairness is not None:
@@ -175,13 +199,15 @@ def _parameters(ctx: Context, version: ModelVersion, spec: GateSpec | None, eval
     }
 
 
-def _performance(stored: dict[str, StoredGate]) -> list[dict[str, Any]]:
-    """Overall metrics (evaluation gate), slice metrics (behavioural gate) and per-group rates (fairness gate)."""
+def _performance(stored: dict[str, StoredGate], dataset: str | None) -> list[dict[str, Any]]:
+    """Overall metrics (evaluation gate), slice metrics (behavioural gate) and per-group rates (fairness gate),
+    each with the dataset version it was measured on."""
     found: list[dict[str, Any]] = []
 
     def add(kind: str, value: Any, where: str, gate: str, rows: Any = None) -> None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             found.append({"type": kind, "value": value, "slice": where, "gate": gate,
+                          "dataset": stored[gate].result.get("dataset") or dataset,
                           **({"rows": rows} if rows is not None else {})})
 
     if "evaluation" in stored:
@@ -319,7 +345,7 @@ def _evaluation_data(version: ModelVersion, spec: GateSpec | None, stored: dict[
     evidence = dict(result.get("evidence") or {})
     return _Evaluation(result.get("dataset") or spec.evaluation.dataset, target, evidence.get("rows"), evidence,
                        None if evidence else "The evaluation result predates stored evidence: re-run the gates "
-                       f"(`shipyard models gate {version.version_id}`) for its plots.")
+                       f"(`shipyard models gate {version.version_id}`) for its plots.", result.get("dataset_source"))
 
 
 def _graphics(version: ModelVersion, stored: dict[str, StoredGate],

@@ -26,7 +26,8 @@ def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool =
     version = get_version(ctx, spec.data.dataset)
     if version.kind != "table":
         raise ConfigError(f"{SPEC_FILE}: data.dataset = {spec.data.dataset!r} is a set of files; training needs a table.")
-    check_columns(spec, [c["name"] for c in version.table_schema or []], version.version_id)
+    kinds = {name: str(stats.get("kind")) for name, stats in ((version.profile or {}).get("columns") or {}).items()}
+    check_columns(spec, [c["name"] for c in version.table_schema or []], version.version_id, kinds=kinds)
     if spec.data.split.holdout:
         get_version(ctx, spec.data.split.holdout)  # fails early, naming what exists
     if promote is not None:

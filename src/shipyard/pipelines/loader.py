@@ -158,12 +158,15 @@ def parse_params(pipeline: Pipeline, items: list[str]) -> dict[str, Any]:
             raise ValidationError(f"--param {item!r} must look like NAME=VALUE, e.g. --param n=5 or --param name=churn.")
         raw[key.strip()] = value
     declared = parameters(pipeline)
-    params = {k: _convert(v, declared[k].type if k in declared else None) for k, v in raw.items()}
+    params = {k: _convert(k, v, declared[k].type if k in declared else None) for k, v in raw.items()}
     check_params(pipeline, params)
     return params
 
 
-def _convert(text: str, declared: type | None) -> Any:
+_EXAMPLES = {bool: "true", int: "5", float: "0.5", list: '["a","b"]', tuple: '["a","b"]', dict: '{"a":1}'}
+
+
+def _convert(name: str, text: str, declared: type | None) -> Any:
     if declared is str:
         return text
     if declared is bool and text in ("True", "False"):
@@ -171,8 +174,25 @@ def _convert(text: str, declared: type | None) -> Any:
     try:
         value = json.loads(text)
     except ValueError:
-        return text
+        value = text
+    if declared is None or value is None:
+        return value
     if declared is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)  # `c=1` for a float parameter means 1.0, as in Python; the cache key agrees
-    return value
-
+    if declared is float and isinstance(value, str):
+        try:
+            return float(text)  # inf, nan
+        except ValueError:
+            pass
+    if declared is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if declared is tuple and isinstance(value, list):
+        return value
+    if isinstance(value, declared) and not (isinstance(value, bool) and declared is not bool):
+        return value
+    expected = {bool: "true or false", int: "a whole number", float: "a number", list: "a JSON list",
+                tuple: "a JSON list", dict: "a JSON object"}.get(declared, declared.__name__)
+    raise ValidationError(
+        f"--param {name}={text}: the pipeline's parameter '{name}' is declared {declared.__name__}, so its value must "
+        f"be {expected}; e.g. --param {name}={_EXAMPLES.get(declared, 'VALUE')}.", param=name,
+    )

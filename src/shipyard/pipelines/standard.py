@@ -32,53 +32,76 @@ def validate_data(version: str, schema_file: str | None, workspace: str) -> dict
     return {"version": version, "validated": True, "warnings": len(report.warnings)}
 
 
-@step(outputs=2)
+@step(outputs=3)
 def prepare(version: str, checked: dict[str, Any], target: str, drop: list[str], function: str | None,
             test_size: float, random_state: int, stratify: bool, holdout: str | None, workspace: str) -> Any:
-    """Load the data version, apply the feature function, split into train and test frames."""
+    """Split the data version into training and evaluation rows, then apply the feature function and drop.
+
+    Without a declared holdout the rows held out are versioned as NAME-holdout (derived from NAME@V), so the
+    gates evaluate on exactly the rows the model never saw. Rows without a target value are left out.
+    Returns the training frame, the evaluation frame and what the split did."""
     from sklearn.model_selection import train_test_split
 
     from shipyard.context import open_context
+    from shipyard.data.versions import add_version, get_version
     from shipyard.data.workspace_files import load
+    from shipyard.gates.gating import holdout_name
 
     ctx = open_context(workspace)
-    frame = load(ctx, version).drop(columns=drop)
-    if function:
-        frame = _function(function)(frame)
+    frame = load(ctx, version)
+    labelled = frame[frame[target].notna()].reset_index(drop=True)
     if holdout:
-        test = load(ctx, holdout).drop(columns=[c for c in drop if c in load(ctx, holdout).columns])
-        if function:
-            test = _function(function)(test)
-        return frame.reset_index(drop=True), test.reset_index(drop=True)
-    labels = frame[target] if stratify and frame[target].nunique() <= 20 else None
-    train, test = train_test_split(frame, test_size=test_size, random_state=random_state, stratify=labels)
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+        evaluation = get_version(ctx, holdout).version_id
+        held = load(ctx, evaluation)
+        held = held[held[target].notna()].reset_index(drop=True)
+        train_rows = labelled
+    else:
+        counts = labelled[target].value_counts()
+        labels = labelled[target] if stratify and len(counts) <= 20 and counts.min() >= 2 else None
+        train_rows, held = (part.reset_index(drop=True) for part in train_test_split(
+            labelled, test_size=test_size, random_state=random_state, stratify=labels))
+        note = (f"held out of {version} by the standard pipeline: test_size={test_size}, "
+                f"random_state={random_state}, stratified={labels is not None}")
+        evaluation = add_version(ctx, holdout_name(version), held, message=note, parents=[version]).version.version_id
+    split = {"evaluation": evaluation, "training_rows": len(train_rows), "evaluation_rows": len(held),
+             "unlabelled_rows": len(frame) - len(labelled)}
+    return _features(train_rows, drop, function), _features(held, drop, function), split
+
+
+def _features(frame: Any, drop: list[str], function: str | None) -> Any:
+    frame = frame.drop(columns=[c for c in drop if c in frame.columns])
+    return (_function(function)(frame) if function else frame).reset_index(drop=True)
 
 
 @step
-def train(frame: Any, target: str, estimator: str, params: dict[str, Any], categorical: list[str],
-          scale: bool) -> Any:
-    """Fit the estimator (behind one-hot encoding and scaling when asked) on the training frame."""
-    from sklearn.compose import ColumnTransformer
+def train(frame: Any, target: str, estimator: str, params: dict[str, Any], features: dict[str, Any]) -> Any:
+    """Fit the estimator behind the feature preparation the spec declares (see pipelines/features.py)."""
     from sklearn.pipeline import Pipeline as SkPipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from shipyard.errors import ValidationError
+    from shipyard.pipelines.features import non_numeric, preprocessor
 
     x, y = frame.drop(columns=[target]), frame[target]
+    categorical = [c for c in features["categorical"] if c in x.columns]
+    datetime = [c for c in features["datetime"] if c in x.columns]
+    numeric = [c for c in x.columns if c not in categorical and c not in datetime]
+    unplaced = non_numeric(x, numeric)
+    if unplaced:
+        raise ValidationError(
+            f"Column(s) {', '.join(repr(c) for c in unplaced)} hold values that are not numbers; list them under "
+            "features.categorical (text), features.datetime (timestamps and dates) or features.drop in shipyard.yaml."
+        )
     model = _estimator(estimator)(**params)
-    numeric = [c for c in x.columns if c not in categorical]
-    transformers: list[Any] = []
-    if categorical:
-        transformers.append(("categorical", OneHotEncoder(handle_unknown="ignore"), categorical))
-    if scale and numeric:
-        transformers.append(("numeric", StandardScaler(), numeric))
-    if transformers:
-        model = SkPipeline([("features", ColumnTransformer(transformers, remainder="passthrough")), ("model", model)])
+    prepared = preprocessor(x, categorical=categorical, datetime=datetime, max_categories=features["max_categories"],
+                            impute=features["impute"], scale=features["scale"])
+    if prepared is not None:
+        model = SkPipeline([("features", prepared), ("model", model)])
     return model.fit(x, y)
 
 
 @step
-def evaluate(model: Any, frame: Any, target: str, metrics: list[str]) -> dict[str, float]:
-    """The evaluation metrics of a model on the test frame."""
+def evaluate(model: Any, frame: Any, target: str, metrics: list[str], split: dict[str, Any]) -> dict[str, float]:
+    """The evaluation metrics of a model on the evaluation frame, with the number of rows it trained on."""
     from shipyard.gates.evaluation import compute_metrics, infer_task
     from shipyard.models.flavors import flavor_for
 
@@ -88,7 +111,7 @@ def evaluate(model: Any, frame: Any, target: str, metrics: list[str]) -> dict[st
     proba = flavor.predict_proba(model, x) if task == "classification" else None
     classes = flavor.describe(model).get("classes")
     found = compute_metrics(task, y, flavor.predict(model, x), proba, classes=classes)
-    return {m: float(found[m]) for m in metrics if m in found}
+    return {**{m: float(found[m]) for m in metrics if m in found}, "training_rows": float(split["training_rows"])}
 
 
 @step
@@ -141,9 +164,11 @@ def register(model: Stored, metrics: dict[str, float], example: Any, target: str
 
 
 @step(cache=False)
-def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) -> dict[str, Any]:
-    """Run the configured gates; if they pass, take challenger (or champion when there is none). When
-    promotion is refused, the outcome says why under `blocked`.
+def gate_and_promote(registered: dict[str, Any], promote: bool, split: dict[str, Any],
+                     workspace: str) -> dict[str, Any]:
+    """Run the configured gates (`evaluation.dataset: split` on the rows `prepare` held out); if they pass,
+    take challenger (or champion when there is none). When promotion is refused, the outcome says why
+    under `blocked`.
 
     A version registered before (an unchanged re-run) is neither gated nor moved again when it was
     gated or holds an alias already: the outcome reports its stored gate results and aliases."""
@@ -172,7 +197,8 @@ def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) 
                     kept["blocked"] = state.problems
             return kept
         # never gated, or judged by a gate policy that has changed since: gated as a new version would be
-    results = {r.gate: r.status for r in run_gates(ctx, ref)} if ctx.policy.gates(name) is not None else {}
+    gated = run_gates(ctx, ref, split=split["evaluation"]) if ctx.policy.gates(name) is not None else []
+    results = {r.gate: r.status for r in gated}
     alias = None
     blocked: list[str] = []
     if promote:
@@ -196,7 +222,7 @@ def gate_and_promote(registered: dict[str, Any], promote: bool, workspace: str) 
 
 @step(cache=False)
 def gate_candidate(model: Any, metrics: dict[str, float], example: Any, target: str, name: str, version: str,
-                   workspace: str) -> dict[str, Any]:
+                   split: dict[str, Any], workspace: str) -> dict[str, Any]:
     """Package the model into this step's run (not the registry) and run the configured gates on it
     against the current champion, storing no result: CI's check of a candidate."""
     from shipyard.context import open_context
@@ -215,10 +241,11 @@ def gate_candidate(model: Any, metrics: dict[str, float], example: Any, target: 
         raise ValidationError("gate_candidate runs as a step of a pipeline: it keeps the candidate with its run.")
     stamp = now_ms()
     log_metrics(ctx, run_id, [MetricPoint(k, float(v), 0, stamp) for k, v in metrics.items()])
-    register_model(ctx, name, model, input_example=example.drop(columns=[target]).head(20), run_id=run_id,
+    features = example.drop(columns=[target])
+    register_model(ctx, name, model, input_example=features.head(20), signature_frame=features, run_id=run_id,
                    register=False)
     candidate = logged_version(ctx, name, run_id, metrics=metrics, dataset_version=version)
-    results = check_candidate(ctx, candidate) if ctx.policy.gates(name) is not None else []
+    results = check_candidate(ctx, candidate, split=split["evaluation"]) if ctx.policy.gates(name) is not None else []
     failed = {r.gate: [c.message for c in r.checks if c.status == "FAIL"] for r in results if r.status == "FAIL"}
     return {"version": None, "model": name, "candidate_run": run_id, "artifact_digest": candidate.artifact_digest,
             "metrics": dict(metrics), "gates": {r.gate: r.status for r in results}, "failed_checks": failed,
@@ -250,27 +277,28 @@ def build_pipeline(spec: LifecycleSpec, *, version: str, workspace: str, candida
     """The standard pipeline for a resolved dataset version (so a new version misses the cache). With
     `candidate` it ends by gating the trained model without registering it (CI)."""
     data, features, model = spec.data, spec.features, spec.model
+    preparation = features.model_dump(include={"categorical", "datetime", "max_categories", "impute", "scale"})
     metrics = list(spec.evaluation.metrics)
     primary = spec.evaluation.primary or metrics[0]
 
     @pipeline(name=f"train-{model.name}")
     def standard() -> Any:
         checked = validate_data(version, data.schema_file, workspace)
-        train_frame, test_frame = prepare(version, checked, data.target, features.drop, features.function,
-                                          data.split.test_size, data.split.random_state, data.split.stratify,
-                                          data.split.holdout, workspace)
-        candidates = [train(train_frame, data.target, model.estimator, params, features.categorical, features.scale)
+        train_frame, test_frame, split = prepare(version, checked, data.target, features.drop, features.function,
+                                                 data.split.test_size, data.split.random_state, data.split.stratify,
+                                                 data.split.holdout, workspace)
+        candidates = [train(train_frame, data.target, model.estimator, params, preparation)
                       for params in _candidates(spec)]
-        scores = [evaluate(c, test_frame, data.target, metrics) for c in candidates]
+        scores = [evaluate(c, test_frame, data.target, metrics, split) for c in candidates]
         if len(candidates) == 1:
             best, best_scores = candidates[0], scores[0]
         else:
             best = select(candidates, scores, primary)
-            best_scores = evaluate(best, test_frame, data.target, metrics)
+            best_scores = evaluate(best, test_frame, data.target, metrics, split)
         if candidate:
-            return gate_candidate(best, best_scores, train_frame, data.target, model.name, version, workspace)
+            return gate_candidate(best, best_scores, train_frame, data.target, model.name, version, split, workspace)
         registered = register(best, best_scores, train_frame, data.target, model.name, version,
                               f"trained by the standard pipeline on {version}", workspace)
-        return gate_and_promote(registered, spec.promote.enabled, workspace)
+        return gate_and_promote(registered, spec.promote.enabled, split, workspace)
 
     return standard

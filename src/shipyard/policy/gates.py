@@ -53,6 +53,20 @@ def _scalar(value: Any) -> Any:
     return value
 
 
+def _metrics_or_flag(value: Any) -> Any:
+    """beat_baseline: true, false, one metric or a list of metrics."""
+    if isinstance(value, bool):
+        return value
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        raise ValueError("expected true, false, a metric or a list of metrics")
+    for name in names:
+        if name not in METRICS:
+            raise ValueError(f"{name!r} is not a metric.{did_you_mean(str(name), list(METRICS))} Metrics: "
+                             f"{', '.join(METRICS)}")
+    return [str(name) for name in names]
+
+
 Number = Annotated[int | float, BeforeValidator(_number)]  # ints stay ints, as written
 Scalar = Annotated[Any, BeforeValidator(_scalar)]  # a label or a cell value, of whatever type the data has
 
@@ -97,13 +111,28 @@ class ChangeBound(_Spec):
         return float(self.max_drop if self.max_drop is not None else self.max_rise or 0.0)
 
 
+#: `evaluation.dataset: split`: the rows the standard pipeline held out of the version's training data.
+SPLIT = "split"
+#: The metric `beat_baseline: true` compares, by task.
+BASELINE_METRIC: dict[Task, str] = {"classification": "accuracy", "regression": "rmse"}
+
+
 class EvaluationSpec(_Spec):
-    dataset: str
+    dataset: str = SPLIT  # a dataset version, or `split`: the held-out part of the standard pipeline's split
     target: str
     task: Task | None = None
     positive_label: Scalar | None = None
     thresholds: dict[MetricName, Bound] = Field(default_factory=dict)
     against_champion: dict[MetricName, ChangeBound] = Field(default_factory=dict)
+    # Beat a trivial baseline (the majority class, or the mean) fitted on the training rows: true compares
+    # accuracy (classification) or rmse (regression); a list names the metrics.
+    beat_baseline: Annotated[bool | list[str], BeforeValidator(_metrics_or_flag)] = False
+
+    def baseline_metrics(self, task: Task) -> list[str]:
+        """The metrics on which the version must beat the trivial baseline (none when it need not)."""
+        if self.beat_baseline is True:
+            return [BASELINE_METRIC[task]]
+        return list(self.beat_baseline or [])
 
 
 class Perturbation(_Spec):
@@ -326,6 +355,9 @@ def _metrics_named(spec: GateSpec) -> Iterator[tuple[str, str]]:
             yield f"evaluation.thresholds.{metric}", metric
         for metric in spec.evaluation.against_champion:
             yield f"evaluation.against_champion.{metric}", metric
+        if isinstance(spec.evaluation.beat_baseline, list):
+            for i, name in enumerate(spec.evaluation.beat_baseline):
+                yield f"evaluation.beat_baseline[{i}]", name
     if spec.behavioural is not None:
         for i, piece in enumerate(spec.behavioural.slices):
             yield f"behavioural.slices[{i}].metric", piece.metric
