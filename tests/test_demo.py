@@ -19,7 +19,7 @@ def test_demo_runs_the_lifecycle(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "it is now champion" in proc.stdout
-    assert "Nothing changed: credit/1 is already champion." in proc.stdout  # the second run: cache hits
+    assert "unchanged: already credit/1" in proc.stdout  # the second run: cache hits
     assert "Audit chain intact" in proc.stdout
     card = json.loads((workspace / "cards" / "credit" / "1" / "card.json").read_text())
     assert card["model_details"]["path"] == "models:/credit/1"

@@ -31,6 +31,8 @@ model:
   params: {max_iter: 500}
 evaluation:
   metrics: [accuracy]
+gates:
+  credit: {}
 """
 
 

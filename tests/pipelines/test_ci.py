@@ -56,8 +56,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     _credit().to_csv(root / "credit.csv", index=False)
     code, _, err = _cli(capsys, "init", "--from", "credit.csv", "--target", "default")
     assert code == 0, err
-    _edit(root / "shipyard.yaml", "n_estimators: 200", "n_estimators: 10")
+    _edit(root / "shipyard.yaml", "# thresholds: {roc_auc: {min: 0.7}}", "thresholds: {accuracy: {min: 0.5}}")
     return root
+
+
+# Parameters each valid for the estimator (so the spec is accepted) that fail together when it is fitted.
+CLASHING = ("params: {C: 1.0, max_iter: 1000}", "params: {C: 1.0, max_iter: 1000, solver: newton-cg, dual: true}")
+CLASH = "Solver newton-cg supports only dual=False, got dual=True"
 
 
 def _registry() -> list[dict[str, Any]]:
@@ -108,11 +113,11 @@ def test_ci_without_gates_is_blocked_and_a_failing_step_is_an_error(project: Pat
     code, out, _ = _cli(capsys, "ci")
     assert code == EXIT_OK and "**Passed**" in out
 
-    _edit(spec, "n_estimators: 10", "n_estimator: 10")
+    _edit(spec, *CLASHING)
     code, out, err = _cli(capsys, "ci", "--report", "report.md")
     assert code == EXIT_ERROR
     report = (project / "report.md").read_text()
-    assert "**Failed** at step `train`" in report and "unexpected keyword argument 'n_estimator'" in report
+    assert "**Failed** at step `train`" in report and CLASH in report
     assert "Traceback" not in report and "Traceback" not in err
     assert _registry() == []
 
@@ -148,12 +153,12 @@ def test_run_without_gates_is_not_promoted_unless_the_spec_says_it_needs_none(
 
 def test_a_failing_step_names_the_step_and_where_its_traceback_is(project: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    _edit(project / "shipyard.yaml", "n_estimators: 10", "n_estimator: 10")
+    _edit(project / "shipyard.yaml", *CLASHING)
     code, out, err = _cli(capsys, "run")
     assert code == EXIT_ERROR
     assert "Traceback" not in err and "File \"" not in err
     assert "failed at step 'train'" in err
-    assert "TypeError: RandomForestClassifier.__init__() got an unexpected keyword argument 'n_estimator'" in err
+    assert f"ValueError: {CLASH}" in err
     assert re.search(r"│ train\s+│ failed", out) and re.search(r"│ evaluate\s+│ skipped", out)
     [run_id] = re.findall(r"`shipyard artifacts get ([0-9a-f]+) traceback.txt`", err)
     assert f"`shipyard runs show {run_id}`" in err
@@ -162,7 +167,7 @@ def test_a_failing_step_names_the_step_and_where_its_traceback_is(project: Path,
     assert code == EXIT_OK
     kept = (project / "traceback.txt").read_text()
     assert kept.startswith("Traceback (most recent call last):") and "in train" in kept
-    assert "unexpected keyword argument 'n_estimator'" in kept.splitlines()[-1]
+    assert CLASH in kept.splitlines()[-1]
     assert shipyard.get_run(run_id).error == kept
 
     code, _, err = _cli(capsys, "--debug", "run")
@@ -216,7 +221,7 @@ def test_the_github_workflow_runs_in_a_fresh_clone_on_the_shared_stores(tmp_path
         started = subprocess.run(["shipyard", "init", "--from", "credit.csv", "--target", "default", "--ci", "github"],
                                  cwd=origin, env=_env(secrets), capture_output=True, text=True, timeout=300)
         assert started.returncode == 0, started.stderr
-        _edit(origin / "shipyard.yaml", "n_estimators: 200", "n_estimators: 10")
+        _edit(origin / "shipyard.yaml", "# thresholds: {roc_auc: {min: 0.7}}", "thresholds: {accuracy: {min: 0.5}}")
         _git(origin, "init", "-q")
         _git(origin, "add", ".")
         _git(origin, "commit", "-q", "-m", "credit model")

@@ -151,7 +151,7 @@ def test_init_from_any_table_then_run_promotes_a_champion_gated_on_held_out_rows
 
     code, out, err = _cli(capsys, "run")
     assert code == 0, err
-    assert "Nothing changed: table/1 is already champion." in " ".join(out.split())
+    assert "unchanged: already table/1 (gates: evaluation PASS); it is champion. Nothing was registered." in " ".join(out.split())
     assert [v.version_id for v in shipyard.models.versions("table")] == ["table/1"]
     assert [v.version_id for v in shipyard.data.log("table-holdout")] == ["table-holdout@1"]
 
