@@ -321,10 +321,10 @@ def setup_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_run_ids:
     from shipyard.context import open_context
     from shipyard.gates.promotion import promote
 
-    promote(open_context(), "credit/3", "champion", reason="the best of the first three")
+    promote(open_context(), "credit/3", "champion", reason="the best of the first three", no_gates=True)
     text = (ROOT / "docs" / "models.md").read_text()
     [gates] = _blocks(_section(text, "## Gates"), "yaml")
-    [governance] = _blocks(_section(text, "## Promotion and reviews"), "yaml")
+    [governance] = [b for b in _blocks(_section(text, "## Promotion and reviews"), "yaml") if "governance:" in b]
     # The page's budgets are examples; the test leaves out the timing (tests/gates measures it).
     gates = re.sub(r"\n    infrastructure:\n(      .*\n)+", "\n", gates)
     (root / "shipyard.yaml").write_text((root / "shipyard.yaml").read_text() + gates + governance)
