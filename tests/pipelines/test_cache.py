@@ -273,3 +273,25 @@ def test_miss_reasons_fit_their_tag_and_say_what_they_leave_out() -> None:
     old_format = {"code": "code", "params": {"a": "x", "b": 1}, "inputs": {}, "env": "env"}
     assert describe_miss(now, old_format) == ("first run since the cache key changed format (parameters are now "
                                               "hashed by content)")
+
+
+def test_a_step_with_a_hundred_inputs_is_cached_and_says_when_one_changed(workspace: Path) -> None:
+    @shipyard.step
+    def part(i: int) -> int:
+        return i
+
+    @shipyard.step
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    @shipyard.pipeline
+    def fan_in(last: int) -> Any:
+        return total([part(i) for i in range(99)] + [part(last)])
+
+    first = fan_in.run({"last": 99})
+    assert first.value() == sum(range(100))
+    again = fan_in.run({"last": 99})
+    assert again.steps["total"].cache == "hit"
+    changed = fan_in.run({"last": 1000})
+    assert changed.value() == sum(range(99)) + 1000
+    assert changed.steps["total"].reason == "input data changed (among 100 inputs, too many to name one by one)"

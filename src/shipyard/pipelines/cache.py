@@ -77,13 +77,20 @@ class KeyParts:
             }, sort_keys=True)
             if len(text) <= limit:
                 return text
-            if not inline:
-                raise ValidationError(
-                    f"Step '{step}' has {len(self.params)} parameters; recorded by their digests alone its "
-                    f"cache key parts take {len(text)} characters, over the tag limit of {limit}. Pass related "
-                    "parameters together as one dict (it is hashed as one value)."
-                )
+            if not inline:  # too many inputs or parameters to name one by one: each group by one digest
+                return json.dumps({
+                    "format": KEY_FORMAT, "code": self.code, "env": self.env,
+                    "inputs_digest": _group_digest(self.inputs), "inputs_count": len(self.inputs),
+                    "params_digest": _group_digest(self._param_identities()), "params_count": len(self.params),
+                }, sort_keys=True)
             inline.remove(max(inline, key=lambda k: (len(json.dumps(self.params[k].value)), k)))
+
+    def _param_identities(self) -> dict[str, list[str]]:
+        return {k: [p.kind, p.sha256] for k, p in self.params.items()}
+
+
+def _group_digest(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
 def recorded_params(before: dict[str, Any]) -> dict[str, Fingerprint]:
@@ -105,6 +112,14 @@ def describe_miss(now: KeyParts, before: dict[str, Any] | None, limit: int = MAX
     reasons: list[str] = []
     if before.get("code") != now.code:
         reasons.append("code changed")
+    if "inputs_digest" in before:  # recorded by group: a change is known, not which member changed
+        if before.get("params_digest") != _group_digest(now._param_identities()):
+            reasons.append(f"params changed (among {len(now.params)}, too many to name one by one)")
+        if before.get("inputs_digest") != _group_digest(now.inputs):
+            reasons.append(f"input data changed (among {len(now.inputs)} inputs, too many to name one by one)")
+        if before.get("env") != now.env:
+            reasons.append("environment changed")
+        return "; ".join(reasons) or "the earlier run with the same code, params, inputs and environment did not finish"
     old_params = recorded_params(before)
     changed = [k for k in sorted(set(old_params) | set(now.params))
                if _identity(old_params.get(k)) != _identity(now.params.get(k))]
