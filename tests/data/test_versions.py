@@ -275,3 +275,16 @@ def test_versions_on_an_s3_artifact_store(workspace: Path, folder: Path, tmp_pat
 
     listed = boto3.client("s3", endpoint_url=moto.endpoint).list_objects_v2(Bucket=bucket, Prefix="shipyard/sha256/")
     assert listed["KeyCount"] == 40 + 1  # 40 images + the wine table's Parquet form
+
+
+def test_adding_unchanged_content_writes_nothing_not_even_an_audit_event(workspace: Path) -> None:
+    import pandas as pd
+
+    import shipyard
+
+    frame = pd.DataFrame({"a": [1, 2, 3]})
+    shipyard.data.add("same", frame)
+    before = shipyard.audit_head()
+    shipyard.data.add("same", frame)
+    assert shipyard.audit_head() == before
+    assert [v.version for v in shipyard.data.log("same")] == [1]

@@ -171,6 +171,10 @@ def _snapshot_files(
     return entries, files_read
 
 
+class _Unchanged(Exception):
+    """Raised inside the mutation when the content is the latest version's: leaves it without a write."""
+
+
 def _commit(
     ctx: Context,
     name: str,
@@ -196,7 +200,7 @@ def _commit(
         with ctx.store.mutation(ctx.actor, "dataset.add_version", "dataset", name, payload) as conn:
             latest = _latest_row(conn, name)
             if latest is not None and latest.manifest_digest == digest:
-                return None
+                raise _Unchanged  # rolls the transaction back: no audit event for nothing
             if latest is None:
                 stmt = ctx.store.insert_or_ignore(datasets, ["name"])
                 conn.execute(stmt, {"name": name, "created": now, "created_by": ctx.actor})
@@ -221,6 +225,8 @@ def _commit(
             )
             lineage.add_edges(conn, [(Node(DATASET_VERSION, parent), Node(DATASET_VERSION, vid), "derived")
                                      for parent in parent_ids])
+    except _Unchanged:
+        return None
     except DBIntegrityError as exc:
         raise ConflictError(
             f"Another process added a version of '{name}' at the same moment; nothing was written by this "
