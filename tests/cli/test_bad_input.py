@@ -52,6 +52,8 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
     ],
     "readiness": [(["readiness", "credit/9"], "no version 9"), (["readiness", "credit/x"], "'x'")],
     "run": [(["run", "--executor", "bogus://host"], "bogus://host")],
+    "serve": [(["serve", "credit/9"], "no version 9"), (["serve", "credit/1", "--port", "70000"], "70000"),
+              (["serve", "credit@nosuch"], "nosuch")],
     "ci": [(["ci", "--executor", "bogus://host"], "bogus://host")],
     "data add": [
         (["data", "add", "bad name!", "{tmp}/ok.csv"], "'bad name!'"),

@@ -174,7 +174,7 @@ def root(
 
 
 def _register() -> None:
-    from shipyard.cli import artifacts, audit, data, lifecycle, lineage, models, pipelines, runs, workspace
+    from shipyard.cli import artifacts, audit, data, lifecycle, lineage, models, pipelines, runs, serve, workspace
 
     workspace.register(app)
     app.add_typer(data.app, name="data")
@@ -188,6 +188,7 @@ def _register() -> None:
     app.add_typer(runs.app, name="runs")
     app.add_typer(audit.app, name="audit")
     app.add_typer(artifacts.app, name="artifacts")
+    app.command("serve")(serve.serve)
 
 
 _register()

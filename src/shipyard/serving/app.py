@@ -1,0 +1,327 @@
+"""The HTTP app: load each model by ref (digest-verified) and serve it under its registered name through
+the Open Inference Protocol V2 REST routes, MLflow-compatible scoring routes and a plain records route.
+Bad input is a 4xx with {"error": "..."}; predictions run in a thread pool, off the event loop."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shipyard.context import Context
+from shipyard.errors import ShipyardError, ValidationError
+from shipyard.serving.codec import (
+    column_datatype,
+    decode_mlflow_json,
+    decode_oip,
+    encode_tensor,
+    plain,
+    records_frame,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from shipyard.models.loading import LoadedModel
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+SERVER_NAME = "shipyard"
+
+
+class HTTPProblem(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UnprocessableInput(ValidationError):
+    """Well-formed JSON that does not fit the model (a column missing, a value that cannot be cast)."""
+
+
+@dataclass
+class Served:
+    """The models of one app: by name, then by version; the first ref of a name is its default version."""
+
+    models: dict[str, dict[str, LoadedModel]] = field(default_factory=dict)
+    defaults: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # ref -> why it did not load
+
+    def add(self, model: LoadedModel) -> None:
+        name, version = model.version.model, str(model.version.version)
+        self.models.setdefault(name, {})[version] = model
+        self.defaults.setdefault(name, version)
+
+    def get(self, name: str, version: str | None = None) -> LoadedModel:
+        if name not in self.models:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise HTTPProblem(404, f"Model '{name}' is not served here. Models served: {known}.")
+        versions = self.models[name]
+        if version is None:
+            return versions[self.defaults[name]]
+        if version not in versions:
+            raise HTTPProblem(404, f"Model '{name}' has no version '{version}' served here. Versions served: "
+                                   f"{', '.join(sorted(versions))}.")
+        return versions[version]
+
+    @property
+    def ready(self) -> bool:
+        return not self.failures and bool(self.models)
+
+
+def load_models(ctx: Context, refs: list[str]) -> Served:
+    """Load each ref; one that fails is recorded (the others still serve) and the server is not ready."""
+    from shipyard.models.loading import load_model
+
+    served = Served()
+    for ref in refs:
+        try:
+            served.add(load_model(ctx, ref))
+        except ShipyardError as exc:
+            served.failures[ref] = str(exc)
+    return served
+
+
+def create_app(ctx: Context, refs: list[str], *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+    """A Starlette app serving the models `refs` name (a version, `name/3`, or an alias, `name@champion`)."""
+    return build_app(load_models(ctx, refs), max_body_bytes=max_body_bytes)
+
+
+def build_app(served: Served, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    from shipyard._version import __version__
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def body_json(request: Request) -> Any:
+        raw = await read_body(request, max_body_bytes)
+        kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if kind not in ("application/json", ""):
+            raise HTTPProblem(415, f"Content type '{kind}' is not accepted here; send application/json.")
+        return parse_json(raw)
+
+    async def predict(model: LoadedModel, frame: pd.DataFrame, proba: bool = False) -> Any:
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(_predict, model, frame, proba)
+
+    # -- Open Inference Protocol V2 ------------------------------------------------------------------
+    async def server_metadata(request: Request) -> Response:
+        return JSONResponse({"name": SERVER_NAME, "version": __version__, "extensions": []})
+
+    async def live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(request: Request) -> Response:
+        body: dict[str, Any] = {"ready": served.ready}
+        if served.failures:
+            body["failures"] = served.failures
+        return JSONResponse(body, status_code=200 if served.ready else 503)
+
+    def chosen(request: Request) -> LoadedModel:
+        return served.get(request.path_params["name"], request.path_params.get("version"))
+
+    async def model_metadata(request: Request) -> Response:
+        return JSONResponse(metadata(chosen(request)))
+
+    async def model_ready(request: Request) -> Response:
+        model = chosen(request)
+        return JSONResponse({"name": model.version.model, "ready": True})
+
+    async def infer(request: Request) -> Response:
+        model = chosen(request)
+        body = await body_json(request)
+        frame, wanted = decode_oip(body, model.signature)
+        names = outputs_of(model)
+        wanted = wanted or ["predict"]
+        unknown = [w for w in wanted if w not in names]
+        if unknown:
+            raise HTTPProblem(400, f"Output(s) {', '.join(repr(u) for u in unknown)} are not produced by "
+                                   f"model '{model.version.model}'; it produces {', '.join(names)}.")
+        outputs = [encode_tensor(name, await predict(model, frame, proba=name == "predict_proba"))
+                   for name in wanted]
+        response: dict[str, Any] = {"model_name": model.version.model,
+                                    "model_version": str(model.version.version), "outputs": outputs}
+        if isinstance(body.get("id"), str):
+            response["id"] = body["id"]
+        if isinstance(body.get("parameters"), dict):
+            response["parameters"] = body["parameters"]
+        return JSONResponse(response)
+
+    # -- MLflow-compatible scoring -----------------------------------------------------------------------
+    def only_model() -> LoadedModel:
+        if len(served.models) != 1:
+            names = ", ".join(sorted(served.models)) or "none"
+            raise HTTPProblem(400 if served.models else 503,
+                              f"/invocations scores with the one model served, but this server has: {names}. "
+                              "Use /v2/models/NAME/infer or /predict/NAME.")
+        [name] = served.models
+        return served.get(name)
+
+    async def invocations(request: Request) -> Response:
+        model = only_model()
+        raw = await read_body(request, max_body_bytes)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "text/csv":
+            frame = parse_csv(raw)
+        elif kind == "application/json":
+            frame = decode_mlflow_json(parse_json(raw), model.signature)
+        else:
+            raise HTTPProblem(415, f"Content type '{kind or 'none'}' is not accepted by /invocations; send "
+                                   "application/json or text/csv.")
+        return JSONResponse({"predictions": plain(await predict(model, frame))})
+
+    async def ping(request: Request) -> Response:
+        return PlainTextResponse("\n" if served.ready else "not ready\n", status_code=200 if served.ready else 503)
+
+    async def version(request: Request) -> Response:
+        return PlainTextResponse(__version__)
+
+    # -- plain records ---------------------------------------------------------------------------------
+    async def predict_records(request: Request) -> Response:
+        model = served.get(request.path_params["name"])
+        frame = records_frame(await body_json(request))
+        return JSONResponse({"model_name": model.version.model, "model_version": str(model.version.version),
+                             "predictions": plain(await predict(model, frame))})
+
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPProblem)
+        return error(exc.status, str(exc))
+
+    async def on_invalid(request: Request, exc: Exception) -> Response:
+        return error(422 if isinstance(exc, UnprocessableInput) else 400, str(exc))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error(exc.status_code, str(exc.detail))
+
+    model_path = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    routes = [
+        Route("/v2", server_metadata), Route("/v2/health/live", live), Route("/v2/health/ready", ready),
+        Route(model_path, model_metadata), Route(versioned, model_metadata),
+        Route(f"{model_path}/ready", model_ready), Route(f"{versioned}/ready", model_ready),
+        Route(f"{model_path}/infer", infer, methods=["POST"]), Route(f"{versioned}/infer", infer, methods=["POST"]),
+        Route("/invocations", invocations, methods=["POST"]), Route("/ping", ping), Route("/health", ping),
+        Route("/version", version), Route("/predict/{name}", predict_records, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={
+        HTTPProblem: on_problem, ValidationError: on_invalid, HTTPException: on_http,
+    })
+    app.state.served = served
+    app.add_middleware(RequestId)
+    return app
+
+
+def _predict(model: LoadedModel, frame: pd.DataFrame, proba: bool) -> Any:
+    import numpy as np
+
+    try:
+        values = model.predict_proba(frame) if proba else model.predict(frame)
+    except ValidationError as exc:
+        raise UnprocessableInput(str(exc), **exc.fields) from None
+    except (ValueError, TypeError) as exc:  # the estimator refused the values the signature let through
+        raise UnprocessableInput(f"Model '{model.version.model}' could not predict on this input: {exc}. "
+                                 "Check the values against the model's metadata.") from None
+    if values is None:
+        raise HTTPProblem(400, f"Model '{model.version.model}' has no predict_proba; ask for 'predict'.")
+    return np.asarray(values)
+
+
+def outputs_of(model: LoadedModel) -> list[str]:
+    native = model.native
+    return ["predict", "predict_proba"] if hasattr(native, "predict_proba") else ["predict"]
+
+
+def metadata(model: LoadedModel) -> dict[str, Any]:
+    signature = model.signature
+    inputs = [{"name": c.name, "datatype": column_datatype(c.kind), "shape": [-1]}
+              for c in (signature.inputs if signature is not None else [])]
+    classes = (signature.output.get("classes") if signature is not None else None) or []
+    predict_type = "BYTES" if any(isinstance(c, str) for c in classes) else (
+        "INT64" if classes and all(isinstance(c, int) for c in classes) else "FP64")
+    outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": predict_type, "shape": [-1]}]
+    if "predict_proba" in outputs_of(model):
+        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(classes) or -1]})
+    return {"name": model.version.model, "versions": [str(model.version.version)],
+            "platform": f"shipyard-{model.flavor.name}", "inputs": inputs, "outputs": outputs}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPProblem(413, f"The body has {declared} bytes, over this server's limit of {limit}; send "
+                               "fewer rows per request or start the server with a larger --max-body-bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPProblem(413, f"The body is over this server's limit of {limit} bytes; send fewer rows "
+                                   "per request or start the server with a larger --max-body-bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPProblem(400, f"The body is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise HTTPProblem(400, "The body's JSON is nested too deeply to read; flatten it.") from None
+
+
+def parse_csv(raw: bytes) -> pd.DataFrame:
+    import io
+
+    import pandas as pd
+
+    try:
+        return pd.read_csv(io.BytesIO(raw))
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
+        raise HTTPProblem(400, f"The body is not a CSV table with a header row: {exc}.") from None
+
+
+class RequestId:
+    """Every response carries X-Request-Id (the client's, or a new one), an unexpected failure too: it
+    becomes a 500 with the error's one JSON shape instead of a dropped connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id")
+        request_id = given.decode("latin-1") if given else uuid.uuid4().hex
+
+        started = False
+
+        async def with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message["headers"] = [*headers, (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_id)
+        except Exception as exc:  # noqa: BLE001 - a server bug still answers, with the request's id
+            if started:
+                raise
+            from starlette.responses import JSONResponse
+
+            response = JSONResponse({"error": f"The server failed unexpectedly: {type(exc).__name__}: {exc}"},
+                                    status_code=500, headers={"x-request-id": request_id})
+            await response(scope, receive, send)
