@@ -110,7 +110,8 @@ def evaluate(ctx: Context, ref: str) -> ReadinessReport:
         missing.append("it was not produced by a pipeline run (`shipyard run` trains through the standard pipeline)")
     items.append(_item("pipeline", "Was it produced reproducibly by a pipeline run?", evidence, missing))
     items.append(Item("deployment", "Is a deployment strategy defined, with a rollback target?", NOT_YET, [],
-                      ["serving and deployment strategies are not part of Shipyard yet"]))
+                      ["deployments (routes between versions, canary, rollback) are not part of Shipyard yet; "
+                       "`shipyard serve` serves a model but records no deployment"]))
     items.append(Item("monitoring", "Are drift and performance alerts configured?", NOT_YET, [],
                       ["monitoring is not part of Shipyard yet"]))
 
