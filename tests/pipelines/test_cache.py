@@ -259,7 +259,7 @@ def test_miss_reasons_fit_their_tag_and_say_what_they_leave_out() -> None:
     def parts(**params: Any) -> KeyParts:
         return KeyParts("code", {k: fingerprint(v, step="s", name=k) for k, v in params.items()}, {}, "env")
 
-    before = json.loads(parts(a="x" * 150, b=1).record("s"))
+    before = json.loads(parts(a="x" * 150, b=1).record())
     now = parts(a="y" * 150, b=2)
     assert describe_miss(now, before) == f"params changed: a: '{'x' * 150}' → '{'y' * 150}', b: 1 → 2"
     # a value over 200 characters is shown by type, size and digest

@@ -64,10 +64,11 @@ class KeyParts:
                            "params": {k: [p.kind, p.sha256] for k, p in self.params.items()}}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
-    def record(self, step: str, limit: int = MAX_TAG_VALUE) -> str:
+    def record(self, limit: int = MAX_TAG_VALUE) -> str:
         """The parts as JSON for the step run's tag, at most LIMIT characters: small JSON parameters as
         themselves, others by kind, size and SHA-256. When that is too long the largest inline values are
-        recorded by digest too: nothing is cut, and a later miss still says which parameter changed."""
+        recorded by digest too, and past that the inputs and the parameters each by one digest of the group:
+        nothing is cut, and a later miss still says what changed (by name while the names fit)."""
         inline = {k for k, p in self.params.items() if p.inline}
         while True:
             text = json.dumps({

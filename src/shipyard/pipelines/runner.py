@@ -283,7 +283,7 @@ def _step_tags(pipeline: str, node: str, parts: KeyParts, mode: str, reason: str
     # bounded where it is written, so a tag over its limit is an error, never a silently broken cache.
     tags = {
         "shipyard.kind": "step", "shipyard.pipeline": pipeline, "shipyard.step": node,
-        "shipyard.cache": mode, "shipyard.cache_reason": reason, "shipyard.key_parts": parts.record(node),
+        "shipyard.cache": mode, "shipyard.cache_reason": reason, "shipyard.key_parts": parts.record(),
     }
     if parts.cacheable:  # a step with caching off may take a parameter that has no content hash
         tags["shipyard.cache_key"] = parts.key()

@@ -187,14 +187,13 @@ def gate_and_promote(registered: dict[str, Any], promote: bool, split: dict[str,
         from shipyard.gates.promotion import check_promotion
 
         stored = {g: s.status for g, s in latest_gates(ctx, ref).items()}
-        current_evidence = not any(status in ("STALE", "NOT RUN") for status in check_promotion(ctx, ref).gates.values())
+        state = check_promotion(ctx, ref)
+        current_evidence = not any(status in ("STALE", "NOT RUN") for status in state.gates.values())
         if current.aliases or current.status == "archived" or (stored and current_evidence):
             kept: dict[str, Any] = {"version": ref, "gates": stored,
                                     "alias": current.aliases[0] if current.aliases else None, **unchanged}
-            if promote and not current.aliases:  # gated before and refused then: still refused, say why
-                state = check_promotion(ctx, ref)
-                if not state.allowed:
-                    kept["blocked"] = state.problems
+            if promote and not current.aliases and not state.allowed:  # refused before, and still: say why
+                kept["blocked"] = state.problems
             return kept
         # never gated, or judged by a gate policy that has changed since: gated as a new version would be
     gated = run_gates(ctx, ref, split=split["evaluation"]) if ctx.policy.gates(name) is not None else []
