@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +33,44 @@ def post(url: str, payload: Any) -> tuple[int, Any]:
     return status, json.loads(raw)
 
 
-@pytest.fixture
-def server(model_workspace: Path) -> Iterator[str]:
+def wait_ready(process: subprocess.Popen[str], url: str) -> None:
+    for _ in range(600):  # until ready; a bounded count of polls, not a time budget
+        if process.poll() is not None:
+            pytest.fail(f"shipyard serve exited {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
+        try:
+            if request(f"{url}/v2/health/ready")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("shipyard serve never became ready")
+
+
+@contextmanager
+def running_server(workspace: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`shipyard serve ARGS` on a free loopback port, ready; terminated (SIGTERM) afterwards."""
     from shipyard.context import close_all
 
     close_all()
     port = free_port()
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "shipyard"), "serve", "credit/1", "credit@staging", "--port", str(port),
-         "--max-body-bytes", "5000"],
-        cwd=model_workspace, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [str(Path(sys.executable).parent / "shipyard"), "serve", *args, "--port", str(port)],
+        cwd=workspace, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):  # until ready; a bounded count of polls, not a time budget
-            if process.poll() is not None:
-                pytest.fail(f"shipyard serve exited {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
-            try:
-                if request(f"{url}/v2/health/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail("shipyard serve never became ready")
-        yield url
+        wait_ready(process, url)
+        yield url, process
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=60)
+
+
+@pytest.fixture
+def server(model_workspace: Path) -> Iterator[str]:
+    with running_server(model_workspace, "credit/1", "credit@staging", "--max-body-bytes", "5000") as (url, _):
+        yield url
 
 
 ROWS = [{"age": 30, "income": 65000.0}, {"age": 52, "income": 31000.5}]

@@ -1,16 +1,24 @@
 """The HTTP app: load each model by ref (digest-verified) and serve it under its registered name through
 the Open Inference Protocol V2 REST routes, MLflow-compatible scoring routes and a plain records route.
-Bad input is a 4xx with {"error": "..."}; predictions run in a thread pool, off the event loop."""
+Bad input is a 4xx with {"error": "..."}. Predictions run on a thread pool, off the event loop, combined into
+micro-batches per model; every answered prediction goes to the prediction log and every request to the
+Prometheus metrics.
+
+The app is split in two: `Served` (the loaded models, made once and shared by forked worker processes) and
+`Runtime` (threads, batch queues, the prediction log and the metrics: made in each process that serves)."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipyard.context import Context
 from shipyard.errors import ShipyardError, ValidationError
+from shipyard.serving.batching import Batcher, BatchPolicy
 from shipyard.serving.codec import (
     column_datatype,
     decode_mlflow_json,
@@ -21,6 +29,9 @@ from shipyard.serving.codec import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from concurrent.futures import ThreadPoolExecutor
+
     import pandas as pd
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -28,9 +39,20 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from shipyard.models.loading import LoadedModel
+    from shipyard.serving.metrics import ServerMetrics
+    from shipyard.serving.predlog import PredictionLog
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 SERVER_NAME = "shipyard"
+PREDICT_THREADS = 4
+
+
+@dataclass
+class ServeOptions:
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    batching: BatchPolicy = field(default_factory=BatchPolicy)
+    log_predictions: bool = True
+    log_sample_rate: float = 1.0
 
 
 class HTTPProblem(Exception):
@@ -50,6 +72,7 @@ class Served:
     models: dict[str, dict[str, LoadedModel]] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # ref -> why it did not load
+    load_seconds: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def add(self, model: LoadedModel) -> None:
         name, version = model.version.model, str(model.version.version)
@@ -79,28 +102,135 @@ def load_models(ctx: Context, refs: list[str]) -> Served:
 
     served = Served()
     for ref in refs:
+        started = time.perf_counter()
         try:
-            served.add(load_model(ctx, ref))
+            model = load_model(ctx, ref)
         except ShipyardError as exc:
             served.failures[ref] = str(exc)
+            continue
+        served.add(model)
+        served.load_seconds[(model.version.model, str(model.version.version))] = time.perf_counter() - started
     return served
 
 
-def create_app(ctx: Context, refs: list[str], *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+class Runtime:
+    """What one serving process owns: the prediction threads, a batcher per model and output, the prediction
+    log's writer and the metrics. Started by the app's lifespan (or by the first request when the app is used
+    without one) and closed on shutdown, which drains the prediction log."""
+
+    def __init__(self, ctx: Context | None, served: Served, options: ServeOptions) -> None:
+        from shipyard.serving.metrics import ServerMetrics
+
+        self.ctx, self.served, self.options = ctx, served, options
+        self.metrics: ServerMetrics = ServerMetrics()
+        self.log: PredictionLog | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._batchers: dict[tuple[int, bool], Batcher] = {}
+        self._logged = 0
+        for (name, version), seconds in served.load_seconds.items():
+            self.metrics.load_seconds.labels(name, version).set(seconds)
+            self.metrics.loaded.labels(name, version).set(1)
+        for ref in served.failures:
+            self.metrics.load_failures.labels(ref).set(1)
+
+    @property
+    def started(self) -> bool:
+        return self._executor is not None
+
+    def start(self) -> None:
+        if self._executor is not None:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._executor = ThreadPoolExecutor(PREDICT_THREADS, thread_name_prefix="shipyard-predict")
+        if self.options.log_predictions and self.ctx is not None:
+            from shipyard.serving.predlog import PredictionLog
+
+            self.log = PredictionLog(self.ctx, sample_rate=self.options.log_sample_rate)
+            self.log.start()
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.refresh()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def refresh(self) -> None:
+        """Bring the prediction log's gauges up to date (on every scrape and once a second)."""
+        if self.log is None:
+            return
+        self.metrics.log_depth.set(self.log.depth)
+        self.metrics.log_lag.set(self.log.lag_seconds)
+        written = self.log.written
+        if written > self._logged:
+            self.metrics.logged.inc(written - self._logged)
+            self._logged = written
+
+    async def predict(self, model: LoadedModel, frame: pd.DataFrame, proba: bool = False) -> Any:
+        self.start()
+        key = (id(model), proba)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            assert self._executor is not None
+            labels = (model.version.model, str(model.version.version), "predict_proba" if proba else "predict")
+            batcher = self._batchers[key] = Batcher(lambda f: _predict(model, f, proba), self._executor,
+                                                    self.options.batching, self._observer(labels))
+        return await batcher.submit(frame)
+
+    def _observer(self, labels: tuple[str, str, str]) -> Any:
+        seconds = self.metrics.model_seconds.labels(*labels)
+        requests, rows = self.metrics.batch_requests.labels(*labels), self.metrics.batch_rows.labels(*labels)
+
+        def observe(n_requests: int, n_rows: int, took: float) -> None:
+            seconds.observe(took)
+            requests.observe(n_requests)
+            rows.observe(n_rows)
+
+        return observe
+
+    def record(self, request: Request, model: LoadedModel, frame: pd.DataFrame, predictions: Any,
+               probabilities: Any = None) -> None:
+        if self.log is None:
+            return
+        from shipyard.serving.predlog import Prediction
+
+        state = request.scope["state"]
+        self.log.record(Prediction(
+            request_id=state["request_id"], timestamp=state["time"], model=model.version.model,
+            version=model.version.version, route=state.get("route", ""), inputs=frame, outputs=predictions,
+            probabilities=probabilities, latency_ms=(time.perf_counter() - state["started"]) * 1000.0,
+        ))
+
+
+def create_app(ctx: Context, refs: list[str], *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               batching: BatchPolicy | None = None, log_predictions: bool = True,
+               log_sample_rate: float = 1.0) -> Starlette:
     """A Starlette app serving the models `refs` name (a version, `name/3`, or an alias, `name@champion`)."""
-    return build_app(load_models(ctx, refs), max_body_bytes=max_body_bytes)
+    options = ServeOptions(max_body_bytes, batching or BatchPolicy(), log_predictions, log_sample_rate)
+    return build_app(load_models(ctx, refs), ctx, options)
 
 
-def build_app(served: Served, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+def build_app(served: Served, ctx: Context | None = None, options: ServeOptions | None = None) -> Starlette:
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
     from shipyard._version import __version__
 
+    options = options or ServeOptions()
+    max_body_bytes = options.max_body_bytes
+    runtime = Runtime(ctx, served, options)
+
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
+
+    def mark(request: Request, route: str, model: LoadedModel | None = None) -> None:
+        state = request.scope["state"]
+        state["route"] = route
+        if model is not None:
+            state["model"], state["version"] = model.version.model, str(model.version.version)
 
     async def body_json(request: Request) -> Any:
         raw = await read_body(request, max_body_bytes)
@@ -109,10 +239,7 @@ def build_app(served: Served, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -
             raise HTTPProblem(415, f"Content type '{kind}' is not accepted here; send application/json.")
         return parse_json(raw)
 
-    async def predict(model: LoadedModel, frame: pd.DataFrame, proba: bool = False) -> Any:
-        from starlette.concurrency import run_in_threadpool
-
-        return await run_in_threadpool(_predict, model, frame, proba)
+    predict = runtime.predict
 
     # -- Open Inference Protocol V2 ------------------------------------------------------------------
     async def server_metadata(request: Request) -> Response:
@@ -138,7 +265,9 @@ def build_app(served: Served, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -
         return JSONResponse({"name": model.version.model, "ready": True})
 
     async def infer(request: Request) -> Response:
+        mark(request, "infer")
         model = chosen(request)
+        mark(request, "infer", model)
         body = await body_json(request)
         frame, wanted = decode_oip(body, model.signature)
         names = outputs_of(model)
@@ -147,8 +276,9 @@ def build_app(served: Served, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -
         if unknown:
             raise HTTPProblem(400, f"Output(s) {', '.join(repr(u) for u in unknown)} are not produced by "
                                    f"model '{model.version.model}'; it produces {', '.join(names)}.")
-        outputs = [encode_tensor(name, await predict(model, frame, proba=name == "predict_proba"))
-                   for name in wanted]
+        results = {name: await predict(model, frame, proba=name == "predict_proba") for name in wanted}
+        runtime.record(request, model, frame, results.get("predict"), results.get("predict_proba"))
+        outputs = [encode_tensor(name, values) for name, values in results.items()]
         response: dict[str, Any] = {"model_name": model.version.model,
                                     "model_version": str(model.version.version), "outputs": outputs}
         if isinstance(body.get("id"), str):
@@ -168,7 +298,9 @@ def build_app(served: Served, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -
         return served.get(name)
 
     async def invocations(request: Request) -> Response:
+        mark(request, "invocations")
         model = only_model()
+        mark(request, "invocations", model)
         raw = await read_body(request, max_body_bytes)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "text/csv":
@@ -178,7 +310,9 @@ def build_app(served: Served, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -
         else:
             raise HTTPProblem(415, f"Content type '{kind or 'none'}' is not accepted by /invocations; send "
                                    "application/json or text/csv.")
-        return JSONResponse({"predictions": plain(await predict(model, frame))})
+        predictions = await predict(model, frame)
+        runtime.record(request, model, frame, predictions)
+        return JSONResponse({"predictions": plain(predictions)})
 
     async def ping(request: Request) -> Response:
         return PlainTextResponse("\n" if served.ready else "not ready\n", status_code=200 if served.ready else 503)
@@ -188,10 +322,20 @@ def build_app(served: Served, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -
 
     # -- plain records ---------------------------------------------------------------------------------
     async def predict_records(request: Request) -> Response:
+        mark(request, "predict")
         model = served.get(request.path_params["name"])
+        mark(request, "predict", model)
         frame = records_frame(await body_json(request))
+        predictions = await predict(model, frame)
+        runtime.record(request, model, frame, predictions)
         return JSONResponse({"model_name": model.version.model, "model_version": str(model.version.version),
-                             "predictions": plain(await predict(model, frame))})
+                             "predictions": plain(predictions)})
+
+    async def metrics(request: Request) -> Response:
+        mark(request, "metrics")
+        runtime.refresh()
+        body, kind = runtime.metrics.exposition()
+        return Response(body, media_type=kind)
 
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPProblem)
@@ -213,12 +357,35 @@ def build_app(served: Served, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -
         Route(f"{model_path}/infer", infer, methods=["POST"]), Route(f"{versioned}/infer", infer, methods=["POST"]),
         Route("/invocations", invocations, methods=["POST"]), Route("/ping", ping), Route("/health", ping),
         Route("/version", version), Route("/predict/{name}", predict_records, methods=["POST"]),
+        Route("/metrics", metrics),
     ]
-    app = Starlette(routes=routes, exception_handlers={
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        import asyncio
+
+        runtime.start()
+
+        async def refresh_every_second() -> None:
+            while True:
+                runtime.refresh()
+                await asyncio.sleep(1.0)
+
+        refresher = asyncio.get_running_loop().create_task(refresh_every_second())
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            from starlette.concurrency import run_in_threadpool
+
+            await run_in_threadpool(runtime.close)
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         HTTPProblem: on_problem, ValidationError: on_invalid, HTTPException: on_http,
     })
     app.state.served = served
-    app.add_middleware(RequestId)
+    app.state.runtime = runtime
+    app.add_middleware(Instrumented, metrics=runtime.metrics)
     return app
 
 
@@ -291,12 +458,14 @@ def parse_csv(raw: bytes) -> pd.DataFrame:
         raise HTTPProblem(400, f"The body is not a CSV table with a header row: {exc}.") from None
 
 
-class RequestId:
-    """Every response carries X-Request-Id (the client's, or a new one), an unexpected failure too: it
-    becomes a 500 with the error's one JSON shape instead of a dropped connection."""
+class Instrumented:
+    """Every response carries X-Request-Id (the client's, or a new one) and is counted and timed in the
+    metrics; an unexpected failure too: it becomes a 500 with the error's JSON shape instead of a dropped
+    connection. Handlers put the route, model and version they served in the request's state."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -304,24 +473,34 @@ class RequestId:
             return
         given = dict(scope.get("headers") or []).get(b"x-request-id")
         request_id = given.decode("latin-1") if given else uuid.uuid4().hex
-
-        started = False
+        state = scope.setdefault("state", {})
+        state.update(request_id=request_id, time=time.time(), started=time.perf_counter())
+        status, responded = 500, False
 
         async def with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                started = True
+                status, responded = message["status"], True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 message["headers"] = [*headers, (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, with_id)
         except Exception as exc:  # noqa: BLE001 - a server bug still answers, with the request's id
-            if started:
+            if responded:  # the response had started: nothing more can be sent
                 raise
             from starlette.responses import JSONResponse
 
             response = JSONResponse({"error": f"The server failed unexpectedly: {type(exc).__name__}: {exc}"},
                                     status_code=500, headers={"x-request-id": request_id})
             await response(scope, receive, send)
+        finally:
+            self.metrics.in_flight.dec()
+            endpoint = scope.get("endpoint")
+            route = state.get("route") or (endpoint.__name__ if endpoint is not None else "unmatched")
+            model, version = state.get("model", ""), state.get("version", "")
+            self.metrics.requests.labels(model, version, route, str(status)).inc()
+            self.metrics.request_seconds.labels(model, version, route).observe(
+                time.perf_counter() - state["started"])

@@ -1,0 +1,161 @@
+"""Running the app: one process, or a supervisor and N forked workers that share one loaded copy of each model.
+
+The models are loaded once, in the supervisor, before it forks; the workers inherit them copy-on-write (the
+garbage collector's bookkeeping is frozen first so that collecting does not copy the pages back). Every worker
+runs uvicorn on the one listening socket the supervisor opened. SIGTERM or SIGINT to the supervisor asks each
+worker to shut down gracefully: it stops accepting, finishes the requests in flight and drains its prediction
+log. A worker that dies otherwise is replaced from the same loaded models."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shipyard.context import Context
+    from shipyard.serving.app import Served, ServeOptions
+
+#: A worker that dies this soon after it started, this many times running, stops the server.
+CRASH_SECONDS = 2.0
+CRASH_LIMIT = 3
+
+
+@dataclass
+class Listener:
+    host: str
+    port: int
+    workers: int = 1
+    graceful_seconds: float = 30.0
+    access_log: bool = False
+    log_level: str = "info"
+
+
+def open_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        from shipyard.errors import BackendError
+
+        raise BackendError(f"Cannot listen on {host}:{port}: {exc.strerror}. Choose another --port or --host, "
+                           "or stop what is using it.", host=host, port=port) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(ctx: Context, served: Served, options: ServeOptions, listener: Listener) -> int:
+    """Serve until told to stop; the exit code: 0 after a requested shutdown, 1 when workers kept crashing."""
+    sock = open_socket(listener.host, listener.port)
+    host, port = sock.getsockname()[:2]
+    print(f"Serving {', '.join(sorted(served.models))} on http://{host}:{port} "
+          f"({listener.workers} worker{'s' if listener.workers != 1 else ''})", file=sys.stderr, flush=True)
+    if listener.workers == 1:
+        run_worker(ctx, served, options, listener, sock)
+        return 0
+    return supervise(ctx, served, options, listener, sock)
+
+
+def run_worker(ctx: Context, served: Served, options: ServeOptions, listener: Listener, sock: socket.socket) -> None:
+    import uvicorn
+
+    from shipyard.serving.app import build_app
+
+    config = uvicorn.Config(build_app(served, ctx, options), lifespan="on", log_level=listener.log_level,
+                            access_log=listener.access_log, timeout_graceful_shutdown=int(listener.graceful_seconds))
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def supervise(ctx: Context, served: Served, options: ServeOptions, listener: Listener, sock: socket.socket) -> int:
+    import gc
+
+    from shipyard.serving.metrics import process_exited
+
+    gc.collect()
+    gc.freeze()  # the inherited objects stay out of the collector's way, so their pages stay shared
+    children: dict[int, float] = {}
+    stopping = False
+    crashes = 0
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for _ in range(listener.workers):
+            children[fork_worker(ctx, served, options, listener, sock)] = time.monotonic()
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            started = children.pop(pid, None)
+            if started is None:
+                continue
+            process_exited(pid)
+            if stopping:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            crashes = crashes + 1 if time.monotonic() - started < CRASH_SECONDS else 0
+            if crashes >= CRASH_LIMIT:
+                print(f"Worker {pid} exited ({code}) right after starting, {crashes} times running; stopping.",
+                      file=sys.stderr, flush=True)
+                stop(signal.SIGTERM, None)
+                continue
+            print(f"Worker {pid} exited ({code}); starting another.", file=sys.stderr, flush=True)
+            children[fork_worker(ctx, served, options, listener, sock)] = time.monotonic()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sock.close()
+    return 1 if crashes >= CRASH_LIMIT else 0
+
+
+def fork_worker(ctx: Context, served: Served, options: ServeOptions, listener: Listener, sock: socket.socket) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        os.setpgid(0, 0)  # a terminal's Ctrl+C reaches the supervisor only, which asks each worker once
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_DFL)
+        _die_with_parent()
+        ctx.store.engine.dispose(close=False)  # the parent's pooled connections are not this process's
+        run_worker(ctx, served, options, listener, sock)
+    except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor's code
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """On Linux, a worker gets SIGTERM when its supervisor dies, so none outlives a killed supervisor."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
