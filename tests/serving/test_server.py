@@ -18,6 +18,8 @@ import pytest
 
 from tests.services import free_port
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def request(url: str, body: bytes | None = None, kind: str = "application/json") -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, data=body, headers={"content-type": kind} if body is not None else {})
@@ -47,15 +49,18 @@ def wait_ready(process: subprocess.Popen[str], url: str) -> None:
 
 
 @contextmanager
-def running_server(workspace: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`shipyard serve ARGS` on a free loopback port, ready; terminated (SIGTERM) afterwards."""
+def running_server(workspace: Path, *args: str, env: dict[str, str] | None = None
+                   ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`shipyard serve ARGS` on a free loopback port, ready; terminated (SIGTERM) afterwards. The repository is
+    on the server's import path, so models whose classes live in tests/ load there."""
     from shipyard.context import close_all
 
     close_all()
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "shipyard"), "serve", *args, "--port", str(port)],
-        cwd=workspace, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=workspace, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -71,6 +71,10 @@ def run_worker(ctx: Context, served: Served, options: ServeOptions, listener: Li
 
     config = uvicorn.Config(build_app(served, ctx, options), lifespan="on", log_level=listener.log_level,
                             access_log=listener.access_log, timeout_graceful_shutdown=int(listener.graceful_seconds))
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again for the handler that was
+    # there before it: a no-op, so that a requested shutdown that went well exits 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -79,6 +83,7 @@ def supervise(ctx: Context, served: Served, options: ServeOptions, listener: Lis
 
     from shipyard.serving.metrics import process_exited
 
+    prepare_to_fork(ctx, served, options)
     gc.collect()
     gc.freeze()  # the inherited objects stay out of the collector's way, so their pages stay shared
     children: dict[int, float] = {}
@@ -123,6 +128,24 @@ def supervise(ctx: Context, served: Served, options: ServeOptions, listener: Lis
             signal.signal(signum, handler)
         sock.close()
     return 1 if crashes >= CRASH_LIMIT else 0
+
+
+def prepare_to_fork(ctx: Context, served: Served, options: ServeOptions) -> None:
+    """Import in the supervisor what every worker would otherwise import for itself, so the modules' pages
+    are shared too."""
+    import prometheus_client  # noqa: F401
+    import starlette.applications  # noqa: F401
+    import uvicorn.main  # noqa: F401
+
+    from shipyard.serving.app import build_app
+
+    for module in ("uvloop", "httptools", "uvicorn.protocols.http.httptools_impl", "uvicorn.loops.uvloop",
+                   "uvicorn.lifespan.on", "shipyard.serving.predlog", "pyarrow.parquet"):
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+    build_app(served, ctx, options)  # imports everything the routes need; this app is thrown away
 
 
 def fork_worker(ctx: Context, served: Served, options: ServeOptions, listener: Listener, sock: socket.socket) -> int:
