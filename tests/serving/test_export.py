@@ -301,8 +301,9 @@ def test_a_folder_in_use_is_refused_unless_forced(model_workspace: Path, tmp_pat
     assert not (out / "notes.txt").exists() and serve_command(out)[2] == "credit/2"
     assert _leftovers(tmp_path) == []
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValidationError, match="is a file"):
-        run_export("credit/1", tmp_path / "file")
+    for inside in (tmp_path / "file", tmp_path / "file" / "deploy"):
+        with pytest.raises(ValidationError, match="file is a file"):
+            run_export("credit/1", inside)
     for protected in (model_workspace, model_workspace.parent):
         with pytest.raises(ValidationError, match="holds the workspace or the current folder"):
             run_export("credit/1", protected, force=True)

@@ -150,9 +150,10 @@ def export(ctx: Context, ref: str, out: str | os.PathLike[str], options: ExportO
 
 
 def _check_target(ctx: Context, target: Path, force: bool) -> None:
-    if target.exists() and not target.is_dir():
-        raise ValidationError(f"--out {target} is a file; give a folder (it is created if missing).",
-                              out=str(target))
+    for path in (target, *target.parents):
+        if path.exists() and not path.is_dir():
+            raise ValidationError(f"--out {target}: {path} is a file; give a folder (it is created if missing).",
+                                  out=str(target))
     if not target.exists() or not any(target.iterdir()):
         return
     if not force:
