@@ -101,11 +101,13 @@ def export(ctx: Context, ref: str, out: str | os.PathLike[str], options: ExportO
     from shipyard.models.registry import get_model_version
 
     options = options or ExportOptions()
+    _check_options(options)
     target = Path(out).expanduser().absolute()
     _check_target(ctx, target, options.force)
     version = get_model_version(ctx, ref)
     warnings: list[str] = []
-    _check_options(options)
+    if version.status == "archived":
+        warnings.append(f"{version.version_id} is archived: no alias may point at it, yet the image will serve it.")
     name = check_name(options.name) if options.name else name_for(version.model)
     check_label_value(version.model, "model name")
     image = _check_image(options.image or f"{name}:{version.version}", "--image")
