@@ -114,6 +114,9 @@ def test_the_dockerfile_pins_the_recorded_environment(model_workspace: Path, tmp
     assert probes["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     record = json.loads((out / "shipyard-export.json").read_text())
     assert record["version_id"] == "credit/2" and record["ref"] == "credit@staging"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not the private mode of a temporary folder
 
 
 GATES = """

@@ -25,7 +25,8 @@ def export(
         "--namespace", "-n", help="The namespace of the objects (default: none, kubectl's current one).")] = None,
     image: Annotated[Optional[str], typer.Option(
         "--image", help="The image the Deployment runs (default: NAME:VERSION).")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Server processes per pod.")] = 1,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Server processes per pod (`shipyard serve --workers`); memory scales with it.")] = 1,
     cpu: Annotated[str, typer.Option("--cpu", help="CPU request per pod, e.g. 500m or 2.")] = "500m",
     memory: Annotated[Optional[str], typer.Option(
         "--memory", help="Memory request per pod (e.g. 1Gi) instead of the one measured by the infrastructure "

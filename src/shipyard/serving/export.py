@@ -142,7 +142,8 @@ def export(ctx: Context, ref: str, out: str | os.PathLike[str], options: ExportO
         _write_manifests(work, folder / "kubernetes")
         result.files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
                               if p.is_file() and ".shipyard" not in p.parts) + [RECORD]
-        (folder / RECORD).write_text(json.dumps({**result.to_dict(), "out": None}, indent=2) + "\n")
+        record = {key: value for key, value in result.to_dict().items() if key != "out"}
+        (folder / RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
     _write_whole(target, write)
     return result
@@ -395,6 +396,9 @@ def _write_whole(target: Path, write: Any) -> None:
     aside: Path | None = None
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp made it private; the folder is the user's, like any other
         if target.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
             os.replace(target, aside / target.name)
