@@ -174,7 +174,8 @@ def root(
 
 
 def _register() -> None:
-    from shipyard.cli import artifacts, audit, data, lifecycle, lineage, models, pipelines, runs, serve, workspace
+    from shipyard.cli import (artifacts, audit, data, deploy, lifecycle, lineage, models, pipelines, runs, serve,
+                              workspace)
 
     workspace.register(app)
     app.add_typer(data.app, name="data")
@@ -189,6 +190,7 @@ def _register() -> None:
     app.add_typer(audit.app, name="audit")
     app.add_typer(artifacts.app, name="artifacts")
     app.command("serve")(serve.serve)
+    app.add_typer(deploy.app, name="deploy")
 
 
 _register()
