@@ -275,8 +275,9 @@ def test_model_metadata_and_readiness_with_and_without_version(seen: dict[str, A
     refused(report["unknown_version_metadata"], "404", "'99'", "1, 2")
 
 
-@pytest.mark.xfail(strict=True, reason="model metadata lists only the version asked for; the protocol lists "
-                                       "every version that may be requested (credit serves 1 and 2)")
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="model metadata lists only the version asked for; the protocol lists every version that "
+                          "may be requested (credit serves 1 and 2)")
 def test_model_metadata_lists_every_version_that_may_be_requested(seen: dict[str, Any]) -> None:
     metadata = seen["report"]["model_metadata"]
     assert metadata["credit@"]["versions"] == metadata["credit@2"]["versions"] == ["1", "2"]
@@ -323,8 +324,9 @@ def test_requested_outputs(seen: dict[str, Any]) -> None:
     assert default["outputs"]["predict"]["values"] == expected["loan"]
 
 
-@pytest.mark.xfail(strict=True, reason="with no outputs asked for the app answers only 'predict'; the protocol "
-                                       "returns every output the model produces")
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="with no outputs asked for the app answers only 'predict'; the protocol returns every "
+                          "output the model produces")
 def test_no_requested_outputs_answers_every_output(seen: dict[str, Any]) -> None:
     assert seen["report"]["infer_default_outputs"]["order"] == ["predict", "predict_proba"]
 
@@ -349,7 +351,8 @@ def test_errors_reach_the_client_with_their_status_and_message(seen: dict[str, A
     assert isinstance(binary, dict) and binary.get("status", "").startswith("4"), binary
 
 
-@pytest.mark.xfail(strict=True, reason="a request in the binary tensor extension is refused as JSON that does not "
-                                       "parse; the message should name the extension and how to send JSON")
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="a request in the binary tensor extension is refused as JSON that does not parse; the "
+                          "message should name the extension and how to send JSON")
 def test_binary_input_is_refused_by_name(seen: dict[str, Any]) -> None:
     refused(seen["report"]["binary_input"], "400", "binary", "binary_data=False")
