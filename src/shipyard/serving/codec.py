@@ -21,6 +21,15 @@ DATATYPES = {
     "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object",
 }
 _KIND_DATATYPES = {"integer": "INT64", "float": "FP64", "boolean": "BOOL"}
+#: OIP datatype -> pandas' nullable dtype, for a column with nulls (BYTES keeps None in an object array).
+_NULLABLE = {
+    "BOOL": "boolean", "INT8": "Int8", "INT16": "Int16", "INT32": "Int32", "INT64": "Int64",
+    "UINT8": "UInt8", "UINT16": "UInt16", "UINT32": "UInt32", "UINT64": "UInt64",
+    "FP16": "Float32", "FP32": "Float32", "FP64": "Float64",
+}
+#: Request parameters of Triton's extensions that send a tensor's values outside 'data'.
+EXTENSIONS = {"binary_data_size": "the binary tensor data extension",
+              "shared_memory_region": "the shared memory extension"}
 
 
 def column_datatype(kind: str) -> str:
@@ -39,13 +48,29 @@ def array_datatype(values: np.ndarray) -> str:
     return "BYTES"
 
 
-def _flatten(data: Any, where: str) -> list[Any]:
+def _flatten(data: Any, shape: list[int], name: str) -> list[Any]:
+    """The row-major values of `data`: flat already, or nested exactly as `shape` says (a ragged or
+    differently nested list would put values in the wrong rows, so it is refused)."""
     if not isinstance(data, list):
         return [data]
-    flat: list[Any] = []
-    for item in data:
-        flat.extend(_flatten(item, where) if isinstance(item, list) else [item])
-    return flat
+    if not any(isinstance(item, list) for item in data):
+        return data
+    level: list[Any] = [data]
+    for depth, width in enumerate(shape):
+        below: list[Any] = []
+        for node in level:
+            if not isinstance(node, list) or len(node) != width:
+                found = f"{len(node)} items" if isinstance(node, list) else repr(node)
+                raise ValidationError(
+                    f"Input '{name}' has shape {shape} but its nested 'data' has {found} at depth {depth + 1} "
+                    f"where the shape says {width}; nest the values as the shape says (e.g. [[1, 2], [3, 4]] for "
+                    "[2, 2]) or flatten them.", input=name)
+            below.extend(node)
+        level = below
+    if any(isinstance(value, list) for value in level):
+        raise ValidationError(f"Input '{name}' has shape {shape} but its 'data' is nested deeper than that; nest "
+                              "the values as the shape says or flatten them.", input=name)
+    return level
 
 
 def _values(tensor: dict[str, Any], name: str) -> tuple[list[int], list[Any]]:
@@ -60,9 +85,16 @@ def _values(tensor: dict[str, Any], name: str) -> tuple[list[int], list[Any]]:
     if datatype not in DATATYPES:
         raise ValidationError(f"Input '{name}' has datatype {datatype!r}; expected one of "
                               f"{', '.join(DATATYPES)}.", input=name)
+    parameters = _parameters(tensor.get("parameters"), f"Input '{name}'")
     if data is None:
+        for key, extension in EXTENSIONS.items():
+            if key in parameters:
+                raise ValidationError(
+                    f"Input '{name}' is sent through {extension} (parameter '{key}'), which this server does "
+                    "not support; send its values as JSON in 'data' (with tritonclient: "
+                    "set_data_from_numpy(..., binary_data=False)).", input=name)
         raise ValidationError(f"Input '{name}' has no 'data'; give its values, flattened or nested.", input=name)
-    flat = _flatten(data, name)
+    flat = _flatten(data, shape, name)
     if len(flat) != math.prod(shape):
         raise ValidationError(f"Input '{name}' has shape {shape} ({math.prod(shape)} values) but {len(flat)} "
                               "values in 'data'; make the shape match the data.", input=name)
@@ -85,15 +117,33 @@ def _values(tensor: dict[str, Any], name: str) -> tuple[list[int], list[Any]]:
             if not info.min <= value <= info.max:
                 raise ValidationError(f"Input '{name}' holds {value} outside the range of {datatype} "
                                       f"({info.min}..{info.max}); use a wider datatype.", input=name)
+        elif datatype.startswith("FP"):
+            largest = float(np.finfo(DATATYPES[datatype]).max)
+            if isinstance(value, int) and abs(value) > largest:  # compared exactly: no float conversion
+                raise ValidationError(f"Input '{name}' holds an integer of {len(str(abs(value)))} digits, "
+                                      f"outside the range of {datatype} (±{largest:.7g}).", input=name)
+            if isinstance(value, float) and math.isfinite(value) and abs(value) > largest:
+                raise ValidationError(f"Input '{name}' holds {value!r}, outside the range of {datatype} "
+                                      f"(±{largest:.7g}); use FP64.", input=name)
     return shape, flat
 
 
+def _parameters(parameters: Any, where: str) -> dict[str, Any]:
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise ValidationError(f"{where} has 'parameters' {parameters!r}; give an object of names to values, "
+                              "e.g. {\"note\": \"x\"}.")
+    return parameters
+
+
 def _column(flat: list[Any], datatype: str) -> Any:
+    """The values of one column as the datatype says; with nulls, pandas' nullable dtype of that kind."""
     import numpy as np
     import pandas as pd
 
-    if any(v is None for v in flat):
-        return pd.array(flat, dtype="Float64") if datatype.startswith("FP") else np.array(flat, dtype=object)
+    if any(v is None for v in flat) and datatype != "BYTES":
+        return pd.array(flat, dtype=_NULLABLE[datatype])
     return np.array(flat, dtype=DATATYPES[datatype])
 
 
@@ -105,6 +155,9 @@ def decode_oip(body: Any, signature: Signature | None) -> tuple[pd.DataFrame, li
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
         raise ValidationError("The request needs 'inputs': a non-empty list of tensors "
                               "({\"name\", \"shape\", \"datatype\", \"data\"}).")
+    if body.get("id") is not None and not isinstance(body["id"], str):
+        raise ValidationError(f"The request's 'id' is {body['id']!r}; give a string, such as \"42\".")
+    _parameters(body.get("parameters"), "The request")
     tensors = body["inputs"]
     if not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tensors):
         raise ValidationError("Every item of 'inputs' must be an object with a string 'name'.")
@@ -117,13 +170,15 @@ def decode_oip(body: Any, signature: Signature | None) -> tuple[pd.DataFrame, li
                                   f"[rows, columns]; its shape is {shape}.", input=name)
         rows, width = shape
         if columns is not None and width != len(columns):
-            raise ValidationError(f"Input '{name}' has {width} columns but the model expects {len(columns)}: "
-                                  f"{', '.join(columns)}.", input=name)
-        matrix = [flat[i * width:(i + 1) * width] for i in range(rows)]
-        frame = pd.DataFrame(matrix, columns=columns if columns is not None else range(width))
+            raise ValidationError(f"Input '{name}' has {width} column{'s' if width != 1 else ''} but the model "
+                                  f"expects {len(columns)}: {', '.join(columns)}.", input=name)
+        _some_rows(rows, name, shape)
+        labels = columns if columns is not None else list(range(width))
+        frame = pd.DataFrame({label: _column(flat[j::width], tensors[0]["datatype"])
+                              for j, label in enumerate(labels)}, columns=labels)
     else:
         data: dict[str, Any] = {}
-        lengths: dict[str, int] = {}
+        shapes: dict[str, list[int]] = {}
         for tensor in tensors:
             name = tensor["name"]
             if name in data:
@@ -133,22 +188,34 @@ def decode_oip(body: Any, signature: Signature | None) -> tuple[pd.DataFrame, li
                 raise ValidationError(f"Input '{name}' has shape {shape}; a column input is [rows] or "
                                       "[rows, 1].", input=name)
             data[name] = _column(flat, tensor["datatype"])
-            lengths[name] = shape[0]
-        if len(set(lengths.values())) > 1:
+            shapes[name] = shape
+        if len({shape[0] for shape in shapes.values()}) > 1:
             raise ValidationError("The inputs have different numbers of rows: "
-                                  f"{', '.join(f'{k}={v}' for k, v in lengths.items())}; give every column "
+                                  f"{', '.join(f'{k}={v[0]}' for k, v in shapes.items())}; give every column "
                                   "the same number.")
+        first = next(iter(shapes))
+        _some_rows(shapes[first][0], first, shapes[first])
         frame = pd.DataFrame(data)
     return frame, _requested_outputs(body.get("outputs"))
 
 
+def _some_rows(rows: int, name: str, shape: list[int]) -> None:
+    if rows == 0:
+        raise ValidationError(f"Input '{name}' has shape {shape}: no rows to predict on; send at least one row.",
+                              input=name)
+
+
 def _requested_outputs(outputs: Any) -> list[str] | None:
+    """The names asked for; their parameters (tritonclient's binary_data among them) change nothing, since
+    every output is answered as JSON."""
     if outputs is None:
         return None
     if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
                                                 for o in outputs):
         raise ValidationError("'outputs' must be a list of objects with a string 'name', e.g. "
                               "[{\"name\": \"predict\"}].")
+    for output in outputs:
+        _parameters(output.get("parameters"), f"Output '{output['name']}'")
     return [o["name"] for o in outputs]
 
 
