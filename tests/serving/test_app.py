@@ -35,7 +35,7 @@ def test_server_and_model_metadata(app: TestClient) -> None:
     assert app.get("/v2/health/live").json() == {"live": True}
     assert app.get("/v2/health/ready").status_code == 200
     meta = app.get("/v2/models/credit").json()
-    assert meta["name"] == "credit" and meta["versions"] == ["2"] and meta["platform"] == "shipyard-sklearn"
+    assert meta["name"] == "credit" and meta["versions"] == ["2"] and meta["platform"] == "sklearn_skops"
     assert meta["inputs"] == [{"name": "age", "datatype": "INT64", "shape": [-1]},
                               {"name": "income", "datatype": "FP64", "shape": [-1]}]
     assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
@@ -45,12 +45,13 @@ def test_server_and_model_metadata(app: TestClient) -> None:
     assert app.get("/v2/models/credit/versions/2/ready").status_code == 200
 
 
-def test_infer_by_column_tensors_echoes_id_and_parameters(app: TestClient) -> None:
+def test_infer_by_column_tensors_echoes_id_and_answers_every_output(app: TestClient) -> None:
     out = app.post("/v2/models/credit/infer", json=columns_request(id="r-1", parameters={"a": 1})).json()
-    assert out["id"] == "r-1" and out["parameters"] == {"a": 1}
+    assert out["id"] == "r-1" and "parameters" not in out  # the request's parameters are not the response's
     assert out["model_name"] == "credit" and out["model_version"] == "2"
-    [predict] = out["outputs"]
+    predict, proba = out["outputs"]  # none asked for: every output
     assert predict == {"name": "predict", "shape": [2], "datatype": "BYTES", "data": ["yes", "no"]}
+    assert proba["name"] == "predict_proba" and proba["shape"] == [2, 2]
 
 
 def test_infer_by_one_2d_tensor_flat_or_nested_and_both_outputs(app: TestClient) -> None:
@@ -109,6 +110,15 @@ def test_unknown_models_malformed_json_content_type_and_size(model_workspace: Pa
     deep = client(model_workspace, ["credit/1"]).post("/predict/credit", content=b"[" * 100_000 + b"]" * 100_000,
                                                       headers={"content-type": "application/json"})
     assert deep.status_code == 400 and "nested" in deep.json()["error"]
+
+
+def test_binary_extension_and_compressed_bodies_are_refused_by_name(app: TestClient) -> None:
+    header = json.dumps(columns_request()).encode()
+    binary = app.post("/v2/models/credit/infer", content=header + b"\x00" * 16,
+                      headers={"inference-header-content-length": str(len(header))})
+    assert binary.status_code == 400 and "binary tensor data extension" in binary.json()["error"]
+    gzipped = app.post("/v2/models/credit/infer", content=b"\x1f\x8b", headers={"content-encoding": "gzip"})
+    assert gzipped.status_code == 415 and "'gzip'" in gzipped.json()["error"]
 
 
 def test_request_id_is_echoed_or_generated(app: TestClient) -> None:
@@ -170,7 +180,8 @@ def test_a_model_that_fails_to_load_is_reported_and_the_others_serve(model_works
     ready = app.get("/v2/health/ready")
     assert ready.status_code == 503 and "credit@nosuch" in ready.json()["failures"]
     assert app.get("/ping").status_code == 503
-    assert app.get("/v2/models/credit").json()["versions"] == ["1"]  # the first ref of a name is its default
+    assert app.get("/v2/models/credit").json()["versions"] == ["1", "2"]  # the first ref of a name is its default
+    assert app.post("/v2/models/credit/infer", json=columns_request()).json()["model_version"] == "1"
     assert app.post("/v2/models/credit/versions/2/infer", json=columns_request()).status_code == 200
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from shipyard.errors import ValidationError
 from shipyard.models.signature import Signature, enforce, infer_signature
-from shipyard.serving.codec import decode_oip, encode_tensor
+from shipyard.serving.codec import decode_oip, dtype_datatype, encode_tensor
 
 
 @pytest.fixture
@@ -161,3 +161,11 @@ def test_nulls_keep_the_column_kind(signature: Signature) -> None:
 def test_encode_tensor(values: np.ndarray, datatype: str, data: list[Any]) -> None:
     assert encode_tensor("out", values) == {"name": "out", "shape": list(values.shape), "datatype": datatype,
                                             "data": data}
+
+
+@pytest.mark.parametrize(("dtype", "datatype"), [
+    ("int64", "INT64"), ("bool", "BOOL"), ("float32", "FP32"), ("object", "BYTES"), ("<U3", "BYTES"),
+    ("category", None), (None, None),
+])
+def test_dtype_datatype(dtype: str | None, datatype: str | None) -> None:
+    assert dtype_datatype(dtype) == datatype

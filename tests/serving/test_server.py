@@ -91,7 +91,7 @@ def test_every_endpoint_over_http(server: str) -> None:
         status, headers, _ = request(server + path)
         assert status == 200, path
         assert {k.lower() for k in headers} >= {"x-request-id"}
-    assert json.loads(request(f"{server}/v2/models/credit")[2])["versions"] == ["1"]
+    assert json.loads(request(f"{server}/v2/models/credit")[2])["versions"] == ["1", "2"]
     for path in ("/v2/models/credit/infer", "/v2/models/credit/versions/2/infer"):
         status, out = post(server + path, OIP)
         assert status == 200 and out["id"] == "q1" and out["outputs"][0]["data"] == ["yes", "no"]

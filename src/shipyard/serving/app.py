@@ -23,6 +23,7 @@ from shipyard.serving.codec import (
     column_datatype,
     decode_mlflow_json,
     decode_oip,
+    dtype_datatype,
     encode_tensor,
     plain,
     records_frame,
@@ -90,6 +91,11 @@ class Served:
             raise HTTPProblem(404, f"Model '{name}' has no version '{version}' served here. Versions served: "
                                    f"{', '.join(sorted(versions))}.")
         return versions[version]
+
+    def versions(self, name: str) -> list[str]:
+        """The versions of `name` that may be asked for by /versions/N, the default first."""
+        default = self.defaults[name]
+        return [default, *sorted((v for v in self.models[name] if v != default), key=int)]
 
     @property
     def ready(self) -> bool:
@@ -233,6 +239,15 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
             state["model"], state["version"] = model.version.model, str(model.version.version)
 
     async def body_json(request: Request) -> Any:
+        if "inference-header-content-length" in request.headers:
+            raise HTTPProblem(400, "The request uses the binary tensor data extension (Inference-Header-Content-"
+                                   "Length), which this server does not support (see GET /v2 'extensions'); send "
+                                   "every tensor as JSON in 'data' (with tritonclient: "
+                                   "set_data_from_numpy(..., binary_data=False)).")
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise HTTPProblem(415, f"Content-Encoding '{encoding}' is not accepted here; send the body "
+                                   "uncompressed.")
         raw = await read_body(request, max_body_bytes)
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if kind not in ("application/json", ""):
@@ -258,7 +273,8 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         return served.get(request.path_params["name"], request.path_params.get("version"))
 
     async def model_metadata(request: Request) -> Response:
-        return JSONResponse(metadata(chosen(request)))
+        model = chosen(request)
+        return JSONResponse(metadata(model, served.versions(model.version.model)))
 
     async def model_ready(request: Request) -> Response:
         model = chosen(request)
@@ -271,7 +287,7 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         body = await body_json(request)
         frame, wanted = decode_oip(body, model.signature)
         names = outputs_of(model)
-        wanted = wanted or ["predict"]
+        wanted = wanted or names  # none asked for: every output the model produces, as the protocol says
         unknown = [w for w in wanted if w not in names]
         if unknown:
             raise HTTPProblem(400, f"Output(s) {', '.join(repr(u) for u in unknown)} are not produced by "
@@ -283,8 +299,6 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
                                     "model_version": str(model.version.version), "outputs": outputs}
         if isinstance(body.get("id"), str):
             response["id"] = body["id"]
-        if isinstance(body.get("parameters"), dict):
-            response["parameters"] = body["parameters"]
         return JSONResponse(response)
 
     # -- MLflow-compatible scoring -----------------------------------------------------------------------
@@ -397,7 +411,8 @@ def _predict(model: LoadedModel, frame: pd.DataFrame, proba: bool) -> Any:
     except ValidationError as exc:
         raise UnprocessableInput(str(exc), **exc.fields) from None
     except (ValueError, TypeError) as exc:  # the estimator refused the values the signature let through
-        raise UnprocessableInput(f"Model '{model.version.model}' could not predict on this input: {exc}. "
+        raise UnprocessableInput(f"Model '{model.version.model}' could not predict on this input: "
+                                 f"{str(exc).rstrip('.')}. "
                                  "Check the values against the model's metadata.") from None
     if values is None:
         raise HTTPProblem(400, f"Model '{model.version.model}' has no predict_proba; ask for 'predict'.")
@@ -409,18 +424,22 @@ def outputs_of(model: LoadedModel) -> list[str]:
     return ["predict", "predict_proba"] if hasattr(native, "predict_proba") else ["predict"]
 
 
-def metadata(model: LoadedModel) -> dict[str, Any]:
+def metadata(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
     signature = model.signature
     inputs = [{"name": c.name, "datatype": column_datatype(c.kind), "shape": [-1]}
               for c in (signature.inputs if signature is not None else [])]
     classes = (signature.output.get("classes") if signature is not None else None) or []
-    predict_type = "BYTES" if any(isinstance(c, str) for c in classes) else (
-        "INT64" if classes and all(isinstance(c, int) for c in classes) else "FP64")
+    predict_type = dtype_datatype(signature.output.get("dtype")) if signature is not None else None
+    if predict_type is None:  # no predictions recorded: guess from the classes
+        predict_type = "BYTES" if any(isinstance(c, str) for c in classes) else (
+            "BOOL" if classes and all(isinstance(c, bool) for c in classes) else
+            "INT64" if classes and all(isinstance(c, int) for c in classes) else "FP64")
     outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": predict_type, "shape": [-1]}]
     if "predict_proba" in outputs_of(model):
         outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(classes) or -1]})
-    return {"name": model.version.model, "versions": [str(model.version.version)],
-            "platform": f"shipyard-{model.flavor.name}", "inputs": inputs, "outputs": outputs}
+    return {"name": model.version.model, "versions": versions,
+            "platform": f"{model.flavor.name}_{model.version.flavor_meta.get('format', 'shipyard')}",
+            "inputs": inputs, "outputs": outputs}
 
 
 async def read_body(request: Request, limit: int) -> bytes:

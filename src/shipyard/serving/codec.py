@@ -37,6 +37,19 @@ def column_datatype(kind: str) -> str:
     return _KIND_DATATYPES.get(kind, "BYTES")
 
 
+def dtype_datatype(dtype: str | None) -> str | None:
+    """The OIP datatype of a numpy dtype name (e.g. the one recorded for a model's predictions), or None
+    when there is none or numpy does not know it."""
+    import numpy as np
+
+    if not dtype:
+        return None
+    try:
+        return array_datatype(np.empty(0, dtype=np.dtype(dtype)))
+    except TypeError:
+        return None
+
+
 def array_datatype(values: np.ndarray) -> str:
     import numpy as np
 
