@@ -105,6 +105,7 @@ class PredictionLog:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._abort = threading.Event()
+        self._retry_now = threading.Event()  # cuts a back-off short: flush() and close()
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -114,10 +115,11 @@ class PredictionLog:
         try:
             if self.sample_rate < 1.0 and not sampled(p.request_id, self.sample_rate):
                 return
+            rows = len(p.inputs)  # also refuses what is not a Prediction before it reaches the writer
             with self._lock:
                 if not self._closed and len(self._queue) < self.max_queue:
                     self._queue.append(p)
-                    self._queued_rows += len(p.inputs)
+                    self._queued_rows += rows
                     if self._queued_rows >= self.batch_rows:
                         self._wake.set()
                     return
@@ -134,6 +136,9 @@ class PredictionLog:
                 for entry in entries:
                     self._current.append(entry)
                     appended += 1
+                if self._closed:  # no writer of this log will drain it: let the next start() take it over
+                    self._current.release()
+                    self._current = None
             except Exception as exc:  # noqa: BLE001 - the disk is full or gone, or an entry cannot be pickled
                 log.error("Cannot append to the prediction log's spill file in %s (%s); keeping %d request(s) in "
                           "memory", self.spill_dir, exc, len(entries) - appended)
@@ -158,7 +163,10 @@ class PredictionLog:
         """Age of the oldest request not yet written; 0 when there is none."""
         stamps = []
         with self._lock:
-            stamps += [e.timestamp for e in (*self._overflow[:1], *(self._queue[0],) * bool(self._queue))]
+            if self._queue:
+                stamps.append(self._queue[0].timestamp)
+            if self._overflow:
+                stamps.append(self._overflow[0].timestamp)
             if self._inflight:
                 stamps.append(self._inflight_oldest)
         with self._spill_lock:
@@ -188,6 +196,7 @@ class PredictionLog:
         if self._thread is None:
             self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._retry_now.set()
         with self.progress:
             while self.depth:
                 self._wake.set()
@@ -210,10 +219,12 @@ class PredictionLog:
         assert self._thread is not None
         self._stop.set()
         self._wake.set()
+        self._retry_now.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             self._abort.set()
             self._wake.set()
+            self._retry_now.set()
             self._thread.join()
         held, self._held = self._held, None
         with self._lock:
@@ -252,8 +263,9 @@ class PredictionLog:
                 self.progress.notify_all()
             if self._abort.is_set() or (stopping and ok and not self._has_work()):
                 return
-            if not ok:  # back off; close() may cut the wait short
-                self._abort.wait(min(MAX_BACKOFF_SECONDS, 0.05 * 2 ** min(attempt, 10)))
+            if not ok:  # back off; flush() and close() cut the wait short
+                self._retry_now.wait(min(MAX_BACKOFF_SECONDS, 0.05 * 2 ** min(attempt, 10)))
+                self._retry_now.clear()
 
     def _has_work(self) -> bool:
         with self._lock:
@@ -354,7 +366,13 @@ class PredictionLog:
                 with self._spill_lock:
                     spill.entries -= chunk.records
                     spill.oldest = None
-                self._peek_oldest(spill)
+                    finished = spill.entries <= 0
+                    if finished:
+                        self._spills.remove(spill)
+                if finished:
+                    spill.remove()
+                else:
+                    self._peek_oldest(spill)
             ok = True
         except Exception as exc:  # noqa: BLE001 - kept and retried: a store outage must not lose requests
             self.failures += 1
