@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -82,7 +81,7 @@ def parse_feedback_body(body: Any) -> list[FeedbackItem]:
                                   "request; send them in several requests.")
         return [parse_item(item, f"feedback[{i}]") for i, item in enumerate(items)]
     if isinstance(body, dict):
-        return [parse_item(body, "the body")]
+        return [parse_item(body, "The body")]
     raise ValidationError(f"The body must be {BODY_SHAPE}; got {_show(body)}.")
 
 
