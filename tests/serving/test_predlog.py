@@ -324,6 +324,22 @@ def test_record_never_raises_and_odd_requests_are_still_logged(sqlite_registered
     assert frame["prediction"].iloc[1:3].isna().all()  # one prediction for two rows: the rows are kept
 
 
+def test_a_request_that_cannot_be_stored_is_set_aside_and_the_others_are_written(sqlite_registered: Context,
+                                                                                tmp_path: Path) -> None:
+    spill = tmp_path / "spill"
+    log = PredictionLog(sqlite_registered, flush_seconds=3600, spill_dir=spill)
+    twice = pd.DataFrame([[30, 31]], columns=["age", "age"])
+    log.record(Prediction("twice", 1_700_000_000.0, "credit", 1, "infer", twice, np.array(["yes"]), None, 1.0))
+    log.record(prediction(1))
+    log.record(Prediction("when?", "soon", "credit", 1, "infer", FRAME.head(1), np.array(["yes"]), None, 1.0))  # type: ignore[arg-type]
+    assert log.depth == 2  # a malformed Prediction is refused (and logged) by record() itself
+    log.close()
+    assert log.depth == 0
+    assert read_predictions(sqlite_registered, "credit")["request_id"].tolist() == ["req-1"]
+    [kept] = (spill / "rejected").glob("*.spill")
+    assert kept.stat().st_size > 0
+
+
 def test_record_is_cheap_and_leaves_the_disk_alone_while_the_queue_has_room(sqlite_registered: Context,
                                                                             tmp_path: Path) -> None:
     spill = tmp_path / "spill"

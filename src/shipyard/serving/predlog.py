@@ -116,6 +116,8 @@ class PredictionLog:
             if self.sample_rate < 1.0 and not sampled(p.request_id, self.sample_rate):
                 return
             rows = len(p.inputs)  # also refuses what is not a Prediction before it reaches the writer
+            if isinstance(p.timestamp, bool) or not isinstance(p.timestamp, (int, float)):
+                raise TypeError(f"timestamp {p.timestamp!r} is not unix seconds")
             with self._lock:
                 if not self._closed and len(self._queue) < self.max_queue:
                     self._queue.append(p)
@@ -289,7 +291,13 @@ class PredictionLog:
     def _next_chunk(self) -> _Chunk | None:
         entries = self._take()
         if entries:
-            batches = self._build(entries)
+            try:
+                batches = self._build(entries)
+            except BaseException:  # put them back, to be tried again
+                with self._lock:
+                    self._overflow[:0] = entries
+                    self._inflight -= len(entries)
+                raise
             kept = [e for b in batches for e in b.entries]
             if len(kept) < len(entries):
                 with self._lock:

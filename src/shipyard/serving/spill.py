@@ -16,6 +16,7 @@ import os
 import pickle
 import socket
 import struct
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -174,6 +175,13 @@ def orphans(folder: Path) -> list[SpillFile]:
         spill = SpillFile.adopt(path)
         if spill is not None:
             found.append(spill)
+    for partial in folder.glob(".*.new"):  # empty: its process was killed between creating and naming it
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - partial.stat().st_mtime < 60:
+                continue  # it may be another process's file in the making (created, not yet locked)
+            unused = SpillFile.adopt(partial)
+            if unused is not None:
+                unused.remove()
     for progress in folder.glob(f"*{SUFFIX}.progress"):  # left by a process killed while removing its file
         if not progress.with_name(progress.name.removesuffix(".progress")).exists():
             with contextlib.suppress(FileNotFoundError):
