@@ -355,7 +355,7 @@ def test_record_is_cheap_and_leaves_the_disk_alone_while_the_queue_has_room(sqli
 @pytest.mark.parametrize(("options", "fragment"), [
     ({"sample_rate": 0}, "sample_rate 0"), ({"sample_rate": 1.5}, "1.5"), ({"sample_rate": "all"}, "'all'"),
     ({"max_queue": -1}, "max_queue -1"), ({"batch_rows": 0}, "batch_rows 0"), ({"batch_rows": 2.5}, "2.5"),
-    ({"flush_seconds": 0}, "flush_seconds 0"), ({"flush_seconds": True}, "True"),
+    ({"flush_seconds": 0}, "flush_seconds 0"), ({"flush_seconds": float("inf")}, "inf"), ({"flush_seconds": True}, "True"),
 ])
 def test_bad_options_are_refused_naming_the_value(sqlite_registered: Context, options: dict[str, Any],
                                                   fragment: str) -> None:

@@ -80,7 +80,7 @@ class PredictionLog:
         _check("sample_rate", sample_rate, lambda v: 0 < v <= 1, "a fraction in (0, 1], e.g. 0.1 logs 10% of requests")
         _check("max_queue", max_queue, lambda v: v >= 0 and float(v).is_integer(), "a whole number of requests >= 0")
         _check("batch_rows", batch_rows, lambda v: v >= 1 and float(v).is_integer(), "a whole number of rows >= 1")
-        _check("flush_seconds", flush_seconds, lambda v: v > 0, "a number of seconds > 0, e.g. 1.0")
+        _check("flush_seconds", flush_seconds, lambda v: 0 < v < 86_400, "a number of seconds > 0, e.g. 1.0")
         self.ctx = ctx
         self.sample_rate = float(sample_rate)
         self.max_queue = int(max_queue)
