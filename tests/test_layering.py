@@ -18,6 +18,7 @@ OWNERS = {
     "data": {"datasets", "dataset_versions", "dataset_files", "data_validations"},
     "models": {"registered_models", "model_versions", "model_aliases", "alias_history", "reviews"},
     "gates": {"gate_results"},
+    "serving": {"prediction_batches", "feedback"},
 }
 
 

@@ -146,6 +146,16 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
         (["artifacts", "get", "{run}", "config.json", "{tmp}/a-file.txt/x"], "a-file.txt"),
     ],
     "artifacts gc": [(["artifacts", "gc", "--grace", "-5"], "-5")],
+    "feedback record": [
+        (["feedback", "record", "credt", "r-1", "yes"], "'credt'"),
+        (["feedback", "record", "credit", "r-1", "yes", "--row", "-1"], "-1"),
+        (["feedback", "record", "credit", "--file", "{tmp}/a-file.txt"], "a-file.txt"),
+        (["feedback", "record", "credit", "--file", "{tmp}/missing.csv"], "missing.csv"),
+        (["feedback", "record", "credit", "--file", "{tmp}/ok.csv"], "no column 'request_id'"),
+        (["feedback", "record", "credit", "r-1"], "REQUEST_ID and VALUE"),
+        (["feedback", "record", "credit", "r-1", "null"], "is null"),
+    ],
+    "feedback report": [(["feedback", "report", "nope"], "'nope'"), (["feedback", "report", "bad name!"], "'bad name!'")],
 }
 
 

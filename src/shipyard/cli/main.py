@@ -174,8 +174,9 @@ def root(
 
 
 def _register() -> None:
-    from shipyard.cli import (artifacts, audit, data, deploy, lifecycle, lineage, models, pipelines, runs, serve,
-                              workspace)
+    from shipyard.cli import (
+        artifacts, audit, data, deploy, feedback, lifecycle, lineage, models, pipelines, runs, serve, workspace,
+    )
 
     workspace.register(app)
     app.add_typer(data.app, name="data")
@@ -191,6 +192,7 @@ def _register() -> None:
     app.add_typer(artifacts.app, name="artifacts")
     app.command("serve")(serve.serve)
     app.add_typer(deploy.app, name="deploy")
+    app.add_typer(feedback.app, name="feedback")
 
 
 _register()

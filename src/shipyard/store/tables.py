@@ -309,6 +309,41 @@ reviews = Table(
     Index("ix_reviews_version_kind", "version_id", "kind"),
 )
 
+# The prediction log: one row per Parquet blob of logged requests (one blob per model version per flush).
+prediction_batches = Table(
+    "prediction_batches",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False, info=BLOB),
+    Column("size", BigInteger, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("first_timestamp", BigInteger, nullable=False),  # ms: when its oldest request arrived
+    Column("last_timestamp", BigInteger, nullable=False),
+    Column("written_at", BigInteger, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    # A batch written again (a retry after an unclear commit, a spill file re-read after a crash) has the
+    # same bytes, so the digest makes the write idempotent.
+    UniqueConstraint("digest", name="uq_prediction_batches_digest"),
+    Index("ix_prediction_batches_model_version_last", "model", "version", "last_timestamp"),
+)
+
+# Ground truth for logged requests, kept even when the request is not (yet) in the log.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("request_id", String(KEY_LENGTH), nullable=False),
+    Column("row", Integer),  # None: the whole request
+    Column("value", Text, nullable=False),  # JSON
+    Column("received_at", BigInteger, nullable=False),
+    Column("actor", String(KEY_LENGTH), nullable=False),
+    Index("ix_feedback_model_request", "model", "request_id"),
+)
 
 
 def blob_references() -> list[Column[str]]:

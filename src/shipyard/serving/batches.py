@@ -1,0 +1,243 @@
+"""The prediction log's storage: one Parquet blob per model version per flush, one store row per blob, and
+reading them back for monitoring.
+
+A blob's columns: request_id, row (its index within the request), timestamp (UTC), route, latency_ms, the
+input features as typed columns, prediction, and probabilities (a list per row) when any request asked for
+them. A feature whose name is one of those columns is stored as `input:NAME`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import math
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from shipyard.context import Context
+from shipyard.errors import ValidationError
+from shipyard.store.db import now_ms
+from shipyard.store.tables import prediction_batches
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from shipyard.serving.predlog import Prediction
+
+COLUMNS = ("request_id", "row", "timestamp", "route", "latency_ms")
+OUTPUTS = ("prediction", "probabilities")
+#: Names a feature cannot keep in a blob (read_predictions adds `version`).
+RESERVED = frozenset((*COLUMNS, *OUTPUTS, "version"))
+FEATURE_PREFIX = "input:"
+
+
+@dataclass
+class Batch:
+    """The Parquet bytes of one model version's requests of a flush, and what its store row says."""
+
+    model: str
+    version: int
+    data: bytes
+    entries: list[Prediction]
+    rows: int
+    first: float
+    last: float
+
+
+def build_batches(entries: Sequence[Prediction]) -> list[Batch]:
+    """One batch per (model, version), in the order of their first request. The same entries give the same
+    bytes, so a batch written again (after a crash between the blob and its row) is recognised by digest."""
+    import pyarrow.parquet as pq
+
+    groups: dict[tuple[str, int], list[Prediction]] = {}
+    for entry in entries:
+        groups.setdefault((entry.model, int(entry.version)), []).append(entry)
+    batches = []
+    for (model, version), group in groups.items():
+        table = to_table(group)
+        table = table.replace_schema_metadata({
+            **(table.schema.metadata or {}),
+            b"shipyard.model": model.encode(), b"shipyard.version": str(version).encode(),
+        })
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        stamps = [e.timestamp for e in group]
+        batches.append(Batch(model, version, buffer.getvalue(), group, table.num_rows, min(stamps), max(stamps)))
+    return batches
+
+
+def to_table(entries: Sequence[Prediction]) -> pa.Table:
+    """The Arrow table of one model version's requests, one row per predicted row."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    counts = np.array([len(e.inputs) for e in entries], dtype=np.int64)
+    total = int(counts.sum())
+    starts = np.cumsum(counts) - counts
+    columns: dict[str, pa.Array] = {
+        "request_id": pa.array(np.repeat(np.array([str(e.request_id) for e in entries], dtype=object), counts),
+                               pa.string()),
+        "row": pa.array(np.arange(total, dtype=np.int64) - np.repeat(starts, counts), pa.int32()),
+        "timestamp": pa.array(np.repeat(np.array([round(e.timestamp * 1e6) for e in entries], dtype=np.int64),
+                                        counts), pa.timestamp("us", tz="UTC")),
+        "route": pa.array(np.repeat(np.array([str(e.route) for e in entries], dtype=object), counts), pa.string()),
+        "latency_ms": pa.array(np.repeat(np.array([float(e.latency_ms) for e in entries]), counts), pa.float64()),
+    }
+    features = pd.concat([e.inputs for e in entries], ignore_index=True, sort=False) if entries else pd.DataFrame()
+    names = []
+    for name in features.columns:
+        stored = f"{FEATURE_PREFIX}{name}" if str(name) in RESERVED else str(name)
+        columns[stored] = _array(features[name])
+        names.append([stored, str(name)])
+    columns["prediction"] = _predictions(entries, counts)
+    probabilities = _probabilities(entries, counts)
+    if probabilities is not None:
+        columns["probabilities"] = probabilities
+    table = pa.table(columns)
+    return table.replace_schema_metadata({b"shipyard.features": json.dumps(names).encode()})
+
+
+def _array(values: Any) -> pa.Array:
+    """A typed Arrow column; values Arrow cannot type as one kind (text mixed with numbers) become text."""
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        return pa.array([None if _missing(v) else str(v) for v in pd.Series(values)], pa.string())
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _predictions(entries: Sequence[Prediction], counts: Any) -> pa.Array:
+    """One value per row; a model that predicts several values per row gets a list per row."""
+    import numpy as np
+
+    arrays = [np.asarray(e.outputs) for e in entries]
+    if all(a.ndim == 1 and len(a) == n for a, n in zip(arrays, counts, strict=True)):
+        return _array(np.concatenate(arrays) if arrays else np.array([], dtype=float))
+    values: list[Any] = []
+    for array, n in zip(arrays, counts, strict=True):
+        fits = array.ndim >= 1 and len(array) == n
+        values.extend(array.tolist() if fits else [None] * int(n))  # a malformed entry keeps its inputs
+    return _array(values)
+
+
+def _probabilities(entries: Sequence[Prediction], counts: Any) -> pa.Array | None:
+    """A list of class probabilities per row; null for rows of requests that did not ask for them."""
+    import numpy as np
+    import pyarrow as pa
+
+    if all(e.probabilities is None for e in entries):
+        return None
+    offsets, values, missing = [0], [], []
+    for entry, n in zip(entries, counts, strict=True):
+        array = None if entry.probabilities is None else np.asarray(entry.probabilities, dtype=np.float64)
+        if array is not None and array.ndim == 2 and len(array) == n:
+            base, width = offsets[-1], array.shape[1]
+            values.append(array.reshape(-1))
+            offsets.extend(base + width * (i + 1) for i in range(int(n)))
+            missing.extend([False] * int(n))
+        else:
+            offsets.extend([offsets[-1]] * int(n))
+            missing.extend([True] * int(n))
+    flat = np.concatenate(values) if values else np.array([], dtype=np.float64)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.float64()),
+                                    mask=pa.array(missing, pa.bool_()))
+
+
+def store_batch(ctx: Context, batch: Batch) -> str:
+    """Write the blob, then its row (with its audit event). Idempotent: a batch already stored is kept once.
+
+    The blob goes first so a row never names a missing blob; until the row commits, the blob's young age
+    keeps garbage collection off it, and every retry writes it again, which renews it."""
+    info = ctx.blobs.put_bytes(batch.data)
+    row = {"model": batch.model, "version": batch.version, "digest": info.digest, "size": info.size,
+           "requests": len(batch.entries), "rows": batch.rows, "first_timestamp": round(batch.first * 1000),
+           "last_timestamp": round(batch.last * 1000), "written_at": now_ms(), "host": socket.gethostname()[:255],
+           "pid": os.getpid()}
+    payload = {k: row[k] for k in ("digest", "requests", "rows")}
+    with ctx.store.mutation(ctx.actor, "predictions.log", "model_version", f"{batch.model}/{batch.version}",
+                            payload) as conn:
+        conn.execute(ctx.store.insert_or_ignore(prediction_batches, ["digest"]), row)
+    return info.digest
+
+
+def stored_batches(ctx: Context, model: str, version: int | None = None, since: float | None = None) -> list[Any]:
+    c = prediction_batches.c
+    query = select(prediction_batches).where(c.model == model)
+    if version is not None:
+        query = query.where(c.version == version)
+    if since is not None:
+        query = query.where(c.last_timestamp >= math.floor(since * 1000))
+    with ctx.store.read() as conn:
+        return list(conn.execute(query.order_by(c.first_timestamp, c.id)))
+
+
+def read_predictions(ctx: Context, model: str, version: int | None = None, since: float | dt.datetime | None = None,
+                     *, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The logged requests of a model (one version, or all), one row per predicted row, oldest first.
+
+    `since` (unix seconds or a datetime; naive means UTC) keeps requests that arrived then or later;
+    `columns` reads only those (plus `version`). Every blob is verified against its digest as it is read."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from shipyard.models.registry import get_model_version
+    from shipyard.models.refs import check_model_name
+
+    get_model_version(ctx, check_model_name(model))  # an unknown model: NotFoundError with a suggestion
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise ValidationError(f"Invalid version {version!r}: expected a positive number, e.g. 2.")
+    start = _since(since)
+    tables = []
+    for batch in stored_batches(ctx, model, version, start):
+        data = ctx.blobs.get_bytes(batch.digest)
+        wanted = None
+        if columns is not None:
+            names = pq.read_schema(pa.BufferReader(data)).names
+            wanted = [c for c in columns if c in names and c != "version"]
+        table = pq.read_table(pa.BufferReader(data), columns=wanted)
+        if start is not None and "timestamp" in table.column_names:
+            table = table.filter(pc.greater_equal(table["timestamp"], pa.scalar(round(start * 1e6),
+                                                                                pa.timestamp("us", tz="UTC"))))
+        table = table.replace_schema_metadata(None)
+        tables.append(table.append_column("version", pa.array([batch.version] * table.num_rows, pa.int32())))
+    if not tables:
+        return _empty(columns)
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    first = [c for c in (*COLUMNS[:3], "version", *COLUMNS[3:]) if c in frame.columns]
+    last = [c for c in OUTPUTS if c in frame.columns]
+    middle = [c for c in frame.columns if c not in first and c not in last]
+    return frame[[*first, *middle, *last]]
+
+
+def _empty(columns: Sequence[str] | None) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame({"request_id": pd.Series(dtype=object), "row": pd.Series(dtype="int32"),
+                          "timestamp": pd.Series(dtype="datetime64[us, UTC]"), "version": pd.Series(dtype="int32"),
+                          "route": pd.Series(dtype=object), "latency_ms": pd.Series(dtype=float),
+                          "prediction": pd.Series(dtype=object)})
+    return frame if columns is None else frame[[c for c in frame.columns if c in {*columns, "version"}]]
+
+
+def _since(since: float | dt.datetime | None) -> float | None:
+    if since is None:
+        return None
+    if isinstance(since, dt.datetime):
+        return (since if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)).timestamp()
+    if isinstance(since, bool) or not isinstance(since, (int, float)) or not math.isfinite(since):
+        raise ValidationError(f"Invalid since {since!r}: give unix seconds (e.g. time.time() - 3600) or a datetime.")
+    return float(since)
