@@ -2,7 +2,7 @@
 
 The public Python API. Heavy dependencies load only when a call needs them."""
 
-from shipyard import data, models
+from shipyard import data, models, serving
 from shipyard._version import __version__
 from shipyard.config import init_workspace
 from shipyard.errors import (
@@ -71,6 +71,7 @@ __all__ = [
     "models",
     "pipeline",
     "search_runs",
+    "serving",
     "set_tag",
     "set_tags",
     "start_run",

@@ -293,7 +293,10 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
             raise HTTPProblem(400, f"Output(s) {', '.join(repr(u) for u in unknown)} are not produced by "
                                    f"model '{model.version.model}'; it produces {', '.join(names)}.")
         results = {name: await predict(model, frame, proba=name == "predict_proba") for name in wanted}
-        runtime.record(request, model, frame, results.get("predict"), results.get("predict_proba"))
+        logged = results.get("predict")
+        if logged is None and runtime.log is not None:  # the log keeps the predictions even when not asked for
+            logged = await predict(model, frame)
+        runtime.record(request, model, frame, logged, results.get("predict_proba"))
         outputs = [encode_tensor(name, values) for name, values in results.items()]
         response: dict[str, Any] = {"model_name": model.version.model,
                                     "model_version": str(model.version.version), "outputs": outputs}
@@ -345,6 +348,20 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         return JSONResponse({"model_name": model.version.model, "model_version": str(model.version.version),
                              "predictions": plain(predictions)})
 
+    async def feedback(request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        from shipyard.serving.feedback import parse_feedback_body, record_feedback
+
+        mark(request, "feedback")
+        model = served.get(request.path_params["name"])
+        mark(request, "feedback", model)
+        if ctx is None:
+            raise HTTPProblem(503, "This app was built without a workspace, so it cannot store feedback.")
+        items = parse_feedback_body(await body_json(request))
+        recorded = await run_in_threadpool(record_feedback, ctx, model.version.model, items)
+        return JSONResponse({"model_name": model.version.model, "recorded": recorded})
+
     async def metrics(request: Request) -> Response:
         mark(request, "metrics")
         runtime.refresh()
@@ -357,6 +374,10 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
 
     async def on_invalid(request: Request, exc: Exception) -> Response:
         return error(422 if isinstance(exc, UnprocessableInput) else 400, str(exc))
+
+    async def on_shipyard(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ShipyardError)
+        return error(exc.status_code, str(exc))
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -371,7 +392,7 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         Route(f"{model_path}/infer", infer, methods=["POST"]), Route(f"{versioned}/infer", infer, methods=["POST"]),
         Route("/invocations", invocations, methods=["POST"]), Route("/ping", ping), Route("/health", ping),
         Route("/version", version), Route("/predict/{name}", predict_records, methods=["POST"]),
-        Route("/metrics", metrics),
+        Route(f"{model_path}/feedback", feedback, methods=["POST"]), Route("/metrics", metrics),
     ]
 
     @asynccontextmanager
@@ -395,7 +416,7 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
             await run_in_threadpool(runtime.close)
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        HTTPProblem: on_problem, ValidationError: on_invalid, HTTPException: on_http,
+        HTTPProblem: on_problem, ValidationError: on_invalid, ShipyardError: on_shipyard, HTTPException: on_http,
     })
     app.state.served = served
     app.state.runtime = runtime
