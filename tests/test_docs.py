@@ -390,7 +390,9 @@ def test_every_example_of_the_page_runs(doc: str, tmp_path: Path, monkeypatch: p
 
     folder = SETUPS.get(doc, lambda t, m, f: _workspace(t, m))(tmp_path, monkeypatch, fixed_run_ids)
     close_all()
-    ran = run_page(doc, folder, {"OPENLINEAGE_URL": collector.url})
+    from tests.services import free_port
+
+    ran = run_page(doc, folder, {"OPENLINEAGE_URL": collector.url, "PORT": str(free_port())})
     assert ran.returncode == 0, f"{doc}: {ran.stderr[-4000:]}\n--- stdout\n{ran.stdout[-4000:]}"
     assert "Traceback" not in ran.stdout + ran.stderr
     CHECKS.get(doc, lambda folder, out, collector: None)(folder, ran.stdout, collector)
