@@ -21,10 +21,14 @@ import shutil
 import string
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import shipyard
 from shipyard.cli.main import main as shipyard_cli
 from shipyard.synthetic import credit
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_WORKSPACE = Path(__file__).resolve().parent.parent / "demo-workspace"
 # What the infrastructure gate allows. On a two-core machine under a load average of 4 the champion
@@ -183,6 +187,10 @@ def demo(workspace: Path, infrastructure: dict[str, float]) -> int:
     readiness = workspace / "cards" / "credit" / str(version) / "readiness.html"
     shipyard_cli(["readiness", "credit@champion", "--html", str(readiness)])
     status = shipyard_cli(["audit", "verify"])
+
+    # 6. Production: the champion behind HTTP, a request through each protocol, feedback, a batch score.
+    status = status or serve_and_score(workspace, holdout)
+
     print("\nLook further:")
     print(f"  model card:       {workspace / 'cards' / 'credit' / str(version) / 'card.html'}")
     print(f"  readiness report: {readiness}")
@@ -191,6 +199,73 @@ def demo(workspace: Path, infrastructure: dict[str, float]) -> int:
     print(f"  .venv/bin/shipyard -C {workspace} lineage show credit/{version}")
     print(f"  .venv/bin/shipyard -C {workspace} audit log")
     return status
+
+
+def serve_and_score(workspace: Path, holdout: pd.DataFrame) -> int:
+    import json
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).with_name("shipyard")), "serve", "credit@champion", "--port", str(port),
+               "--workers", "2"]
+    print(f"\n$ shipyard serve credit@champion --port {port} --workers 2")
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def call(path: str, body: object = None, kind: str = "application/json", request_id: str = "") -> dict:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": kind, **({"X-Request-Id": request_id} if request_id else {})}
+        with urllib.request.urlopen(urllib.request.Request(url + path, data, headers), timeout=60) as answer:
+            return json.loads(answer.read())
+
+    try:
+        for _ in range(600):  # until ready, or the server gave up
+            if server.poll() is not None:
+                print(f"The server exited: {server.stderr.read()}", file=sys.stderr)  # type: ignore[union-attr]
+                return 1
+            try:
+                if call("/v2/health/ready")["ready"]:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        features = [c for c in holdout.columns if c not in ("application_id", "default")]
+        rows = holdout[features].head(3)
+        records = json.loads(rows.to_json(orient="records"))
+        metadata = call("/v2/models/credit")  # the inputs, with their datatypes, as an OIP client reads them
+        oip = {"inputs": [{"name": i["name"], "shape": [len(rows)], "datatype": i["datatype"],
+                           "data": [r[i["name"]] for r in records]} for i in metadata["inputs"]]}
+        answers = {
+            "OIP V2  /v2/models/credit/infer": call("/v2/models/credit/infer", oip, request_id="demo-1")["outputs"][0]["data"],
+            "MLflow  /invocations (JSON)": call("/invocations", {"dataframe_records": records})["predictions"],
+            "MLflow  /invocations (CSV)": call("/invocations", rows.to_csv(index=False), "text/csv")["predictions"],
+            "records /predict/credit": call("/predict/credit", records)["predictions"],
+        }
+        for route, predictions in answers.items():
+            print(f"  {route:34} -> {predictions}")
+        call("/v2/models/credit/feedback", {"request_id": "demo-1", "value": int(holdout["default"].iloc[0])})
+        with urllib.request.urlopen(url + "/metrics", timeout=60) as answer:
+            answered = [line for line in answer.read().decode().splitlines()
+                        if line.startswith("shipyard_requests_total") and 'code="200"' in line]
+        print(f"  /metrics: {len(answered)} request counters, e.g. {answered[0]}")
+        print("  Try it yourself while it runs:")
+        print(f"    curl -s {url}/predict/credit -H 'Content-Type: application/json' -d '{json.dumps(records[:1])}'")
+    finally:
+        server.send_signal(signal.SIGTERM)  # graceful: answers what is in flight, writes the prediction log
+        server.wait(120)
+    logged = shipyard.serving.predictions("credit")
+    report = shipyard.serving.feedback_report("credit")
+    print(f"Stopped the server: {logged['request_id'].nunique()} requests in the prediction log, "
+          f"feedback for {report.matched} of them\n")
+
+    print("$ shipyard predict credit@champion --input credit-holdout@1 --output scores/holdout.parquet")
+    return shipyard_cli(["predict", "credit@champion", "--input", "credit-holdout@1", "--output",
+                         "scores/holdout.parquet", "--keep", "application_id"])
 
 
 if __name__ == "__main__":

@@ -204,14 +204,14 @@ def test_predictions_run_off_the_event_loop(model_workspace: Path) -> None:
     app_ = create_app(open_context(model_workspace), ["credit/1"])
     model = app_.state.served.get("credit")
     entered, release = threading.Event(), threading.Event()
-    original = model.predict
+    original = model.prepare  # the server's first step with a request's rows, on its prediction thread
 
     def held(frame):  # type: ignore[no-untyped-def]
         entered.set()
         assert release.wait(30)
         return original(frame)
 
-    model.predict = held  # type: ignore[method-assign]
+    model.prepare = held  # type: ignore[method-assign]
     results: list[int] = []
     with TestClient(app_) as http:
         worker = threading.Thread(target=lambda: results.append(http.post("/predict/credit", json=ROWS).status_code))
@@ -230,7 +230,7 @@ def test_a_server_bug_is_a_500_with_the_request_id(model_workspace: Path) -> Non
     def broken(frame):  # type: ignore[no-untyped-def]
         raise RuntimeError("boom")
 
-    model.predict = broken  # type: ignore[method-assign]
+    model.prepare = broken  # type: ignore[method-assign]
     http = TestClient(app_, raise_server_exceptions=False)
     response = http.post("/predict/credit", json=ROWS, headers={"x-request-id": "bug-1"})
     assert response.status_code == 500 and "boom" in json.loads(response.text)["error"]

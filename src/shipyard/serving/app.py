@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.context import Context
 from shipyard.errors import ShipyardError, ValidationError
-from shipyard.serving.batching import Batcher, BatchPolicy
+from shipyard.serving.batching import Answer, Batcher, BatchPolicy
 from shipyard.serving.codec import (
     column_datatype,
     decode_mlflow_json,
@@ -131,7 +131,7 @@ class Runtime:
         self.metrics: ServerMetrics = ServerMetrics()
         self.log: PredictionLog | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._batchers: dict[tuple[int, bool], Batcher] = {}
+        self._batchers: dict[int, Batcher] = {}
         self._logged = 0
         for (name, version), seconds in served.load_seconds.items():
             self.metrics.load_seconds.labels(name, version).set(seconds)
@@ -173,18 +173,20 @@ class Runtime:
             self.metrics.logged.inc(written - self._logged)
             self._logged = written
 
-    async def predict(self, model: LoadedModel, frame: pd.DataFrame, proba: bool = False) -> Any:
+    async def predict(self, model: LoadedModel, frame: pd.DataFrame, wanted: tuple[str, ...] = ("predict",)
+                      ) -> Answer:
+        """The outputs `wanted` for the frame's rows, computed in a batch with other requests for the model."""
         self.start()
-        key = (id(model), proba)
-        batcher = self._batchers.get(key)
+        batcher = self._batchers.get(id(model))
         if batcher is None:
             assert self._executor is not None
-            labels = (model.version.model, str(model.version.version), "predict_proba" if proba else "predict")
-            batcher = self._batchers[key] = Batcher(lambda f: _predict(model, f, proba), self._executor,
-                                                    self.options.batching, self._observer(labels))
-        return await batcher.submit(frame)
+            labels = (model.version.model, str(model.version.version))
+            batcher = self._batchers[id(model)] = Batcher(
+                lambda f: _prepare(model, f), lambda name, f: _output(model, name, f), self._executor,
+                self.options.batching, self._observer(labels))
+        return await batcher.submit(frame, wanted)
 
-    def _observer(self, labels: tuple[str, str, str]) -> Any:
+    def _observer(self, labels: tuple[str, str]) -> Any:
         seconds = self.metrics.model_seconds.labels(*labels)
         requests, rows = self.metrics.batch_requests.labels(*labels), self.metrics.batch_rows.labels(*labels)
 
@@ -195,8 +197,7 @@ class Runtime:
 
         return observe
 
-    def record(self, request: Request, model: LoadedModel, frame: pd.DataFrame, predictions: Any,
-               probabilities: Any = None) -> None:
+    def record(self, request: Request, model: LoadedModel, answer: Answer) -> None:
         if self.log is None:
             return
         from shipyard.serving.predlog import Prediction
@@ -204,8 +205,8 @@ class Runtime:
         state = request.scope["state"]
         self.log.record(Prediction(
             request_id=state["request_id"], timestamp=state["time"], model=model.version.model,
-            version=model.version.version, route=state.get("route", ""), inputs=frame, outputs=predictions,
-            probabilities=probabilities, latency_ms=(time.perf_counter() - state["started"]) * 1000.0,
+            version=model.version.version, route=state.get("route", ""), inputs=answer.frame,
+            outputs=answer.values["predict"], probabilities=answer.values.get("predict_proba"), latency_ms=(time.perf_counter() - state["started"]) * 1000.0,
         ))
 
 
@@ -292,12 +293,10 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         if unknown:
             raise HTTPProblem(400, f"Output(s) {', '.join(repr(u) for u in unknown)} are not produced by "
                                    f"model '{model.version.model}'; it produces {', '.join(names)}.")
-        results = {name: await predict(model, frame, proba=name == "predict_proba") for name in wanted}
-        logged = results.get("predict")
-        if logged is None and runtime.log is not None:  # the log keeps the predictions even when not asked for
-            logged = await predict(model, frame)
-        runtime.record(request, model, frame, logged, results.get("predict_proba"))
-        outputs = [encode_tensor(name, values) for name, values in results.items()]
+        computed = tuple(dict.fromkeys(["predict", *wanted]))  # the log keeps predict even when not asked for
+        answer = await predict(model, frame, computed)
+        runtime.record(request, model, answer)
+        outputs = [encode_tensor(name, answer.values[name]) for name in wanted]
         response: dict[str, Any] = {"model_name": model.version.model,
                                     "model_version": str(model.version.version), "outputs": outputs}
         if isinstance(body.get("id"), str):
@@ -327,9 +326,9 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         else:
             raise HTTPProblem(415, f"Content type '{kind or 'none'}' is not accepted by /invocations; send "
                                    "application/json or text/csv.")
-        predictions = await predict(model, frame)
-        runtime.record(request, model, frame, predictions)
-        return JSONResponse({"predictions": plain(predictions)})
+        answer = await predict(model, frame)
+        runtime.record(request, model, answer)
+        return JSONResponse({"predictions": plain(answer.values["predict"])})
 
     async def ping(request: Request) -> Response:
         return PlainTextResponse("\n" if served.ready else "not ready\n", status_code=200 if served.ready else 503)
@@ -343,10 +342,10 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         model = served.get(request.path_params["name"])
         mark(request, "predict", model)
         frame = records_frame(await body_json(request))
-        predictions = await predict(model, frame)
-        runtime.record(request, model, frame, predictions)
+        answer = await predict(model, frame)
+        runtime.record(request, model, answer)
         return JSONResponse({"model_name": model.version.model, "model_version": str(model.version.version),
-                             "predictions": plain(predictions)})
+                             "predictions": plain(answer.values["predict"])})
 
     async def feedback(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
@@ -424,11 +423,22 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
     return app
 
 
-def _predict(model: LoadedModel, frame: pd.DataFrame, proba: bool) -> Any:
+def _prepare(model: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame checked and cast to the model's signature: 422 naming the column when it does not fit."""
+    try:
+        return model.prepare(frame)
+    except ValidationError as exc:
+        raise UnprocessableInput(str(exc), **exc.fields) from None
+
+
+def _output(model: LoadedModel, name: str, prepared: pd.DataFrame) -> Any:
     import numpy as np
 
     try:
-        values = model.predict_proba(frame) if proba else model.predict(frame)
+        if name == "predict_proba":
+            values = model.flavor.predict_proba(model.native, prepared)
+        else:
+            values = model.flavor.predict(model.native, prepared)
     except ValidationError as exc:
         raise UnprocessableInput(str(exc), **exc.fields) from None
     except (ValueError, TypeError) as exc:  # the estimator refused the values the signature let through

@@ -30,9 +30,19 @@ class BatchPolicy:
 
 
 @dataclass
+class Answer:
+    """One request's share of a batch: each output's values for its rows, and its rows as the model saw them
+    (after the signature's checks and casts: what the prediction log keeps)."""
+
+    values: dict[str, Any]
+    frame: pd.DataFrame
+
+
+@dataclass
 class _Waiting:
     frame: pd.DataFrame
-    future: asyncio.Future[Any]
+    wanted: tuple[str, ...]
+    future: asyncio.Future[Answer]
 
 
 #: Called with (requests in the batch, rows in the batch, seconds the call took) after every call.
@@ -41,20 +51,22 @@ Observer = Callable[[int, int, float], None]
 
 @dataclass
 class Batcher:
-    """One model's one output (predict or predict_proba) in one process."""
+    """One model in one process. `prepare` checks and casts one request's frame (a request whose frame it
+    refuses fails alone); `output(name, frame)` computes one output ("predict", "predict_proba") for a batch."""
 
-    predict: Callable[[pd.DataFrame], Any]
+    prepare: Callable[[pd.DataFrame], pd.DataFrame]
+    output: Callable[[str, pd.DataFrame], Any]
     executor: Executor
     policy: BatchPolicy = field(default_factory=BatchPolicy)
     observe: Observer | None = None
     _queue: list[_Waiting] = field(default_factory=list)
     _running: asyncio.Task[None] | None = None
 
-    async def submit(self, frame: pd.DataFrame) -> Any:
+    async def submit(self, frame: pd.DataFrame, wanted: tuple[str, ...] = ("predict",)) -> Answer:
         loop = asyncio.get_running_loop()
         if not self.policy.enabled:
-            return (await self._call(loop, [frame]))[0]
-        waiting = _Waiting(frame, loop.create_future())
+            return _answer((await self._call(loop, [frame], wanted))[0])
+        waiting = _Waiting(frame, wanted, loop.create_future())
         self._queue.append(waiting)
         if self._running is None:
             self._running = loop.create_task(self._drain())
@@ -68,12 +80,15 @@ class Batcher:
                     await asyncio.sleep(self.policy.max_wait)
                 batch = self._take()
                 try:
-                    results = await self._call(loop, [w.frame for w in batch])
+                    results = await self._call(loop, [w.frame for w in batch], batch[0].wanted)
                 except Exception:  # noqa: BLE001 - answer each request on its own so only the culprit fails
-                    await self._one_by_one(loop, batch)
-                    continue
+                    results = [await self._alone(loop, w) for w in batch]
                 for waiting, result in zip(batch, results, strict=True):
-                    if not waiting.future.done():
+                    if waiting.future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        waiting.future.set_exception(result)
+                    else:
                         waiting.future.set_result(result)
         finally:
             self._running = None
@@ -83,50 +98,68 @@ class Batcher:
             self._queue.clear()
 
     def _take(self) -> list[_Waiting]:
-        """The oldest requests up to max_rows rows, all with the first one's columns and types (a batch never
-        fills a request's missing column with another's); always at least one request, however large."""
+        """The oldest requests up to max_rows rows, all asking for the same outputs and with the first one's
+        columns and types; always at least one request, however large."""
         taken, rows = 0, 0
-        shape = _layout(self._queue[0].frame)
+        first = self._queue[0]
+        shape = _layout(first.frame)
         for waiting in self._queue:
-            if taken and (rows + len(waiting.frame) > self.policy.max_rows or _layout(waiting.frame) != shape):
+            if taken and (rows + len(waiting.frame) > self.policy.max_rows or waiting.wanted != first.wanted
+                          or _layout(waiting.frame) != shape):
                 break
             taken, rows = taken + 1, rows + len(waiting.frame)
         batch, self._queue[:taken] = self._queue[:taken], []
         return batch
 
-    async def _one_by_one(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting]) -> None:
-        for waiting in batch:
-            try:
-                [result] = await self._call(loop, [waiting.frame])
-            except Exception as exc:  # noqa: BLE001 - handed to the request that caused it
-                if not waiting.future.done():
-                    waiting.future.set_exception(exc)
-            else:
-                if not waiting.future.done():
-                    waiting.future.set_result(result)
+    async def _alone(self, loop: asyncio.AbstractEventLoop, waiting: _Waiting) -> Answer | BaseException:
+        try:
+            return (await self._call(loop, [waiting.frame], waiting.wanted))[0]
+        except Exception as exc:  # noqa: BLE001 - handed to the request that caused it
+            return exc
 
-    async def _call(self, loop: asyncio.AbstractEventLoop, frames: list[pd.DataFrame]) -> list[Any]:
-        return await loop.run_in_executor(self.executor, self._predict_split, frames)
+    async def _call(self, loop: asyncio.AbstractEventLoop, frames: list[pd.DataFrame],
+                    wanted: tuple[str, ...]) -> list[Answer | BaseException]:
+        return await loop.run_in_executor(self.executor, self._predict_split, frames, wanted)
 
-    def _predict_split(self, frames: list[pd.DataFrame]) -> list[Any]:
+    def _predict_split(self, frames: list[pd.DataFrame], wanted: tuple[str, ...]) -> list[Answer | BaseException]:
         import time
 
         import pandas as pd
 
         started = time.perf_counter()
-        combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        values = self.predict(combined)
-        if self.observe is not None:
-            self.observe(len(frames), len(combined), time.perf_counter() - started)
-        if len(frames) == 1:
-            return [values]
-        if len(values) != len(combined):
-            raise RuntimeError(f"The model answered {len(values)} rows for a batch of {len(combined)}.")
-        parts, start = [], 0
+        prepared: list[pd.DataFrame | BaseException] = []
         for frame in frames:
-            parts.append(values[start:start + len(frame)])
-            start += len(frame)
-        return parts
+            try:
+                prepared.append(self.prepare(frame))
+            except Exception as exc:  # noqa: BLE001 - this request's input is refused, the others go on
+                prepared.append(exc)
+        good = [p for p in prepared if isinstance(p, pd.DataFrame)]
+        if not good:
+            return list(prepared)
+        combined = good[0] if len(good) == 1 else pd.concat(good, ignore_index=True)
+        values = {name: self.output(name, combined) for name in wanted}
+        if self.observe is not None:
+            self.observe(len(good), len(combined), time.perf_counter() - started)
+        for name, array in values.items():
+            if len(array) != len(combined):
+                raise RuntimeError(f"The model's {name} answered {len(array)} rows for a batch of {len(combined)}.")
+        answers: list[Answer | BaseException] = []
+        start = 0
+        for item in prepared:
+            if not isinstance(item, pd.DataFrame):
+                answers.append(item)
+                continue
+            end = start + len(item)
+            answers.append(Answer({name: array[start:end] if len(good) > 1 else array
+                                   for name, array in values.items()}, item))
+            start = end
+        return answers
+
+
+def _answer(result: Answer | BaseException) -> Answer:
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _layout(frame: pd.DataFrame) -> tuple[Any, ...]:

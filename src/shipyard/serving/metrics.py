@@ -38,10 +38,10 @@ class ServerMetrics:
         self.request_seconds = Histogram("shipyard_request_duration_seconds", "Time from request to response.",
                                          [*model, "route"], buckets=LATENCY_BUCKETS, registry=r)
         self.model_seconds = Histogram("shipyard_model_duration_seconds", "Time of one call to the model "
-                                       "(one batch).", [*model, "output"], buckets=LATENCY_BUCKETS, registry=r)
+                                       "(one batch).", model, buckets=LATENCY_BUCKETS, registry=r)
         self.batch_requests = Histogram("shipyard_batch_requests", "Requests combined into one model call.",
-                                        [*model, "output"], buckets=BATCH_BUCKETS, registry=r)
-        self.batch_rows = Histogram("shipyard_batch_rows", "Rows in one model call.", [*model, "output"],
+                                        model, buckets=BATCH_BUCKETS, registry=r)
+        self.batch_rows = Histogram("shipyard_batch_rows", "Rows in one model call.", model,
                                     buckets=BATCH_BUCKETS, registry=r)
         self.in_flight = Gauge("shipyard_requests_in_flight", "Requests being answered now.", registry=r,
                                multiprocess_mode="livesum")
