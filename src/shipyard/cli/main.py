@@ -189,6 +189,9 @@ def _register() -> None:
     app.add_typer(audit.app, name="audit")
     app.add_typer(artifacts.app, name="artifacts")
     app.command("serve")(serve.serve)
+    from shipyard.cli import predict
+
+    app.command("predict")(predict.predict)
 
 
 _register()
