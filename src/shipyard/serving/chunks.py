@@ -53,7 +53,9 @@ class TableSource:
             if self.fmt == "parquet":
                 import pyarrow.parquet as pq
 
-                source: Iterator[pa.RecordBatch] = pq.ParquetFile(self.path).iter_batches(batch_size=rows)
+                # Unbuffered reads without pre-buffering: by default pyarrow holds more of the file the longer it is.
+                parquet = pq.ParquetFile(self.path, buffer_size=1 << 20, pre_buffer=False)
+                source: Iterator[pa.RecordBatch] = parquet.iter_batches(batch_size=rows, use_threads=False)
             else:
                 source = iter(self._reader())
             yield from rebatch(source, rows)
