@@ -220,6 +220,7 @@ def check_columns(model: LoadedModel, schema: pa.Schema, keep: list[str], label:
     from shipyard.errors import did_you_mean
 
     names = list(schema.names)
+    formats.check_column_names(names, label)
     if model.signature is not None:
         missing = [c for c in model.signature.columns if c not in names]
         if missing:
