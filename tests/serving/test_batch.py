@@ -208,7 +208,8 @@ def test_a_failure_after_chunks_were_written_leaves_no_output_and_no_version(
     frame.loc[2600, "income"] = None  # the model was registered with no nulls in income
     frame.to_parquet(model_workspace / "late-null.parquet")
     (model_workspace / "late-null-out.parquet").write_bytes(b"an older file the failed run must not replace")
-    with pytest.raises(ValidationError, match=r"rows 2500-2999 of .*late-null.parquet.*'income' has a null"):
+    with pytest.raises(ValidationError,
+                       match=r"rows 2500-2999 of .*late-null.parquet.*'income' has a null at row 2600,"):
         predict_batch(ctx(), "credit/1", "late-null.parquet", "late-null-out.parquet", chunk_rows=500)
     assert len(predict_calls) == 6  # five chunks scored and written before the sixth failed
     assert (model_workspace / "late-null-out.parquet").read_bytes().startswith(b"an older file")
@@ -223,6 +224,16 @@ def test_a_csv_broken_deep_inside_fails_with_its_line_and_leaves_nothing(model_w
         handle.write("1,2,3,4,5,6\n")
     with pytest.raises(ValidationError, match="at line 60002: expected 4 fields like the header, found 6"):
         predict_batch(ctx(), "credit/1", path, "o.parquet", chunk_rows=5000)
+    assert leftovers(model_workspace) == []
+    assert predictions_versions() == []
+
+
+def test_a_csv_whose_column_changes_type_late_is_refused_naming_it(model_workspace: Path) -> None:
+    frame = applicants(60_000).astype({"age": "object"})
+    frame.loc[59_000, "age"] = "unknown"  # past the first read block, whose types the reader settled on
+    frame.to_csv(model_workspace / "drift.csv", index=False)
+    with pytest.raises(ValidationError, match=r"Cannot read .*drift.csv as csv: .*'unknown'.*one type throughout"):
+        predict_batch(ctx(), "credit/1", "drift.csv", "o.parquet", chunk_rows=5000)
     assert leftovers(model_workspace) == []
     assert predictions_versions() == []
 
@@ -339,7 +350,7 @@ def test_bad_rows_found_on_a_worker_come_back_named(model_workspace: Path, clust
     frame = applicants(1000)
     frame.loc[900, "income"] = None
     frame.to_parquet(model_workspace / "late-null.parquet")
-    with pytest.raises(ValidationError, match=r"rows 800-999 of .*'income' has a null"):
+    with pytest.raises(ValidationError, match=r"rows 800-999 of .*'income' has a null at row 900,"):
         predict_batch(ctx(), "credit/1", "late-null.parquet", "o.parquet", chunk_rows=200, executor=cluster)
     assert not (model_workspace / "o.parquet").exists() and predictions_versions() == []
 

@@ -120,7 +120,7 @@ def predict_batch(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return BatchResult(model_version.version_id, table.label, target, writer.rows, chunks, columns, version,
-                       created, executor=cluster and f"dask://{cluster}" or "local", max_chunk_rows=biggest,
+                       created, executor=f"dask://{cluster}" if cluster else "local", max_chunk_rows=biggest,
                        lineage=[str(s) for s in sources])
 
 

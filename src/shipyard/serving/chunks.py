@@ -3,6 +3,7 @@ chunk, and write the scores as row groups of a fixed size (so the output does no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,12 +130,14 @@ def score_chunk(model: LoadedModel, batch: pa.RecordBatch, spec: ScoreSpec, firs
     import pyarrow as pa
 
     frame = batch.to_pandas()
-    where = f"rows {first_row}-{first_row + batch.num_rows - 1} of {spec.label}"
+    where = f"rows {first_row}-{first_row + batch.num_rows - 1} of {spec.label} (counting from 0)"
     try:
         predictions = np.asarray(model.predict(frame))
         probabilities = model.predict_proba(frame) if spec.probabilities else None
     except ValidationError as exc:
-        raise ValidationError(f"Cannot score {where}: {exc}", **exc.fields) from None
+        # The signature counts rows within the chunk; the user counts them in the input.
+        message = re.sub(r"\bat row (\d+)\b", lambda m: f"at row {first_row + int(m.group(1))}", str(exc))
+        raise ValidationError(f"Cannot score {where}: {message}", **exc.fields) from None
     except (ValueError, TypeError) as exc:  # the estimator refused values the signature let through
         raise ValidationError(f"Model '{model.version.version_id}' could not predict {where}: {exc}. Check those "
                               "values against the model's signature (`shipyard models show`).") from None
