@@ -174,6 +174,8 @@ def predictions_versions() -> list[str]:
     ("credit/1", "applicants@1", "afolder.parquet", ValidationError, "is a folder"),
     ("credit/1", "notes.txt", "o.parquet", ValidationError, "give a table file"),
     ("credit/1", "garbage.parquet", "o.parquet", ValidationError, "Cannot read"),
+    ("credit/1", "header-only.csv", "o.parquet", ValidationError, "header-only.csv has no rows"),
+    ("credit/1", "infinite.parquet", "o.parquet", ValidationError, "'credit/1' could not predict rows 0-99"),
 ])
 def test_bad_input_is_named_and_leaves_nothing(
     scored: pd.DataFrame, model_workspace: Path, model: str, source: str, output: str, kind: type[Exception],
@@ -182,6 +184,8 @@ def test_bad_input_is_named_and_leaves_nothing(
     (model_workspace / "afolder.parquet").mkdir()
     (model_workspace / "notes.txt").write_text("not a table")
     (model_workspace / "garbage.parquet").write_bytes(b"PAR1 this is not parquet at all PAR1")
+    (model_workspace / "header-only.csv").write_text("application_id,age,income\n")
+    applicants(100).assign(income=np.inf).to_parquet(model_workspace / "infinite.parquet")
     before = leftovers(model_workspace)
     with pytest.raises(kind, match=fragment.replace("(", r"\(")):
         predict_batch(ctx(), model, source, output)
