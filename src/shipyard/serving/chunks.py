@@ -139,12 +139,13 @@ def score_chunk(model: LoadedModel, batch: pa.RecordBatch, spec: ScoreSpec, firs
         message = re.sub(r"\bat row (\d+)\b", lambda m: f"at row {first_row + int(m.group(1))}", str(exc))
         raise ValidationError(f"Cannot score {where}: {message}", **exc.fields) from None
     except (ValueError, TypeError) as exc:  # the estimator refused values the signature let through
-        raise ValidationError(f"Model '{model.version.version_id}' could not predict {where}: {exc}. Check those "
+        why = str(exc).rstrip(".")
+        raise ValidationError(f"Model '{model.version.version_id}' could not predict {where}: {why}. Check those "
                               "values against the model's signature (`shipyard models show`).") from None
-    columns = {name: batch.column(name) for name in spec.keep}
     if predictions.size != len(frame):
         raise ValidationError(f"Model '{model.version.version_id}' returned {predictions.size} predictions for the "
                               f"{len(frame)} {where}; a model must return one prediction per row.")
+    columns = {name: batch.column(name) for name in spec.keep}
     columns[PREDICTION] = pa.array(predictions.reshape(-1))
     if spec.probabilities:
         if probabilities is None:
