@@ -186,6 +186,9 @@ def _register() -> None:
     app.command("readiness")(models.readiness)
     app.command("run")(lifecycle.run)
     app.command("ci")(lifecycle.ci)
+    from shipyard.cli import predict
+
+    app.command("predict")(predict.predict)
     app.add_typer(lineage.app, name="lineage")
     app.add_typer(runs.app, name="runs")
     app.add_typer(audit.app, name="audit")
