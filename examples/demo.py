@@ -28,6 +28,7 @@ from shipyard.cli.main import main as shipyard_cli
 from shipyard.synthetic import credit
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 DEFAULT_WORKSPACE = Path(__file__).resolve().parent.parent / "demo-workspace"
@@ -189,7 +190,7 @@ def demo(workspace: Path, infrastructure: dict[str, float]) -> int:
     status = shipyard_cli(["audit", "verify"])
 
     # 6. Production: the champion behind HTTP, a request through each protocol, feedback, a batch score.
-    status = status or serve_and_score(workspace, holdout)
+    status = status or serve_and_score(workspace, holdout, champion.predict(holdout))
 
     print("\nLook further:")
     print(f"  model card:       {workspace / 'cards' / 'credit' / str(version) / 'card.html'}")
@@ -201,7 +202,7 @@ def demo(workspace: Path, infrastructure: dict[str, float]) -> int:
     return status
 
 
-def serve_and_score(workspace: Path, holdout: pd.DataFrame) -> int:
+def serve_and_score(workspace: Path, holdout: pd.DataFrame, predicted: np.ndarray) -> int:
     import json
     import signal
     import socket
@@ -235,8 +236,9 @@ def serve_and_score(workspace: Path, holdout: pd.DataFrame) -> int:
             except OSError:
                 time.sleep(0.1)
         features = [c for c in holdout.columns if c not in ("application_id", "default")]
-        rows = holdout[features].head(3)
-        records = json.loads(rows.to_json(orient="records"))
+        picked = [int((predicted == label).nonzero()[0][0]) for label in (0, 1)] + [2]  # both classes
+        rows = holdout[features].iloc[picked]
+        records = json.loads(rows.to_json(orient="records", date_format="iso"))
         metadata = call("/v2/models/credit")  # the inputs, with their datatypes, as an OIP client reads them
         oip = {"inputs": [{"name": i["name"], "shape": [len(rows)], "datatype": i["datatype"],
                            "data": [r[i["name"]] for r in records]} for i in metadata["inputs"]]}
@@ -248,22 +250,23 @@ def serve_and_score(workspace: Path, holdout: pd.DataFrame) -> int:
         }
         for route, predictions in answers.items():
             print(f"  {route:34} -> {predictions}")
-        call("/v2/models/credit/feedback", {"request_id": "demo-1", "value": int(holdout["default"].iloc[0])})
+        call("/v2/models/credit/feedback", {"request_id": "demo-1", "value": int(holdout["default"].iloc[picked[0]])})
         with urllib.request.urlopen(url + "/metrics", timeout=60) as answer:
             answered = [line for line in answer.read().decode().splitlines()
-                        if line.startswith("shipyard_requests_total") and 'code="200"' in line]
-        print(f"  /metrics: {len(answered)} request counters, e.g. {answered[0]}")
-        print("  Try it yourself while it runs:")
-        print(f"    curl -s {url}/predict/credit -H 'Content-Type: application/json' -d '{json.dumps(records[:1])}'")
+                        if line.startswith("shipyard_requests_total") and 'model="credit"' in line]
+        print("  /metrics:", *answered, sep="\n    ")
     finally:
         server.send_signal(signal.SIGTERM)  # graceful: answers what is in flight, writes the prediction log
         server.wait(120)
     logged = shipyard.serving.predictions("credit")
     report = shipyard.serving.feedback_report("credit")
     print(f"Stopped the server: {logged['request_id'].nunique()} requests in the prediction log, "
-          f"feedback for {report.matched} of them\n")
+          f"feedback for {report.matched} of them. To serve it yourself:")
+    print(f"  .venv/bin/shipyard -C {workspace} serve credit@champion --port 8080")
+    print(f"  curl -s localhost:8080/predict/credit -H 'Content-Type: application/json' -d '{json.dumps(records[:1])}'\n")
 
     print("$ shipyard predict credit@champion --input credit-holdout@1 --output scores/holdout.parquet")
+    Path("scores").mkdir(exist_ok=True)
     return shipyard_cli(["predict", "credit@champion", "--input", "credit-holdout@1", "--output",
                          "scores/holdout.parquet", "--keep", "application_id"])
 

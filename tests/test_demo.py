@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 
 
@@ -28,6 +30,15 @@ def test_demo_runs_the_lifecycle(tmp_path: Path) -> None:
     measured = card["gates"]["infrastructure"]["metrics"]  # with what it was measured under
     assert measured["single_row_runs"] >= 100 and measured["cpu_count"] >= 1 and "load_average_1m" in measured
     assert (workspace / "cards" / "credit" / "1" / "readiness.html").is_file()
+    # served: the same answers through every protocol, all four requests logged, the feedback matched
+    answers = [line.split("->")[1].strip() for line in proc.stdout.splitlines()
+               if line.startswith("  ") and "->" in line]
+    assert len(answers) == 4 and len(set(answers)) == 1
+    assert "4 requests in the prediction log, feedback for 1 of them" in proc.stdout
+    assert "curl -s localhost:8080/predict/credit" in proc.stdout
+    scores = pd.read_parquet(workspace / "scores" / "holdout.parquet")  # the batch score, versioned
+    assert len(scores) == 2000 and list(scores.columns) == ["application_id", "prediction"]
+    assert "versioned as credit-predictions@1" in proc.stdout
     shipyard_cli = str(Path(sys.executable).with_name("shipyard"))
     check = subprocess.run([shipyard_cli, "-C", str(workspace), "readiness", "credit/1", "--json"],
                            capture_output=True, text=True, timeout=120)

@@ -159,6 +159,12 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
         (["artifacts", "get", "{run}", "config.json", "{tmp}/a-file.txt/x"], "a-file.txt"),
     ],
     "artifacts gc": [(["artifacts", "gc", "--grace", "-5"], "-5")],
+    "deploy export": [
+        (["deploy", "export", "credit/9", "--out", "{tmp}/k8s"], "no version 9"),
+        (["deploy", "export", "credit/1", "--out", "{tmp}/k8s", "--namespace", "Bad_Name"], "Bad_Name"),
+        (["deploy", "export", "credit/1", "--out", "{tmp}/a-file.txt"], "a-file.txt"),
+        (["deploy", "export", "credit/1", "--out", "{tmp}/k8s", "--registry", "cloud"], "cloud"),
+    ],
     "feedback record": [
         (["feedback", "record", "credt", "r-1", "yes"], "'credt'"),
         (["feedback", "record", "credit", "r-1", "yes", "--row", "-1"], "-1"),
