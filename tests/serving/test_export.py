@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from shipyard.serving.export import (
     measured_peak_mib,
 )
 from tests.serving.conftest import training_frame
-from tests.serving.test_server import post, request
+from tests.serving.test_server import post, request, wait_ready
 from tests.services import REQUIRED, MotoServer, free_port, postgres_schema, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,19 +173,6 @@ def started() -> Iterator[list[subprocess.Popen[str]]]:
     for process in processes:
         process.terminate()
         process.wait(timeout=30)
-
-
-def wait_ready(process: subprocess.Popen[str], url: str) -> None:
-    for _ in range(600):  # a bounded count of polls, not a time budget
-        if process.poll() is not None:
-            pytest.fail(f"shipyard serve exited {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
-        try:
-            if request(f"{url}/v2/health/ready")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    pytest.fail("shipyard serve never became ready")
 
 
 def serve_image_workspace(out: Path, processes: list[subprocess.Popen[str]], env: dict[str, str]) -> str:
