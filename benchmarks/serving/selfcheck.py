@@ -118,8 +118,8 @@ def check_loadgen() -> None:
         expect(ok["p50_s"] <= ok["p99_s"] <= ok["max_s"] and ok["requests_per_s"] > 0, f"figures: {ok}")
         expect(all(n > 0 for n in ok["per_client_ok"]), f"every client made requests: {ok['per_client_ok']}")
 
-        bad = run_load("127.0.0.1", port, [build_request("GET", p, "127.0.0.1", port, None) for p in ("/fail", "/drop")],
-                       clients=1, warmup=0.0, duration=0.2, timeout=5)
+        failing = [build_request("GET", p, "127.0.0.1", port, None) for p in ("/fail", "/drop")]
+        bad = run_load("127.0.0.1", port, failing, clients=1, warmup=0.0, duration=0.2, timeout=5)
         expect(bad["ok"] == 0 and bad["errors"] > 0 and "500" in bad["statuses"], f"errors counted: {bad}")
         expect(any("ConnectionError" in s or "Error" in s for s in bad["error_samples"]),
                f"a dropped connection is an error: {bad['error_samples']}")

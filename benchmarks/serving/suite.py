@@ -228,8 +228,8 @@ def run(ctx: Context) -> dict[str, Any]:
         ctx.log("  training and registering the model on both sides")
         sy = run_worker(ctx.project_python, SHIPYARD_WORKER, ["--workdir", str(workspace), "--bodies", str(body_dir)],
                         env=shipyard_env(workspace), cwd=workspace)
-        ml = run_worker(ctx.peers_python, MLFLOW_WORKER, ["--workdir", str(mlflow_dir)], env=mlflow_env(mlflow_dir, ctx.peers_python),
-                        cwd=mlflow_dir)
+        ml = run_worker(ctx.peers_python, MLFLOW_WORKER, ["--workdir", str(mlflow_dir)],
+                        env=mlflow_env(mlflow_dir, ctx.peers_python), cwd=mlflow_dir)
         if sy["model_digest"] != ml["model_digest"] or sy["expected"] != ml["expected"]:
             notes.append("The two virtualenvs trained different models (digests differ): compare the library "
                          "versions below.")
@@ -359,7 +359,8 @@ def render(result: dict[str, Any], console: Any) -> None:
                 fmt_seconds(_sc(sy, k, "p99_s")), fmt_seconds(_sc(ml, k, "p99_s")),
                 fmt_ratio(_div(_sc(sy, k, "p99_s"), _sc(ml, k, "p99_s"))),
                 fmt_rps(_sc(sy, k, "rows_per_s")) if sc["rows"] else "-",
-                fmt_seconds(_sc(sy, k, "server_cpu_per_request_s")), fmt_seconds(_sc(ml, k, "server_cpu_per_request_s")),
+                fmt_seconds(_sc(sy, k, "server_cpu_per_request_s")),
+                fmt_seconds(_sc(ml, k, "server_cpu_per_request_s")),
                 f"{errs(sy)}|{errs(ml)}",
             ])
     console.table(title, headers, rows, right_align=set(range(1, 14)))
@@ -399,6 +400,8 @@ def render(result: dict[str, Any], console: Any) -> None:
     rows = [
         ["raw scikit-learn predict, one-row DataFrame (project venv)", fmt_seconds(sy["raw_predict"]["per_call_s"])],
         ["raw scikit-learn predict, one-row DataFrame (peers venv)", fmt_seconds(ml["raw_predict"]["per_call_s"])],
+        ["raw scikit-learn predict, one-row numpy array (project venv)",
+         fmt_seconds(sy["raw_predict_numpy"]["per_call_s"])],
         ["Shipyard loaded model predict (signature enforced)", fmt_seconds(sy["loaded_predict"]["per_call_s"])],
         ["MLflow pyfunc predict (schema enforced)", fmt_seconds(ml["pyfunc_predict"]["per_call_s"])],
         ["empty round trip p50, Shipyard 1 worker", fmt_seconds(_sc(sy1, "empty", "p50_s"))],
@@ -416,4 +419,5 @@ def render(result: dict[str, Any], console: Any) -> None:
     for s in result["servers"]:
         for key, sc in s.get("scenarios", {}).items():
             if sc.get("errors"):
-                console.note(f"{s['tool']} w{s['workers']} {key}: {sc['errors']} errors, e.g. {sc['error_samples'][:1]}")
+                console.note(f"{s['tool']} w{s['workers']} {key}: {sc['errors']} errors, "
+                             f"e.g. {sc['error_samples'][:1]}")
