@@ -19,7 +19,7 @@ from typing import Any
 from common import REPO_ROOT, Context, base_env, fmt_ratio, fmt_seconds, parse_result, run_worker
 
 from serving import selfcheck
-from serving._shared import BATCH_ROWS, MODEL_NAME, digest
+from serving._shared import BATCH_ROWS, MODEL_NAME, digest, median
 from serving.servers import Server, ServerFailed, free_port, http_post, process_tree, tree_cpu_seconds, tree_memory
 
 NAME = "serving"
@@ -30,8 +30,10 @@ SHIPYARD_WORKER = HERE / "shipyard_worker.py"
 MLFLOW_WORKER = HERE / "mlflow_worker.py"
 LOADGEN = HERE / "loadgen.py"
 
-FULL = {"warmup_s": 2.0, "duration_s": 10.0, "workers": [1, 2, 4], "clients": 8}
-QUICK = {"warmup_s": 0.5, "duration_s": 2.0, "workers": [1, 2], "clients": 8}
+# Each row: `rounds` load-generator runs per server, alternating between the servers, each `warmup_s` unmeasured
+# then `duration_s` measured.
+FULL = {"warmup_s": 1.0, "duration_s": 4.0, "rounds": 3, "workers": [1, 2, 4], "clients": 8}
+QUICK = {"warmup_s": 0.5, "duration_s": 2.0, "rounds": 1, "workers": [1, 2], "clients": 8}
 #: A 1-minute load average above this at the start means other work shares the CPUs: warn about noise.
 BUSY_LOAD = 0.5
 MEMORY_SAMPLE_S = 0.5
@@ -172,40 +174,96 @@ def check_predictions(server: Server, tool: str, bodies: dict[str, str], expecte
     return found
 
 
-def measure_server(ctx: Context, server: Server, tool: str, workers: int, cfg: dict[str, Any],
-                   bodies: dict[str, str], expected: dict[str, str]) -> dict[str, Any]:
+def start_server(ctx: Context, server: Server, tool: str, workers: int, bodies: dict[str, str],
+                 expected: dict[str, str]) -> dict[str, Any]:
     result: dict[str, Any] = {"tool": tool, "workers": workers, "command": server.cmd, "scenarios": {}}
     try:
         result["ready_s"] = server.start()
         result["memory_idle"] = tree_memory(server.pid)
         result["checks"] = check_predictions(server, tool, bodies, expected)
-        peak: dict[str, Any] = dict(result["memory_idle"])
-        for sc in scenarios(cfg["clients"]):
-            if tool not in sc["tools"]:
-                continue
-            cpu0 = tree_cpu_seconds(server.pid)
-            with MemorySampler(server.pid) as sampler:
-                load = run_loadgen(ctx, server.port, sc, bodies, cfg, server.cwd)
-            cpu = tree_cpu_seconds(server.pid) - cpu0
-            done = load["ok"] + load["errors"] + load["warmup_requests"]
-            load["server_cpu_s"] = cpu
-            load["server_cpu_per_request_s"] = cpu / done if done else None
-            load["rows_per_s"] = load["requests_per_s"] * sc["rows"] if load["requests_per_s"] else None
-            load["peak_memory"] = sampler.peak
-            if sampler.peak["pss_bytes"] > peak["pss_bytes"]:
-                peak = sampler.peak
-            result["scenarios"][sc["key"]] = load
-            ctx.log(f"    {tool} w{workers} {sc['label']}: {load['requests_per_s'] or 0:,.0f} req/s, "
-                    f"p50 {fmt_seconds(load['p50_s'])}, p99 {fmt_seconds(load['p99_s'])}, {load['errors']} errors")
-        result["memory_peak"] = peak
         result["processes"] = len(process_tree(server.pid))
-    except (ServerFailed, OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        result["failed"] = True
-        result["error"] = f"{exc}\n{server.log_tail()}"[-3000:]
-        ctx.log(f"  {server.label}: FAILED\n{result['error']}")
-    finally:
-        server.stop()
+    except (ServerFailed, OSError, ValueError) as exc:
+        fail(ctx, server, result, exc)
     return result
+
+
+def fail(ctx: Context, server: Server, result: dict[str, Any], exc: BaseException) -> None:
+    result["failed"] = True
+    result["error"] = f"{exc}\n{server.log_tail()}"[-3000:]
+    ctx.log(f"  {server.label}: FAILED\n{result['error']}")
+    server.stop()
+
+
+def load_round(ctx: Context, server: Server, sc: dict[str, Any], bodies: dict[str, str],
+               cfg: dict[str, Any]) -> dict[str, Any]:
+    """One load-generator run against one server, with the server's CPU time and peak memory meanwhile."""
+    cpu0 = tree_cpu_seconds(server.pid)
+    with MemorySampler(server.pid) as sampler:
+        load = run_loadgen(ctx, server.port, sc, bodies, cfg, server.cwd)
+    load["server_cpu_s"] = tree_cpu_seconds(server.pid) - cpu0
+    load["requests_done"] = load["ok"] + load["errors"] + load["warmup_requests"]
+    load["peak_memory"] = sampler.peak
+    return load
+
+
+def combine(sc: dict[str, Any], rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds of one row: median of each round's req/s and percentiles, errors and CPU summed."""
+    def med(field: str) -> float | None:
+        values = [r[field] for r in rounds if r.get(field) is not None]
+        return median(values) if values else None
+
+    done = sum(r["requests_done"] for r in rounds)
+    cpu = sum(r["server_cpu_s"] for r in rounds)
+    rps = med("requests_per_s")
+    return {
+        "requests_per_s": rps,
+        "rows_per_s": rps * sc["rows"] if rps is not None else None,
+        "p50_s": med("p50_s"), "p90_s": med("p90_s"), "p99_s": med("p99_s"),
+        "max_s": max((r["max_s"] for r in rounds if r.get("max_s") is not None), default=None),
+        "ok": sum(r["ok"] for r in rounds),
+        "errors": sum(r["errors"] for r in rounds),
+        "error_samples": [e for r in rounds for e in r["error_samples"]][:3],
+        "server_cpu_per_request_s": cpu / done if done else None,
+        "peak_memory": max((r["peak_memory"] for r in rounds), key=lambda m: m["pss_bytes"]),
+        "rounds": rounds,
+    }
+
+
+def measure_workers(ctx: Context, servers: dict[str, Server], workers: int, cfg: dict[str, Any],
+                    bodies: dict[str, str], expected: dict[str, str]) -> list[dict[str, Any]]:
+    """Start the servers of one worker count side by side and measure every row in alternating rounds
+    (MLflow, Shipyard, then Shipyard, MLflow, ...), so that a change in the machine's other load hits both;
+    only one server has load at a time."""
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for tool, server in servers.items():
+            results[tool] = start_server(ctx, server, tool, workers, bodies, expected)
+        for sc in scenarios(cfg["clients"]):
+            tools = [t for t in servers if t in sc["tools"]]
+            rounds: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
+            for r in range(cfg["rounds"]):
+                for tool in tools if r % 2 == 0 else tools[::-1]:
+                    if results[tool].get("failed"):
+                        continue
+                    try:
+                        rounds[tool].append(load_round(ctx, servers[tool], sc, bodies, cfg))
+                    except (ServerFailed, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+                        fail(ctx, servers[tool], results[tool], exc)
+            for tool in tools:
+                if results[tool].get("failed") or not rounds[tool]:
+                    continue
+                row = combine(sc, rounds[tool])
+                results[tool]["scenarios"][sc["key"]] = row
+                ctx.log(f"    {tool} w{workers} {sc['label']}: {row['requests_per_s'] or 0:,.0f} req/s, "
+                        f"p50 {fmt_seconds(row['p50_s'])}, p99 {fmt_seconds(row['p99_s'])}, {row['errors']} errors")
+        for tool, result in results.items():
+            if not result.get("failed"):
+                peaks = [sc["peak_memory"] for sc in result["scenarios"].values()] + [result["memory_idle"]]
+                result["memory_peak"] = max(peaks, key=lambda m: m["pss_bytes"])
+    finally:
+        for server in servers.values():
+            server.stop()
+    return list(results.values())
 
 
 # --------------------------------------------------------------------------- suite entry points
@@ -239,13 +297,11 @@ def run(ctx: Context) -> dict[str, Any]:
                          "worker only, and the multi-worker rows show MLflow alone.")
         servers: list[dict[str, Any]] = []
         for workers in cfg["workers"]:
-            ctx.log(f"  {workers} worker(s): mlflow models serve")
-            servers.append(measure_server(ctx, mlflow_server(ctx, mlflow_dir, ml["model_uri"], workers), "mlflow",
-                                          workers, cfg, sy["bodies"], sy["expected"]))
+            pair = {"mlflow": mlflow_server(ctx, mlflow_dir, ml["model_uri"], workers)}
             if workers == 1 or has_workers:
-                ctx.log(f"  {workers} worker(s): shipyard serve")
-                server = shipyard_server(ctx, workspace, sy["ref"], workers, with_flag=has_workers)
-                servers.append(measure_server(ctx, server, "shipyard", workers, cfg, sy["bodies"], sy["expected"]))
+                pair["shipyard"] = shipyard_server(ctx, workspace, sy["ref"], workers, with_flag=has_workers)
+            ctx.log(f"  {workers} worker(s): {' and '.join(pair)}")
+            servers += measure_workers(ctx, pair, workers, cfg, sy["bodies"], sy["expected"])
 
     if sy["libraries"] != ml["libraries"]:
         differ = {k: (sy["libraries"][k], ml["libraries"].get(k)) for k in sy["libraries"]
@@ -364,8 +420,9 @@ def render(result: dict[str, Any], console: Any) -> None:
                 f"{errs(sy)}|{errs(ml)}",
             ])
     console.table(title, headers, rows, right_align=set(range(1, 14)))
-    console.note(f"Each row: {cfg['warmup_s']:g} s warm-up, then {cfg['duration_s']:g} s measured, closed loop, "
-                 "keep-alive connections from a separate load-generator process. S/M = Shipyard / MLflow "
+    console.note(f"Each row: {cfg['rounds']} round(s) per server, alternating between the servers, each "
+                 f"{cfg['warmup_s']:g} s warm-up then {cfg['duration_s']:g} s measured (median of the rounds shown); "
+                 "closed loop, keep-alive connections from a separate load-generator process. S/M = Shipyard / MLflow "
                  "(req/s: above 1 is better for Shipyard; p99: below 1 is). CPU/req = server CPU time "
                  "(all its processes) per request. OIP rows are Shipyard only.")
 
