@@ -68,10 +68,20 @@ def scenarios(clients: int) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- environments and commands
 
 
+def shipyard_src() -> Path:
+    """The Shipyard sources to measure: this checkout's, or another tree's `src` named by BENCH_SHIPYARD_SRC."""
+    given = os.environ.get("BENCH_SHIPYARD_SRC")
+    src = Path(given).resolve() if given else REPO_ROOT / "src"
+    if not (src / "shipyard" / "__init__.py").is_file():
+        raise SystemExit(f"BENCH_SHIPYARD_SRC={given!r} has no shipyard/__init__.py; point it at a checkout's src "
+                         "folder, e.g. BENCH_SHIPYARD_SRC=../other-checkout/src.")
+    return src
+
+
 def shipyard_env(workspace: Path) -> dict[str, str]:
-    """Shipyard runs from this checkout's sources, so the figures are those of the code next to the suite."""
+    """Shipyard runs from source (PYTHONPATH), so the figures are those of the code next to the suite."""
     env = base_env()
-    env.update(SHIPYARD_WORKSPACE=str(workspace), SHIPYARD_USER="bench", PYTHONPATH=str(REPO_ROOT / "src"))
+    env.update(SHIPYARD_WORKSPACE=str(workspace), SHIPYARD_USER="bench", PYTHONPATH=str(shipyard_src()))
     return env
 
 
@@ -317,6 +327,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "libraries": {"shipyard": sy["libraries"], "mlflow": ml["libraries"]},
         "setup": {"shipyard": sy, "mlflow": ml},
         "shipyard_has_workers": has_workers,
+        "shipyard_src": str(shipyard_src()),
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "servers": servers,
         "notes": notes,
