@@ -37,6 +37,8 @@ QUICK = {"warmup_s": 0.5, "duration_s": 2.0, "rounds": 1, "workers": [1, 2], "cl
 #: A 1-minute load average above this at the start means other work shares the CPUs: warn about noise.
 BUSY_LOAD = 0.5
 MEMORY_SAMPLE_S = 0.5
+#: An empty round trip this slow is the 40 ms delayed-ACK stall of a socket without TCP_NODELAY, not work.
+DELAYED_ACK_S = 0.03
 
 INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
 
@@ -313,6 +315,13 @@ def run(ctx: Context) -> dict[str, Any]:
             ctx.log(f"  {workers} worker(s): {' and '.join(pair)}")
             servers += measure_workers(ctx, pair, workers, cfg, sy["bodies"], sy["expected"])
 
+    stalled = [str(r["workers"]) for r in servers if r["tool"] == "mlflow" and r["workers"] > 1
+               and (_sc(r, "empty", "p50_s") or 0) >= DELAYED_ACK_S]
+    if stalled:
+        notes.append(f"MLflow with {' and '.join(stalled)} workers answers an empty request in about 40 ms: its "
+                     "uvicorn workers serve a socket without TCP_NODELAY, so every keep-alive response waits for "
+                     "the client's delayed ACK (benchmarks/README.md). Its 1-worker rows are the like-for-like "
+                     "comparison.")
     if sy["libraries"] != ml["libraries"]:
         differ = {k: (sy["libraries"][k], ml["libraries"].get(k)) for k in sy["libraries"]
                   if sy["libraries"][k] != ml["libraries"].get(k)}
