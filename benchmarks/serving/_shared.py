@@ -127,7 +127,7 @@ def digest(predictions: Any) -> str:
 
 
 def write_bodies(folder: Path, singles: list[Any], batches: list[Any]) -> dict[str, str]:
-    """Write the request bodies (one JSON document per line) and return the expected digests' keys."""
+    """Write the request bodies (one JSON document per line); returns each body kind's file path."""
     folder.mkdir(parents=True, exist_ok=True)
     content = {
         "split_1": [split_body(f) for f in singles],
