@@ -33,6 +33,7 @@ SUITES: dict[str, str] = {
     "data": "data.suite",
     "registry": "registry.suite",
     "pipelines": "pipelines.suite",
+    "serving": "serving.suite",
 }
 
 
