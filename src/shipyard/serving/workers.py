@@ -14,10 +14,13 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from shipyard.context import Context
+    from shipyard.models.loading import LoadedModel
     from shipyard.serving.app import Served, ServeOptions
 
 #: A worker that dies this soon after it started, this many times running, stops the server.
@@ -37,7 +40,9 @@ class Listener:
 
 def open_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets that say they are
+    # TCP, and with it on, a response written in two parts waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -146,6 +151,46 @@ def prepare_to_fork(ctx: Context, served: Served, options: ServeOptions) -> None
         except ImportError:
             pass
     build_app(served, ctx, options)  # imports everything the routes need; this app is thrown away
+    for versions in served.models.values():
+        for model in versions.values():
+            warm_up(model)
+
+
+def warm_up(model: LoadedModel) -> None:
+    """Predict once on a made-up row and build (not write) its prediction-log batch, so that what the first
+    request would import or cache lazily (scikit-learn's feature-name checks, pyarrow's pandas conversion) is
+    in the supervisor's memory, shared, instead of once per worker. Any failure is the made-up row's, not the
+    model's: it is ignored."""
+    import time
+
+    from shipyard.serving.batches import build_batches
+    from shipyard.serving.predlog import Prediction
+
+    try:
+        frame = example_row(model)
+        prepared = model.prepare(frame)
+        predictions = model.flavor.predict(model.native, prepared)
+        build_batches([Prediction("warm-up", time.time(), model.version.model, model.version.version, "predict",
+                                  prepared, predictions, model.flavor.predict_proba(model.native, prepared), 0.0)])
+    except Exception:  # noqa: BLE001 - a warm-up that fails costs memory, nothing else
+        pass
+
+
+def example_row(model: LoadedModel) -> pd.DataFrame:
+    """One row of plausible values from the signature: the smallest value seen, the first category."""
+    import pandas as pd
+
+    values: dict[str, Any] = {}
+    for spec in model.signature.inputs if model.signature is not None else []:
+        if spec.kind in ("integer", "float"):
+            values[spec.name] = spec.minimum if spec.minimum is not None else 0
+        elif spec.kind == "boolean":
+            values[spec.name] = False
+        elif spec.kind == "datetime":
+            values[spec.name] = pd.Timestamp(0)
+        else:
+            values[spec.name] = spec.categories[0] if spec.categories else ""
+    return pd.DataFrame([values])
 
 
 def fork_worker(ctx: Context, served: Served, options: ServeOptions, listener: Listener, sock: socket.socket) -> int:
