@@ -118,7 +118,7 @@ def enforce(signature: Signature, frame: Any) -> pd.DataFrame:
 
     if not isinstance(frame, pd.DataFrame):
         raise ValidationError(f"Model input must be a pandas DataFrame, got {type(frame).__name__}.")
-    if frame.columns.duplicated().any():
+    if not frame.columns.is_unique:
         dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise ValidationError(f"Model input has duplicate columns {', '.join(dupes)}; give each column once.")
     missing = [c.name for c in signature.inputs if c.name not in frame.columns]
@@ -143,9 +143,21 @@ def enforce(signature: Signature, frame: Any) -> pd.DataFrame:
     casts = {
         spec.name: _cast(spec, selected[spec.name])
         for spec, dtype in zip(signature.inputs, selected.dtypes, strict=True)
-        if str(dtype) != spec.dtype
+        if not _same_dtype(dtype, spec.dtype)
     }
     return selected.assign(**casts) if casts else selected
+
+
+def _same_dtype(dtype: Any, name: str) -> bool:
+    """str(dtype) == name, without formatting a numpy dtype's name (which costs more than the rest of a check)."""
+    import numpy as np
+
+    if isinstance(dtype, np.dtype):
+        try:
+            return bool(dtype == name)
+        except TypeError:  # a name numpy does not know, such as "category"
+            return False
+    return str(dtype) == name
 
 
 def _cast(spec: ColumnSpec, column: pd.Series) -> pd.Series:
