@@ -43,6 +43,13 @@ class Stores:
     def close(self) -> None:
         self.metadata.dispose()
 
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's pooled database connections (without closing them under the
+        parent) and its blob-store client (an S3 client refuses to work in a forked process)."""
+        self.metadata.engine.dispose(close=False)
+        self._lock = threading.Lock()  # a new one: another thread of the parent may have held the old one
+        self._blobs = None
+
 
 @dataclass(frozen=True)
 class Context:

@@ -160,11 +160,46 @@ def test_mlflow_invocations_csv_and_health(app: TestClient) -> None:
     (b"\xff\xfe", "text/csv", 400),
     (b"age,income\n1,2", "application/xml", 415),
     (b"[oops", "application/json", 400),
+    (b'{"dataframe_split": {"columns": [{"a": 1}, "b"], "data": [[1, 2]]}}', "application/json", 400),
+    (b'{"dataframe_split": {"columns": ["age", "income"], "data": []}}', "application/json", 400),
+    (b'{"dataframe_records": []}', "application/json", 400),
+    (b"age,income\n1,2,3\n", "text/csv", 400),  # a field too many: never read as an index plus shifted values
+    (b"age,income\n1\n", "text/csv", 400),
+    (b"age,income,age\n1,2,3\n", "text/csv", 400),
+    (b"age,income\n", "text/csv", 400),
+    (b'age,income\n"1,2\n', "text/csv", 400),
 ])
 def test_bad_invocations_are_4xx(app: TestClient, content: bytes, kind: str, status: int) -> None:
     response = app.post("/invocations", content=content, headers={"content-type": kind})
     assert response.status_code == status, response.text
     assert response.json()["error"]
+
+
+def test_bad_input_messages_name_what_is_wrong(app: TestClient) -> None:
+    cases = [
+        (b"age,income\n1,2,3\n", "CSV row 1 has 3 fields but the header has 2"),
+        (b"age,income,age\n1,2,3\n", "names 'age' more than once"),
+        (b"age,income\n", "at least one row"),
+    ]
+    for content, says in cases:
+        assert says in app.post("/invocations", content=content, headers={"content-type": "text/csv"}).json()["error"]
+    empty = app.post("/invocations", json={"dataframe_split": {"columns": ["age", "income"], "data": []}})
+    assert "no rows" in empty.json()["error"]
+    columns = app.post("/invocations", json={"dataframe_split": {"columns": [1, 2], "data": [[1, 2]]}})
+    assert "'columns' [1, 2]" in columns.json()["error"]
+
+
+def test_an_unsigned_value_too_large_for_the_model_is_refused_not_wrapped(app: TestClient) -> None:
+    body = {"inputs": [{"name": "age", "shape": [1], "datatype": "UINT64", "data": [18446744073709551615]},
+                       {"name": "income", "shape": [1], "datatype": "FP64", "data": [50000.0]}]}
+    response = app.post("/v2/models/credit/infer", json=body)
+    assert response.status_code == 422 and "18446744073709551615" in response.json()["error"]
+
+
+def test_an_over_long_request_id_is_refused(app: TestClient) -> None:
+    response = app.post("/predict/credit", json=ROWS, headers={"x-request-id": "r" * 251})
+    assert response.status_code == 400 and "at most 250" in response.json()["error"]
+    assert app.post("/predict/credit", json=ROWS, headers={"x-request-id": "r" * 250}).status_code == 200
 
 
 def test_predict_records(app: TestClient) -> None:

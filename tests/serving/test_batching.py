@@ -131,6 +131,9 @@ def test_batching_on_and_off_answer_the_same_over_http(two_servers: tuple[str, s
     unbatched_calls = [v for n, labels, v in metric_samples(two_servers[1])
                        if n == "shipyard_batch_requests_count"]
     assert unbatched_calls == [len(bodies)]
+    # eight clients at once and a 20 ms wait: the batching server combined requests into fewer calls
+    batched_calls = [v for n, labels, v in metric_samples(two_servers[0]) if n == "shipyard_batch_requests_count"]
+    assert batched_calls and batched_calls[0] < len(bodies)
 
 
 def metric_samples(url: str) -> list[tuple[str, dict[str, str], float]]:

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import pytest
 from starlette.testclient import TestClient
 
 import shipyard
 from shipyard.context import close_all, open_context
 from shipyard.serving.app import create_app
 from tests.serving.test_server import request, running_server
+from tests.services import MotoServer, postgres_schema
 
 ROWS = [{"age": 30, "income": 65000.0}, {"age": 52, "income": 31000.5}]
 
@@ -201,3 +203,53 @@ def test_a_second_server_on_the_same_workspace_serves_the_same_models(model_work
             process.send_signal(signal.SIGTERM)
             assert process.wait(60) == 0
     assert len(logged_ids(model_workspace)) == 2  # both servers wrote to the one log
+
+
+def test_workers_write_the_log_to_s3_and_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  moto: MotoServer) -> None:
+    """The stores a shared deployment uses: each forked worker opens its own S3 client and connections (the
+    supervisor's, made while loading the models, refuse to work after a fork)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.serving.conftest import training_frame
+
+    root = shipyard.init_workspace(tmp_path / "ws")
+    monkeypatch.chdir(root)
+    with postgres_schema() as store_url:
+        stores = {"SHIPYARD_STORE_URL": store_url, "SHIPYARD_ARTIFACTS_URL": f"s3://{moto.new_bucket()}/artifacts",
+                  "SHIPYARD_ARTIFACTS_ENDPOINT_URL": moto.endpoint}
+        for key, value in stores.items():
+            monkeypatch.setenv(key, value)
+        x, y = training_frame()
+        shipyard.models.register("credit", LogisticRegression().fit(x, y), input_example=x.head())
+        tally = Tally()
+        with running_server(root, "credit/1", "--workers", "2", env=stores) as (url, process):
+            run_clients(2, lambda i: client(url, tally, seed=i, count=40, malformed_share=0.0))
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(120) == 0
+        assert tally.wrong == [] and len(tally.answered) == 80
+        assert set(logged_ids(root)) == tally.answered
+
+
+def test_shutdown_with_the_store_locked_spills_within_the_grace_period(model_workspace: Path) -> None:
+    """The store refuses every write (another process holds SQLite's write lock): SIGTERM still ends the server
+    after the grace period, the unwritten requests go to a spill file, and the next server writes them."""
+    import sqlite3
+
+    lock = sqlite3.connect(model_workspace / ".shipyard" / "shipyard.db", timeout=60)
+    with running_server(model_workspace, "credit/1", "--graceful-seconds", "1") as (url, process):
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            answered = [request(f"{url}/predict/credit", json.dumps(ROWS).encode())[1]["x-request-id"]
+                        for _ in range(3)]
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0  # one second for requests, one for the log: not the lock's minute
+            spilled = list((model_workspace / ".shipyard" / "spill" / "predictions").glob("*"))
+            assert spilled, "nothing spilled"
+        finally:
+            lock.rollback()
+            lock.close()
+    with running_server(model_workspace, "credit/1") as (_, second):  # its log takes over the spill file
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0
+    assert sorted(logged_ids(model_workspace)) == sorted(answered)

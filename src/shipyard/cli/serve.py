@@ -30,7 +30,8 @@ def serve(
     prediction_log: Annotated[bool, typer.Option("--prediction-log/--no-prediction-log",
                                                  help="Write predictions to the prediction log.")] = True,
     graceful_seconds: Annotated[float, typer.Option("--graceful-seconds", min=0.0,
-                                                    help="On shutdown, how long to wait for requests in flight.")]
+                                                    help="On shutdown, how long to wait for requests in flight, "
+                                                         "and then for the prediction log to be written.")]
     = 30.0,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request on stderr.")] = False,
 ) -> None:
@@ -50,6 +51,11 @@ def serve(
     own_metrics_dir = None
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):  # before prometheus-client is imported anywhere
         own_metrics_dir = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="shipyard-metrics-")
+    elif os.environ.get(MULTIPROC_ENV):  # a directory of one's own: what an earlier server left must not count
+        from pathlib import Path
+
+        for stale in Path(os.environ[MULTIPROC_ENV]).glob("*.db"):
+            stale.unlink(missing_ok=True)
     try:
         from shipyard.serving.app import ServeOptions, load_models
         from shipyard.serving.workers import Listener, serve as run
@@ -61,8 +67,10 @@ def serve(
                                   + " ".join(f"{ref}: {why}" for ref, why in served.failures.items()))
         for ref, why in served.failures.items():
             typer.echo(f"Could not load {ref} (the others serve; /v2/health/ready says 503): {why}", err=True)
-        options = ServeOptions(max_body_bytes, BatchPolicy(max_batch_rows, max_batch_wait_ms / 1000.0),
-                               prediction_log, log_sample_rate)
+        options = ServeOptions(max_body_bytes=max_body_bytes,
+                               batching=BatchPolicy(max_batch_rows, max_batch_wait_ms / 1000.0),
+                               log_predictions=prediction_log, log_sample_rate=log_sample_rate,
+                               drain_seconds=graceful_seconds)
         code = run(ctx, served, options, Listener(host, port, workers, graceful_seconds, access_log))
     finally:
         if own_metrics_dir is not None:

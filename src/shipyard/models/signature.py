@@ -160,11 +160,28 @@ def _same_dtype(dtype: Any, name: str) -> bool:
     return str(dtype) == name
 
 
+def _check_integer_range(spec: ColumnSpec, column: pd.Series) -> None:
+    import numpy as np
+
+    try:
+        info = np.iinfo(spec.dtype.lower())  # "Int64" (nullable) has int64's range
+    except (TypeError, ValueError):
+        return
+    values = column.dropna()
+    if len(values) and not (info.min <= int(values.min()) and int(values.max()) <= info.max):
+        outside = next(int(v) for v in values if not info.min <= int(v) <= info.max)
+        raise ValidationError(f"Column '{spec.name}' holds {outside}, outside the range of {spec.dtype} "
+                              f"({info.min}..{info.max}) that the model expects. Convert the column before "
+                              "predicting.", column=spec.name)
+
+
 def _cast(spec: ColumnSpec, column: pd.Series) -> pd.Series:
     import numpy as np
     import pandas as pd
 
     kind = column_kind(column.dtype)
+    if kind == spec.kind == "integer":
+        _check_integer_range(spec, column)  # uint64 -> int64 would wrap around silently
     if kind == spec.kind or spec.kind == "object":
         return column.astype(spec.dtype) if str(column.dtype) != spec.dtype and kind != "category" else column
 

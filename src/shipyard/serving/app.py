@@ -10,6 +10,7 @@ The app is split in two: `Served` (the loaded models, made once and shared by fo
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from shipyard.context import Context
 from shipyard.errors import ShipyardError, ValidationError
 from shipyard.serving.batching import Answer, Batcher, BatchPolicy
+from shipyard.store import KEY_LENGTH
 from shipyard.serving.codec import (
     column_datatype,
     decode_mlflow_json,
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from shipyard.serving.metrics import ServerMetrics
     from shipyard.serving.predlog import PredictionLog
 
+log = logging.getLogger("shipyard.serving")
+
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 SERVER_NAME = "shipyard"
 PREDICT_THREADS = 4
@@ -54,6 +58,7 @@ class ServeOptions:
     batching: BatchPolicy = field(default_factory=BatchPolicy)
     log_predictions: bool = True
     log_sample_rate: float = 1.0
+    drain_seconds: float = 30.0  # on shutdown, how long writing the prediction log may take; the rest spills
 
 
 class HTTPProblem(Exception):
@@ -157,7 +162,7 @@ class Runtime:
 
     def close(self) -> None:
         if self.log is not None:
-            self.log.close()
+            self.log.close(timeout=self.options.drain_seconds)  # past it, what is left goes to a spill file
             self.refresh()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
@@ -498,13 +503,34 @@ def parse_json(raw: bytes) -> Any:
 
 
 def parse_csv(raw: bytes) -> pd.DataFrame:
+    """A CSV body with a header row: every row as wide as the header, every column named once."""
+    import csv
     import io
 
     import pandas as pd
 
     try:
-        return pd.read_csv(io.BytesIO(raw))
-    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPProblem(400, f"The body is not UTF-8 text: {exc}.") from None
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    except csv.Error as exc:
+        raise HTTPProblem(400, f"The body is not a CSV table with a header row: {exc}.") from None
+    if len(rows) < 2:
+        raise HTTPProblem(400, "The CSV body needs a header row and at least one row to predict on.")
+    header = rows[0]
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        raise HTTPProblem(400, f"The CSV header names {', '.join(repr(d) for d in dupes)} more than once; name "
+                               "each column once.")
+    ragged = next((n for n, row in enumerate(rows[1:], start=1) if len(row) != len(header)), None)
+    if ragged is not None:
+        raise HTTPProblem(400, f"CSV row {ragged} has {len(rows[ragged])} fields but the header has "
+                               f"{len(header)}; give every row one value per column.")
+    try:
+        return pd.read_csv(io.StringIO(text), index_col=False)
+    except ValueError as exc:  # pandas' parser errors are ValueErrors
         raise HTTPProblem(400, f"The body is not a CSV table with a header row: {exc}.") from None
 
 
@@ -523,6 +549,14 @@ class Instrumented:
             return
         given = dict(scope.get("headers") or []).get(b"x-request-id")
         request_id = given.decode("latin-1") if given else uuid.uuid4().hex
+        if len(request_id) > KEY_LENGTH or not request_id.isprintable():
+            from starlette.responses import JSONResponse
+
+            response = JSONResponse({"error": f"X-Request-Id has {len(request_id)} characters or unprintable "
+                                              f"ones; send at most {KEY_LENGTH} printable characters (feedback "
+                                              "names the request by it), or none to get one."}, status_code=400)
+            await response(scope, receive, send)
+            return
         state = scope.setdefault("state", {})
         state.update(request_id=request_id, time=time.time(), started=time.perf_counter())
         status, responded = 500, False
@@ -539,6 +573,7 @@ class Instrumented:
         try:
             await self.app(scope, receive, with_id)
         except Exception as exc:  # noqa: BLE001 - a server bug still answers, with the request's id
+            log.exception("Request %s to %s failed unexpectedly", request_id, scope.get("path"))
             if responded:  # the response had started: nothing more can be sent
                 raise
             from starlette.responses import JSONResponse

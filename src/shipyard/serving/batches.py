@@ -217,6 +217,9 @@ def read_predictions(ctx: Context, model: str, version: int | None = None, since
     if not tables:
         return _empty(columns)
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    identity = [c for c in ("request_id", "row", "timestamp", "version") if c in frame.columns]
+    if len(identity) == 4:  # a batch spilled at shutdown while its write was still going on may be stored twice
+        frame = frame.drop_duplicates(subset=identity, ignore_index=True)
     first = [c for c in (*COLUMNS[:3], "version", *COLUMNS[3:]) if c in frame.columns]
     last = [c for c in OUTPUTS if c in frame.columns]
     middle = [c for c in frame.columns if c not in first and c not in last]

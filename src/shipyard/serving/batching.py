@@ -74,6 +74,7 @@ class Batcher:
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
+        batch: list[_Waiting] = []
         try:
             while self._queue:
                 if self.policy.max_wait > 0 and _rows(self._queue) < self.policy.max_rows:
@@ -92,7 +93,7 @@ class Batcher:
                         waiting.future.set_result(result)
         finally:
             self._running = None
-            for waiting in self._queue:  # cancelled while waiting: nobody is left to answer them
+            for waiting in [*batch, *self._queue]:  # cancelled (the loop is closing): nobody will answer them
                 if not waiting.future.done():
                     waiting.future.cancel()
             self._queue.clear()

@@ -276,20 +276,31 @@ def decode_mlflow_json(body: Any, signature: Signature | None) -> pd.DataFrame:
         if kind == "dataframe_split":
             if not isinstance(value, dict) or not isinstance(value.get("data"), list):
                 raise ValidationError("'dataframe_split' needs 'columns' and 'data' (a list of rows).")
-            return pd.DataFrame(value["data"], columns=value.get("columns"))
+            columns = value.get("columns")
+            if columns is not None and (not isinstance(columns, list)
+                                        or not all(isinstance(c, str) for c in columns)):
+                raise ValidationError(f"'dataframe_split' has 'columns' {columns!r}; give a list of column "
+                                      "names (strings).")
+            return has_rows(pd.DataFrame(value["data"], columns=columns), kind)
         if isinstance(value, dict):  # inputs/instances as {column: [values]}
-            return pd.DataFrame({str(k): v if isinstance(v, list) else [v] for k, v in value.items()})
+            return has_rows(pd.DataFrame({str(k): v if isinstance(v, list) else [v] for k, v in value.items()}), kind)
         if not isinstance(value, list):
             raise ValidationError(f"'{kind}' must be a list of records, got {type(value).__name__}.")
         if all(isinstance(r, dict) for r in value):
-            return pd.DataFrame.from_records(value)
+            return has_rows(pd.DataFrame.from_records(value), kind)
         columns = signature.columns if signature is not None else None
-        return pd.DataFrame(value, columns=columns)
+        return has_rows(pd.DataFrame(value, columns=columns), kind)
     except ValidationError:
         raise
     except (ValueError, TypeError) as exc:
         raise ValidationError(f"'{kind}' does not make a table: {exc}. Give rows of equal length, one value "
                               "per column.") from None
+
+
+def has_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    if len(frame) == 0:
+        raise ValidationError(f"'{where}' has no rows to predict on; send at least one row.")
+    return frame
 
 
 def records_frame(body: Any) -> pd.DataFrame:

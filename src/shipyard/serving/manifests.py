@@ -10,6 +10,7 @@ from typing import Any
 from shipyard.errors import ValidationError
 
 PORT = 8080
+TERMINATION_GRACE_SECONDS = 70
 USER_ID = 10001  # the image's non-root user; numeric so that runAsNonRoot can be checked
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123: namespaces
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # RFC 1035: Service names, so every object's
@@ -170,6 +171,9 @@ def deployment(work: Workload) -> dict[str, Any]:
                     "automountServiceAccountToken": False,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
                                         "fsGroup": USER_ID, "seccompProfile": {"type": "RuntimeDefault"}},
+                    # The server's defaults: up to 30 s for requests in flight, then up to 30 s to write the
+                    # prediction log (what is left spills to disk); a margin before Kubernetes kills the pod.
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "containers": [container],
                 },
             },

@@ -28,6 +28,8 @@ __all__ = ["Prediction", "PredictionLog", "read_predictions", "sampled"]
 log = logging.getLogger("shipyard.serving.predlog")
 #: Longest wait between two attempts at a write that keeps failing.
 MAX_BACKOFF_SECONDS = 30.0
+#: After close()'s deadline, how long the write in progress still gets before its requests are spilled too.
+ABORT_SECONDS = 2.0
 
 
 @dataclass
@@ -227,7 +229,10 @@ class PredictionLog:
             self._abort.set()
             self._wake.set()
             self._retry_now.set()
-            self._thread.join()
+            # The write in progress may be blocked in the store (a lock held elsewhere) for as long as its busy
+            # timeout; with a deadline, wait a little for it and then spill its requests as well. Should it
+            # commit before the process ends, those requests are stored twice, which read_predictions drops.
+            self._thread.join(None if timeout is None else ABORT_SECONDS)
         held, self._held = self._held, None
         with self._lock:
             left = self._overflow + list(self._queue)
@@ -235,6 +240,7 @@ class PredictionLog:
             self._overflow, self._queued_rows = [], 0
             if held is not None and held.spill is None:  # what the writer took and did not write
                 left = [e for b in held.batches for e in b.entries] + left
+
             self._inflight = 0
         if left:
             self._spill(left)

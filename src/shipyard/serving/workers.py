@@ -75,7 +75,8 @@ def run_worker(ctx: Context, served: Served, options: ServeOptions, listener: Li
     from shipyard.serving.app import build_app
 
     config = uvicorn.Config(build_app(served, ctx, options), lifespan="on", log_level=listener.log_level,
-                            access_log=listener.access_log, timeout_graceful_shutdown=int(listener.graceful_seconds))
+                            access_log=listener.access_log,
+                            timeout_graceful_shutdown=listener.graceful_seconds)  # type: ignore[arg-type]
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again for the handler that was
     # there before it: a no-op, so that a requested shutdown that went well exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -194,16 +195,26 @@ def example_row(model: LoadedModel) -> pd.DataFrame:
 
 
 def fork_worker(ctx: Context, served: Served, options: ServeOptions, listener: Listener, sock: socket.socket) -> int:
-    pid = os.fork()
+    """Fork one worker. SIGTERM and SIGINT are held back around the fork, so a stop request reaches the
+    supervisor only once the new worker is known to it (and never the supervisor's handler in the child)."""
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+        raise
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)  # a stop that waited is handled now
         return pid
     code = 0
     try:
         os.setpgid(0, 0)  # a terminal's Ctrl+C reaches the supervisor only, which asks each worker once
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in stop_signals:
             signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         _die_with_parent()
-        ctx.store.engine.dispose(close=False)  # the parent's pooled connections are not this process's
+        ctx.stores.after_fork()  # pooled connections and clients of the supervisor are not this process's
         run_worker(ctx, served, options, listener, sock)
     except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor's code
         import traceback
