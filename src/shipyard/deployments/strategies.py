@@ -22,6 +22,7 @@ from shipyard.deployments.records import Deployment
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,31}$")
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_KIND = {"canary": "a canary", "shadow": "a shadow", "ab": "an A/B test"}
 
 
 def _version(conn: Connection, ref: str) -> tuple[str, int]:
@@ -64,7 +65,8 @@ def _conflict(name: str, current: Deployment, wanted: str) -> ConflictError:
               "shadow": f"remove the shadow (`shipyard deploy shadow {name} --off`)",
               "ab": f"promote a variant (`shipyard deploy promote {name} --variant LABEL`) or roll back"}
     return ConflictError(
-        f"Deployment '{name}' has a {current.strategy} in force ({_serving(current)}), so it cannot start {wanted}: "
+        f"Deployment '{name}' has {_KIND.get(current.strategy, current.strategy)} in force ({_serving(current)}), "
+        f"so it cannot start {wanted}: "
         f"one experiment at a time. Finish it first: {finish.get(current.strategy, 'promote or roll back')}.",
         deployment=name, strategy=current.strategy,
     )
