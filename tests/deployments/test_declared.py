@@ -170,3 +170,15 @@ def test_readiness_of_the_deployment_item(models: Path) -> None:
     assert evidence == ["deployment 'web' revision 2 serves it as primary (90%)",
                         "deploy.web declares strategy canary, steps [5, 25, 100]",
                         "rollback target of 'web': revision 1 (primary credit/2)"]
+
+
+def test_a_decision_on_a_revision_no_longer_in_force_changes_nothing(models: Path) -> None:
+    deployments.create("web", "credit/1")
+    judged = deployments.canary("web", "credit/2", 10).revision
+    deployments.canary("web", "credit/2", 30)  # someone moved it by hand meanwhile
+    ctx = open_context()
+    before = current_revision(ctx, "web")
+    for decision in ("rollback", "promote", "advance", "hold"):
+        with pytest.raises(ConflictError, match=f"after revision {judged} was judged"):
+            record_decision(ctx, "web", decision, {"canary": {"requests": 5}}, revision=judged)
+    assert current_revision(ctx, "web") == before

@@ -9,6 +9,7 @@ import pytest
 
 import shipyard
 from shipyard import deployments
+from shipyard.deployments import strategies  # noqa: F401 - deployments.strategies in the threads
 from shipyard.context import open_context
 from shipyard.deployments.revisions import current_revision, resolve_routes
 from shipyard.errors import ConflictError
@@ -87,6 +88,7 @@ def test_delete_keeps_the_history_and_a_new_deployment_starts_afresh(models: Pat
     gone = deployments.delete("web")
     assert (gone.revision, gone.strategy, gone.routes) == (3, "deleted", [])
     assert current_revision(open_context(), "web") == (3, [])  # a polling server sees it gone
+    assert shipyard.models.archive("credit/2").status == "archived"  # no longer routed
     assert deployments.list() == [] and [d.name for d in deployments.list(include_deleted=True)] == ["web"]
     with pytest.raises(shipyard.NotFoundError, match="was deleted"):
         deployments.status("web")
@@ -111,3 +113,26 @@ def test_the_polling_read_is_one_indexed_query(models: Path) -> None:
         event.remove(ctx.store.engine, "before_cursor_execute", listener)
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) == 1, statements
+
+
+def test_two_changes_at_once_are_serialised_and_the_loser_sees_the_winner(backend_models: Path) -> None:
+    import threading
+
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def create(version: int) -> None:
+        ctx = open_context()
+        barrier.wait()
+        try:
+            outcomes.append(deployments.strategies.create(ctx, "web", f"credit/{version}").revision)
+        except ConflictError as exc:
+            outcomes.append(exc.message)
+
+    threads = [threading.Thread(target=create, args=(v,)) for v in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes, key=str)[0] == 1 and "exists (revision 1, single" in str(sorted(outcomes, key=str)[1])
+    assert len(deployments.history("web")) == 1

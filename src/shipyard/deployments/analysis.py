@@ -92,11 +92,14 @@ def _check_numbers(numbers: object) -> dict[str, Any]:
 
 
 def record_decision(ctx: Context, name: str, decision: str, numbers: dict[str, Any], *, percent: int | None = None,
-                    reasons: list[str] | None = None) -> Revision:
+                    reasons: list[str] | None = None, revision: int | None = None) -> Revision:
     """Carry out an automated canary decision and record it, with its numbers and the policy it applied, in the
     revision it makes (audited, in the lineage, in `deploy history`): `advance` sets the canary to `percent`
     (default: the policy's next step), `promote` and `rollback` do what they say, and `hold` records a revision
-    with the routes unchanged (servers see the same routes under a new number)."""
+    with the routes unchanged (servers see the same routes under a new number).
+
+    `revision` is the revision the numbers were measured on (default: the one in force now); when another has
+    taken its place meanwhile, nothing changes and a ConflictError says so."""
     from shipyard.deployments import strategies
     from shipyard.deployments.revisions import Plan, change
 
@@ -104,6 +107,7 @@ def record_decision(ctx: Context, name: str, decision: str, numbers: dict[str, A
         raise ValidationError(f"Unknown decision {decision!r}: use one of {', '.join(DECISIONS)}.", decision=decision)
     numbers = _check_numbers(numbers)
     current = get_deployment(ctx, name)
+    judged = revision if revision is not None else current.revision
     if current.strategy != "canary" or current.current.canary is None:
         raise ConflictError(f"Deployment '{name}' runs no canary (strategy {current.strategy}); an analysis decision "
                             "is about a canary.", deployment=name)
@@ -112,9 +116,9 @@ def record_decision(ctx: Context, name: str, decision: str, numbers: dict[str, A
     record = DecisionRecord(decision, numbers, policy.to_dict(), canary.weight, list(reasons or []))
     why = f"automated analysis: {decision}" + (f" ({'; '.join(reasons)})" if reasons else "")
     if decision == "promote":
-        return strategies.promote(ctx, name, reason=why, analysis=record.to_dict())
+        return strategies.promote(ctx, name, reason=why, analysis=record.to_dict(), expect_revision=judged)
     if decision == "rollback":
-        return strategies.rollback(ctx, name, reason=why, analysis=record.to_dict())
+        return strategies.rollback(ctx, name, reason=why, analysis=record.to_dict(), expect_revision=judged)
     if decision == "advance":
         step = percent if percent is not None else policy.next_step(canary.weight)
         if step is None:
@@ -122,12 +126,10 @@ def record_decision(ctx: Context, name: str, decision: str, numbers: dict[str, A
                                   "promote it instead of advancing.", deployment=name)
         record.step = step
         return strategies.canary(ctx, name, canary.version_id, step, reason=why + f": {canary.weight}% → {step}%",
-                                 analysis=record.to_dict())
+                                 analysis=record.to_dict(), expect_revision=judged)
 
     def hold(conn: Any, live: Any) -> Plan:
-        if live is None or live.revision != current.revision:
-            raise ConflictError(f"Deployment '{name}' changed while its canary was analysed (now revision "
-                                f"{live.revision if live else 'deleted'}); analyse again.", deployment=name)
+        live = strategies.expect(name, live, judged)
         return Plan(live.strategy, live.routes, why, sticky_by=live.current.sticky_by, analysis=record.to_dict())
 
     return change(ctx, name, "deployment.analysis", hold)

@@ -72,9 +72,17 @@ def _conflict(name: str, current: Deployment, wanted: str) -> ConflictError:
     )
 
 
-def _require(name: str, current: Deployment | None) -> Deployment:
+def expect(name: str, current: Deployment | None, expect_revision: int | None = None) -> Deployment:
+    """The deployment in force; with `expect_revision`, a ConflictError unless that revision is still in force
+    (an automated decision must act on the revision it judged)."""
     if current is None:
         raise NotFoundError(f"No deployment named '{name}'.", deployment=name)
+    if expect_revision is not None and current.revision != expect_revision:
+        raise ConflictError(
+            f"Deployment '{name}' changed to revision {current.revision} after revision {expect_revision} was "
+            "judged; nothing was changed. Judge the revision in force again.", deployment=name,
+            revision=current.revision, expected=expect_revision,
+        )
     return current
 
 
@@ -107,7 +115,7 @@ def replace(ctx: Context, name: str, ref: str, *, reason: str | None = None) -> 
     """Serve `ref` as the single primary right away (no canary): what `deploy apply` does for strategy single."""
 
     def plan(conn: Connection, current: Deployment | None) -> Plan:
-        current = _require(name, current)
+        current = expect(name, current)
         model, version = _version(conn, ref)
         if current.strategy != "single":
             raise _conflict(name, current, f"serving {model}/{version} alone")
@@ -120,14 +128,15 @@ def replace(ctx: Context, name: str, ref: str, *, reason: str | None = None) -> 
 
 
 def canary(ctx: Context, name: str, ref: str, percent: int, *, sticky_by: str | None = None,
-           reason: str | None = None, analysis: dict[str, Any] | None = None) -> Revision:
+           reason: str | None = None, analysis: dict[str, Any] | None = None,
+           expect_revision: int | None = None) -> Revision:
     """Send `percent` of the requests to `ref` (the rest to the primary); 100 promotes it. Sticky by a
     request header or input field when `sticky_by` is given, else random per request."""
     percent = check_percent(percent)
     sticky_by = check_sticky_by(sticky_by)
 
     def plan(conn: Connection, current: Deployment | None) -> Plan:
-        current = _require(name, current)
+        current = expect(name, current, expect_revision)
         model, version = _version(conn, ref)
         wanted = f"{model}/{version}"
         if current.strategy in ("ab", "deleted"):
@@ -158,7 +167,7 @@ def shadow(ctx: Context, name: str, ref: str, *, reason: str | None = None) -> R
     active version may be a shadow: its gates are not checked."""
 
     def plan(conn: Connection, current: Deployment | None) -> Plan:
-        current = _require(name, current)
+        current = expect(name, current)
         model, version = _version(conn, ref)
         wanted = f"{model}/{version}"
         if current.strategy not in ("single", "shadow"):
@@ -180,7 +189,7 @@ def unshadow(ctx: Context, name: str, *, reason: str | None = None) -> Revision:
     """Remove the shadow: the primary alone serves again."""
 
     def plan(conn: Connection, current: Deployment | None) -> Plan:
-        current = _require(name, current)
+        current = expect(name, current)
         existing = current.current.shadow
         if existing is None:
             raise ConflictError(f"Deployment '{name}' has no shadow to remove ({_serving(current)}).", deployment=name)
@@ -196,7 +205,7 @@ def ab(ctx: Context, name: str, variants: Mapping[str, tuple[str, int]], *, stic
     checked = check_variants(variants)
 
     def plan(conn: Connection, current: Deployment | None) -> Plan:
-        current = _require(name, current)
+        current = expect(name, current)
         routes = []
         for label, (ref, weight) in checked.items():
             model, version = _version(conn, ref)
@@ -242,11 +251,11 @@ def check_variants(variants: Mapping[str, tuple[str, int]]) -> dict[str, tuple[s
 
 
 def promote(ctx: Context, name: str, *, variant: str | None = None, reason: str | None = None,
-            analysis: dict[str, Any] | None = None) -> Revision:
+            analysis: dict[str, Any] | None = None, expect_revision: int | None = None) -> Revision:
     """The canary (or the named A/B variant) becomes the single primary."""
 
     def plan(conn: Connection, current: Deployment | None) -> Plan:
-        current = _require(name, current)
+        current = expect(name, current, expect_revision)
         if current.strategy == "canary":
             if variant is not None:
                 raise ValidationError(f"Deployment '{name}' runs a canary, not an A/B test; promote it without "
@@ -273,12 +282,13 @@ def promote(ctx: Context, name: str, *, variant: str | None = None, reason: str 
     return change(ctx, name, "deployment.promote", plan)
 
 
-def rollback(ctx: Context, name: str, *, reason: str | None = None, analysis: dict[str, Any] | None = None) -> Revision:
+def rollback(ctx: Context, name: str, *, reason: str | None = None, analysis: dict[str, Any] | None = None,
+             expect_revision: int | None = None) -> Revision:
     """Back to the routes of the revision before the one in force (before the one a rollback restored, so
     rolling back twice goes two steps back). Its gates are not checked again: it served before."""
 
     def plan(conn: Connection, current: Deployment | None) -> Plan:
-        current = _require(name, current)
+        current = expect(name, current, expect_revision)
         base = current.current.restores or current.revision
         target = find_revision(conn, name, base - 1) if base > 1 else None
         if target is None or target.strategy == "deleted":
@@ -297,7 +307,7 @@ def delete(ctx: Context, name: str, *, reason: str | None = None) -> Revision:
     """Stop routing: the deployment gets a last revision without routes; its history stays."""
 
     def plan(conn: Connection, current: Deployment | None) -> Plan:
-        _require(name, current)
+        expect(name, current)
         return Plan("deleted", [], reason or "deleted")
 
     return change(ctx, name, "deployment.delete", plan)
