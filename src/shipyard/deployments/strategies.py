@@ -15,10 +15,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from shipyard.context import Context
-from shipyard.deployments.records import ROLES, Revision, Route
+from shipyard.deployments.records import ROLES, Deployment, Revision, Route
 from shipyard.deployments.revisions import NothingToDo, Plan, change, find_revision
 from shipyard.errors import ConflictError, NotFoundError, ValidationError
-from shipyard.deployments.records import Deployment
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,31}$")
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
