@@ -331,6 +331,35 @@ def setup_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_run_ids:
     return root
 
 
+def setup_deployments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_run_ids: Callable[[], None]) -> Path:
+    """credit/1 to credit/4 with the page's gates run (credit/4 fails them), credit/1 the champion, and the
+    page's deploy section in shipyard.yaml."""
+    from sklearn.linear_model import LogisticRegression
+
+    import shipyard
+    from shipyard.context import open_context
+    from shipyard.gates.gating import run_gates
+    from shipyard.gates.promotion import promote
+    from shipyard.synthetic import credit
+
+    root = _workspace(tmp_path, monkeypatch)
+    train = credit(3000, seed=0)
+    shipyard.data.add("credit-holdout", credit(1500, seed=7), key=["application_id"])
+    text = (ROOT / "docs" / "deployments.md").read_text()
+    declared = [b for b in _blocks(text, "yaml") if b.startswith(("gates:", "deploy:"))]
+    (root / "shipyard.yaml").write_text((root / "shipyard.yaml").read_text() + "".join(declared))
+    columns = ["income", "age", "debt_ratio"]
+    for target in ("default", "default", "default", "shuffled"):
+        labels = train["default"].sample(frac=1, random_state=0).to_numpy() if target == "shuffled" else train[target]
+        model = LogisticRegression(max_iter=1000).fit(train[columns], labels)
+        shipyard.models.register("credit", model, input_example=train[columns].head())
+    ctx = open_context()
+    for version in range(1, 5):
+        run_gates(ctx, f"credit/{version}")
+    promote(ctx, "credit/1", "champion")
+    return root
+
+
 def setup_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_run_ids: Callable[[], None]) -> Path:
     folder = tmp_path / "project"
     folder.mkdir()
@@ -341,6 +370,7 @@ Setup = Callable[[Path, pytest.MonkeyPatch, Callable[[], None]], Path]
 SETUPS: dict[str, Setup] = {
     "docs/audit.md": setup_audit,
     "docs/data.md": setup_data,
+    "docs/deployments.md": setup_deployments,
     "docs/models.md": setup_models,
     "docs/pipelines.md": setup_empty,  # the page starts with `shipyard init`
     "docs/tracking.md": setup_tracking,
@@ -429,8 +459,21 @@ def check_models(folder: Path, out: str, collector: _Collector) -> None:
     assert (folder / "cards" / "credit" / "4" / "card.html").is_file() and (folder / "readiness.html").is_file()
 
 
+def check_deployments(folder: Path, out: str, collector: _Collector) -> None:
+    import shipyard
+
+    assert "refused (exit 3)" in out  # the canary of a version that failed its gates
+    revisions = shipyard.deployments.history("credit-api", workspace=folder)
+    assert [r.revision for r in revisions][:3] == [13, 12, 11]
+    assert revisions[0].analysis is not None and revisions[0].analysis["decision"] == "advance"
+    assert [(r.role, r.version_id, r.weight) for r in revisions[0].routes] == [
+        ("primary", "credit/3", 50), ("canary", "credit/2", 50)]
+    assert revisions[-1].routes[0].version_id == "credit/1"  # credit@champion, resolved when created
+
+
 CHECKS: dict[str, Callable[[Path, str, _Collector], None]] = {
     "docs/data.md": check_data,
+    "docs/deployments.md": check_deployments,
     "docs/models.md": check_models,
     "docs/pipelines.md": check_pipelines,
     "docs/tracking.md": check_tracking,

@@ -19,6 +19,7 @@ OWNERS = {
     "models": {"registered_models", "model_versions", "model_aliases", "alias_history", "reviews"},
     "gates": {"gate_results"},
     "serving": {"prediction_batches", "feedback"},
+    "deployments": {"deployments", "deployment_revisions"},
 }
 
 

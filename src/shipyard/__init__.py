@@ -2,7 +2,7 @@
 
 The public Python API. Heavy dependencies load only when a call needs them."""
 
-from shipyard import data, models, serving
+from shipyard import data, deployments, models, serving
 from shipyard._version import __version__
 from shipyard.config import init_workspace
 from shipyard.errors import (
@@ -58,6 +58,7 @@ __all__ = [
     "audit_log",
     "data",
     "delete_run",
+    "deployments",
     "download_artifact",
     "end_run",
     "get_metric_history",

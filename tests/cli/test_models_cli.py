@@ -76,7 +76,7 @@ def test_register_gate_promote_and_inspect(wine, capsys: pytest.CaptureFixture[s
     assert code == 0 and "Waived gate 'evaluation' of wine/2 as tester" in out
     code, out, _ = run(capsys, "readiness", "wine/1", "--json")
     items = {i["name"]: i["status"] for i in json.loads(out)["items"]}
-    assert items["pipeline"] == "FAIL" and items["deployment"] == "NOT YET" and items["model"] == "PASS"
+    assert items["pipeline"] == "FAIL" and items["deployment"] == "FAIL" and items["model"] == "PASS"
     assert code == 1  # an item is FAIL
 
 

@@ -1,15 +1,27 @@
-"""`shipyard deploy export`: a container build context and Kubernetes manifests serving one model version."""
+"""`shipyard deploy create|canary|shadow|ab|promote|rollback|status|history|list|delete|apply`: deployments whose
+routes change through audited revisions; and `shipyard deploy export`: a container build context and Kubernetes
+manifests serving one model version."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+from rich.text import Text
 
-from shipyard.cli.output import console, err_console, print_json
+from shipyard.cli.output import console, err_console, print_json, table, when
 from shipyard.cli.workspace import context
 
-app = typer.Typer(help="Deploying models: container images and Kubernetes manifests.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from shipyard.context import Context
+    from shipyard.deployments.records import Deployment, Revision
+
+app = typer.Typer(help="Deployments (canary, shadow, A/B, promote, rollback), container images and Kubernetes "
+                       "manifests.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Name = Annotated[str, typer.Argument(help="The deployment's name, e.g. credit-api.")]
+Reason = Annotated[Optional[str], typer.Option("--reason", help="Why: kept in the history and the audit trail.")]
 
 
 @app.command("export")
@@ -75,3 +87,226 @@ def export(
         show.print(f"  kubectl create secret generic {done.secret} --from-literal=SHIPYARD_STORE_URL=… "
                    "--from-literal=SHIPYARD_ARTIFACTS_URL=…")
     show.print(f"  kubectl apply -f {done.out}/kubernetes/")
+
+
+# -- deployments -------------------------------------------------------------------------------
+
+
+def _changed(revision: Revision, as_json: bool) -> None:
+    if as_json:
+        print_json(revision.to_dict())
+        return
+    console().print(f"Deployment '{revision.deployment}' is at revision {revision.revision} ({revision.strategy}): "
+                    f"{_routes(revision)}.")
+
+
+def _routes(revision: Revision) -> str:
+    if not revision.routes:
+        return "no routes"
+    return ", ".join(f"{r.label} {r.version_id}" + (" (copy of every request)" if r.role == "shadow" else f" {r.weight}%")
+                     for r in revision.routes)
+
+
+@app.command("create")
+def create(
+    name: Name,
+    model: Annotated[str, typer.Option("--model", help="The version to serve: credit/3, or credit@champion "
+                                                       "(resolved to its version now).")],
+    reason: Reason = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a deployment whose primary takes every request."""
+    from shipyard.deployments.strategies import create as run
+
+    _changed(run(context(), name, model, reason=reason), as_json)
+
+
+@app.command("canary")
+def canary(
+    name: Name,
+    model: Annotated[str, typer.Option("--model", help="The version to try: credit/4 or credit@challenger.")],
+    percent: Annotated[int, typer.Option("--percent", help="Share of the requests, 1-100; 100 promotes it.")],
+    sticky_by: Annotated[Optional[str], typer.Option(
+        "--sticky-by", help="A request header or input field: the same value always reaches the same version.")] = None,
+    reason: Reason = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send a share of the requests to another version (or change the share of the canary in force)."""
+    from shipyard.deployments.strategies import canary as run
+
+    _changed(run(context(), name, model, percent, sticky_by=sticky_by, reason=reason), as_json)
+
+
+@app.command("shadow")
+def shadow(
+    name: Name,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="The version that gets a copy of every request (any registered version).")] = None,
+    off: Annotated[bool, typer.Option("--off", help="Remove the shadow.")] = False,
+    reason: Reason = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy every request to another version; its answers are logged and never returned."""
+    from shipyard.deployments.strategies import shadow as attach
+    from shipyard.deployments.strategies import unshadow
+    from shipyard.errors import ValidationError
+
+    if off == (model is not None):
+        raise ValidationError(f"Give --model VERSION to attach a shadow, or --off to remove it (got "
+                              f"{'both' if off else 'neither'}).")
+    ctx = context()
+    _changed(unshadow(ctx, name, reason=reason) if off else attach(ctx, name, str(model), reason=reason), as_json)
+
+
+def parse_variant(text: str) -> tuple[str, str, int]:
+    """LABEL=MODEL/VERSION:WEIGHT (or LABEL=MODEL@ALIAS:WEIGHT) → (label, ref, weight)."""
+    from shipyard.errors import ValidationError
+
+    label, eq, rest = text.partition("=")
+    ref, colon, weight = rest.rpartition(":")
+    if not eq or not colon or not label or not ref or not weight.strip().isdigit():
+        raise ValidationError(f"Invalid --variant {text!r}: expected LABEL=MODEL/VERSION:WEIGHT, e.g. a=credit/3:50.",
+                              variant=text)
+    return label, ref, int(weight)
+
+
+@app.command("ab")
+def ab(
+    name: Name,
+    variant: Annotated[list[str], typer.Option(
+        "--variant", help="LABEL=MODEL/VERSION:WEIGHT, e.g. a=credit/3:50 (repeat; weights sum to 100).")],
+    sticky_by: Annotated[Optional[str], typer.Option(
+        "--sticky-by", help="A request header or input field: the same value always reaches the same variant.")] = None,
+    reason: Reason = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Split the requests between labelled variants."""
+    from shipyard.deployments.strategies import ab as run
+    from shipyard.errors import ValidationError
+
+    variants: dict[str, tuple[str, int]] = {}
+    for text in variant:
+        label, ref, weight = parse_variant(text)
+        if label in variants:
+            raise ValidationError(f"Variant label {label!r} is given twice (--variant {text}); give each variant its "
+                                  "own label.", label=label)
+        variants[label] = (ref, weight)
+    _changed(run(context(), name, variants, sticky_by=sticky_by, reason=reason), as_json)
+
+
+@app.command("promote")
+def promote(
+    name: Name,
+    variant: Annotated[Optional[str], typer.Option("--variant", help="For an A/B test: the variant that wins.")] = None,
+    reason: Reason = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make the canary (or an A/B variant) the only route."""
+    from shipyard.deployments.strategies import promote as run
+
+    _changed(run(context(), name, variant=variant, reason=reason), as_json)
+
+
+@app.command("rollback")
+def rollback(name: Name, reason: Reason = None, as_json: JsonFlag = False) -> None:
+    """Go back to the routes of the previous revision."""
+    from shipyard.deployments.strategies import rollback as run
+
+    _changed(run(context(), name, reason=reason), as_json)
+
+
+@app.command("delete")
+def delete(name: Name, reason: Reason = None, as_json: JsonFlag = False) -> None:
+    """Stop routing; the history stays."""
+    from shipyard.deployments.strategies import delete as run
+
+    _changed(run(context(), name, reason=reason), as_json)
+
+
+@app.command("apply")
+def apply(name: Name, as_json: JsonFlag = False) -> None:
+    """Make the deployment what deploy.NAME of shipyard.yaml declares (nothing changes when it already is)."""
+    from shipyard.deployments.analysis import apply as run
+
+    _changed(run(context(), name), as_json)
+
+
+@app.command("status")
+def status(name: Name, as_json: JsonFlag = False) -> None:
+    """The revision in force, its routes, and the requests each route answered since."""
+    from shipyard.deployments.revisions import get_deployment
+
+    ctx = context()
+    found = get_deployment(ctx, name)
+    live = route_numbers(ctx, found)
+    if as_json:
+        print_json({**found.to_dict(), "live": live})
+        return
+    rev = found.current
+    out = console()
+    out.print(Text.assemble((found.name, "bold"), f"  revision {rev.revision}  {rev.strategy}"
+                            + (f"  sticky by {rev.sticky_by}" if rev.sticky_by else "")))
+    out.print(f"  since {when(rev.created)} by {rev.actor}: {rev.reason or '-'}")
+    rows = [[r.label, r.role, r.version_id, "copy" if r.role == "shadow" else f"{r.weight}%",
+             live[i]["requests"], live[i]["p50_ms"], live[i]["p99_ms"]] for i, r in enumerate(rev.routes)]
+    out.print(table(None, ["route", "role", "version", "weight", "requests", "p50 ms", "p99 ms"], rows))
+
+
+def route_numbers(ctx: Context, deployment: Deployment) -> list[dict[str, Any]]:
+    """Per route: the requests its version answered since the revision took effect, and their latency, from the
+    prediction log (only this deployment's requests once the server logs the deployment's name)."""
+    import numpy as np
+
+    from shipyard.serving.batches import read_predictions
+
+    rev = deployment.current
+    out = []
+    for route in rev.routes:
+        frame = read_predictions(ctx, route.model, route.version, rev.created / 1000,
+                                 columns=["request_id", "latency_ms", "deployment", "deployment_route"])
+        if "deployment" in frame.columns:
+            frame = frame[frame["deployment"] == deployment.name]
+        if "deployment_route" in frame.columns:
+            frame = frame[frame["deployment_route"] == route.label]
+        latency = frame.drop_duplicates("request_id")["latency_ms"].to_numpy(dtype=float) if len(frame) else np.array([])
+        out.append({"label": route.label, "version_id": route.version_id, "requests": int(len(latency)),
+                    "rows": int(len(frame)),
+                    "p50_ms": round(float(np.percentile(latency, 50)), 3) if len(latency) else None,
+                    "p99_ms": round(float(np.percentile(latency, 99)), 3) if len(latency) else None})
+    return out
+
+
+@app.command("history")
+def history(name: Name, as_json: JsonFlag = False) -> None:
+    """Every revision of the deployment, newest first, with automated decisions and their numbers."""
+    from shipyard.deployments.revisions import history as read
+
+    found = read(context(), name)
+    if as_json:
+        print_json([r.to_dict() for r in found])
+        return
+    rows = []
+    for r in found:
+        decision = (r.analysis or {}).get("decision")
+        rows.append([r.revision, when(r.created), r.actor, r.strategy, _routes(r), r.reason,
+                     decision or ("policy recorded" if r.analysis else "")])
+    console().print(table(f"history of {name}", ["revision", "when", "by", "strategy", "routes", "reason", "analysis"],
+                          rows))
+
+
+@app.command("list")
+def list_deployments(
+    include_deleted: Annotated[bool, typer.Option("--all", help="Also deleted deployments.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The deployments with their revision in force."""
+    from shipyard.deployments.revisions import list_deployments as find
+
+    found = find(context(), include_deleted=include_deleted)
+    if as_json:
+        print_json([d.to_dict() for d in found])
+        return
+    rows = [[d.name, d.revision, d.strategy, _routes(d.current), when(d.updated)] for d in found]
+    console().print(table(None, ["deployment", "revision", "strategy", "routes", "changed"], rows))
+    if not rows:
+        console().print("No deployments yet. Create one with `shipyard deploy create NAME --model credit@champion`.")

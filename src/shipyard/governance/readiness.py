@@ -109,9 +109,8 @@ def evaluate(ctx: Context, ref: str) -> ReadinessReport:
     else:
         missing.append("it was not produced by a pipeline run (`shipyard run` trains through the standard pipeline)")
     items.append(_item("pipeline", "Was it produced reproducibly by a pipeline run?", evidence, missing))
-    items.append(Item("deployment", "Is a deployment strategy defined, with a rollback target?", NOT_YET, [],
-                      ["deployments (routes between versions, canary, rollback) are not part of Shipyard yet; "
-                       "`shipyard serve` serves a model but records no deployment"]))
+    evidence, missing = _deployment(ctx, version.model, version.version)
+    items.append(_item("deployment", "Is a deployment strategy defined, with a rollback target?", evidence, missing))
     items.append(Item("monitoring", "Are drift and performance alerts configured?", NOT_YET, [],
                       ["monitoring is not part of Shipyard yet"]))
 
@@ -134,6 +133,43 @@ def evaluate(ctx: Context, ref: str) -> ReadinessReport:
         (evidence if status == "approved" else missing).append(f"{kind} review {status}")
     items.append(_item("governance", "Is it documented, traceable and reviewed?", evidence, missing))
     return ReadinessReport(vid, items)
+
+
+def _deployment(ctx: Context, model: str, number: int) -> tuple[list[str], list[str]]:
+    """A deployment serves the version, shipyard.yaml declares its strategy (deploy.NAME), and it has an
+    earlier revision to roll back to."""
+    from shipyard.deployments.revisions import find_revision, routed_to
+    from shipyard.policy.deploy import deployment_spec
+
+    vid = f"{model}/{number}"
+    with ctx.store.read() as conn:
+        serving = [(name, revision, route) for name, revision, route in routed_to(conn, model, number) if route.answers]
+        targets = {}
+        for name, revision, _ in serving:
+            current = find_revision(conn, name, revision)
+            base = (current.restores if current is not None and current.restores else revision) - 1
+            target = find_revision(conn, name, base) if base >= 1 else None
+            targets[name] = target if target is not None and target.strategy != "deleted" else None
+    if not serving:
+        return [], [f"no deployment serves {vid} (`shipyard deploy create NAME --model {vid}`, or a canary of it)"]
+    evidence, missing = [], []
+    document = ctx.policy.document()
+    for name, revision, route in serving:
+        evidence.append(f"deployment '{name}' revision {revision} serves it as {route.label} ({route.weight}%)")
+        spec = deployment_spec(document, name)
+        if spec is None:
+            missing.append(f"{document.name} declares no strategy for deployment '{name}' (add deploy.{name} with "
+                           "its strategy, canary steps and analysis limits)")
+        else:
+            evidence.append(f"deploy.{name} declares strategy {spec.strategy}"
+                            + (f", steps {spec.steps}" if spec.strategy == "canary" else ""))
+        target = targets[name]
+        if target is None:
+            missing.append(f"deployment '{name}' has no rollback target: revision {revision} is its first")
+        else:
+            shown = ", ".join(f"{r.label} {r.version_id}" for r in target.routes)
+            evidence.append(f"rollback target of '{name}': revision {target.revision} ({shown})")
+    return evidence, missing
 
 
 _STYLE = {PASS: "#1a7f37", FAIL: "#cf222e", NOT_YET: "#6e7781"}

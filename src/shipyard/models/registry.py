@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from shipyard.context import Context
 from shipyard.errors import ConflictError, NotFoundError, ValidationError, did_you_mean
+from shipyard.models.guards import archive_objections
 from shipyard.models.records import AliasMove, Artifact, ModelVersion, Registration
 from shipyard.models.refs import check_alias, check_model_name, parse_model_ref
 from shipyard.store.db import insert_or_update, now_ms
@@ -482,6 +483,10 @@ def archive_version(ctx: Context, ref: str) -> ModelVersion:
                                                 model_aliases.c.version == version.version)
         ).first():
             raise ConflictError(f"{version.version_id} gained an alias meanwhile; try again.")
+        objections = archive_objections(conn, version.model, version.version)
+        if objections:
+            raise ConflictError(f"{version.version_id} cannot be archived: {'; '.join(objections)}.",
+                                version=version.version_id)
         conn.execute(model_versions.update().where(model_versions.c.version_id == version.version_id)
                      .values(status="archived"))
     return get_model_version(ctx, version.version_id)

@@ -33,7 +33,7 @@ SECTIONS: dict[str, str] = {
     "pipeline": "options of the standard pipeline",
     "gates": "per model: the gates a version passes before it serves",
     "governance": "per model: intended use, limitations, owners, required reviews",
-    "deploy": "deployments (reserved)",
+    "deploy": "per deployment: the model, strategy, canary steps and analysis limits",
     "monitor": "monitoring (reserved)",
 }
 

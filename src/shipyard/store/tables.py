@@ -349,3 +349,32 @@ feedback = Table(
 def blob_references() -> list[Column[str]]:
     """Every column marked as holding a blob digest, in every table (so a new table cannot be forgotten)."""
     return [column for table in metadata.sorted_tables for column in table.columns if column.info.get("blob")]
+
+# A named endpoint and the number of the revision in force: the one row a server polls to follow it.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("revision", Integer, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(KEY_LENGTH), nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
+# Every change of a deployment: the routes it set, why, by whom, and (for automated canary steps) the
+# policy and the numbers the decision was taken on. Never updated; a rollback adds a revision.
+deployment_revisions = Table(
+    "deployment_revisions",
+    metadata,
+    Column("deployment", String(128), ForeignKey("deployments.name", ondelete="CASCADE"), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("strategy", String(16), nullable=False),  # single | canary | shadow | ab | deleted
+    Column("routes", Text, nullable=False),  # JSON: [{role, label, model, version, weight}]
+    Column("sticky_by", String(128)),
+    Column("restores", Integer),  # a rollback: the revision whose routes it restores
+    Column("reason", Text),
+    Column("analysis", Text),  # JSON: the analysis policy and the decision with its numbers
+    Column("actor", String(KEY_LENGTH), nullable=False),
+    Column("created", BigInteger, nullable=False),
+)
