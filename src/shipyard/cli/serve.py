@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -10,7 +10,11 @@ from shipyard.cli.workspace import context
 
 
 def serve(
-    refs: Annotated[list[str], typer.Argument(help="Model versions or aliases to serve: credit/3, credit@champion.")],
+    refs: Annotated[Optional[list[str]], typer.Argument(
+        help="Model versions or aliases to serve: credit/3, credit@champion.")] = None,
+    deployment: Annotated[Optional[str], typer.Option(
+        "--deployment", help="Serve a deployment's routes (primary, canary, shadow, A/B) and follow its "
+                             "revisions without restarting.")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8080,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64,
@@ -57,11 +61,11 @@ def serve(
         for stale in Path(os.environ[MULTIPROC_ENV]).glob("*.db"):
             stale.unlink(missing_ok=True)
     try:
-        from shipyard.serving.app import ServeOptions, load_models
+        from shipyard.serving.app import ServeOptions, load_served
         from shipyard.serving.workers import Listener, serve as run
 
         ctx = context()
-        served = load_models(ctx, refs)
+        served = load_served(ctx, refs or [], deployment)
         if not served.models:  # nothing to serve: say why instead of a server that is never ready
             raise ValidationError("No model could be loaded, so there is nothing to serve. "
                                   + " ".join(f"{ref}: {why}" for ref, why in served.failures.items()))

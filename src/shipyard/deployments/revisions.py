@@ -24,7 +24,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 # The revision in force, by primary keys: one indexed read.
 _CURRENT = (
-    select(deployments.c.revision, deployments.c.deleted, deployment_revisions.c.routes)
+    select(deployments.c.revision, deployments.c.deleted, deployment_revisions.c.routes,
+           deployment_revisions.c.sticky_by)
     .join(deployment_revisions, (deployment_revisions.c.deployment == deployments.c.name)
           & (deployment_revisions.c.revision == deployments.c.revision))
 )
@@ -52,6 +53,17 @@ def current_revision(ctx: Context, name: str) -> tuple[int, list[Route]]:
         if row is None:
             _unknown(conn, name)
     return int(row.revision), ([] if row.deleted else routes_from_json(row.routes))
+
+
+def current_routing(ctx: Context, name: str) -> tuple[int, list[Route], str | None]:
+    """current_revision plus the header or input field that keeps a client on one route: what a server follows."""
+    from shipyard.deployments.records import routes_from_json
+
+    with ctx.store.read() as conn:
+        row = conn.execute(_CURRENT.where(deployments.c.name == name)).first()
+        if row is None:
+            _unknown(conn, name)
+    return int(row.revision), ([] if row.deleted else routes_from_json(row.routes)), row.sticky_by
 
 
 def resolve_routes(ctx: Context, name: str) -> list[str]:

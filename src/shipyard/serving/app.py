@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from shipyard.models.loading import LoadedModel
     from shipyard.serving.metrics import ServerMetrics
     from shipyard.serving.predlog import PredictionLog
+    from shipyard.serving.routing import Chosen, Follower, RouteTable
 
 log = logging.getLogger("shipyard.serving")
 
@@ -79,6 +80,18 @@ class Served:
     defaults: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # ref -> why it did not load
     load_seconds: dict[tuple[str, str], float] = field(default_factory=dict)
+    follower: Follower | None = None  # serving a deployment: follows its revisions
+
+    def table(self, name: str) -> RouteTable | None:
+        """The routes in force when `name` is the deployment served here, else None."""
+        follower = self.follower
+        if follower is None or name != follower.deployment:
+            return None
+        table = follower.table
+        if table is None or not table.answering:
+            raise HTTPProblem(503, f"Deployment '{name}' has no routes in force (revision "
+                                   f"{table.revision if table else '?'}); it was deleted or is being changed.")
+        return table
 
     def add(self, model: LoadedModel) -> None:
         name, version = model.version.model, str(model.version.version)
@@ -104,6 +117,9 @@ class Served:
 
     @property
     def ready(self) -> bool:
+        if self.follower is not None:
+            table = self.follower.table
+            return not self.failures and table is not None and bool(table.answering)
         return not self.failures and bool(self.models)
 
 
@@ -124,6 +140,26 @@ def load_models(ctx: Context, refs: list[str]) -> Served:
     return served
 
 
+def load_deployment(ctx: Context, name: str) -> Served:
+    """Load the versions a deployment's revision in force routes to, and follow its later revisions."""
+    from shipyard.models.loading import load_model
+    from shipyard.serving.routing import Follower
+
+    served = Served()
+
+    def load(ref: str) -> LoadedModel:
+        started = time.perf_counter()
+        model = load_model(ctx, ref)
+        served.add(model)
+        served.load_seconds[(model.version.model, str(model.version.version))] = time.perf_counter() - started
+        return model
+
+    follower = Follower(ctx, name, {}, load)
+    follower.refresh()  # an unknown deployment is a NotFoundError here, before anything serves
+    served.follower = follower
+    return served
+
+
 class Runtime:
     """What one serving process owns: the prediction threads, a batcher per model and output, the prediction
     log's writer and the metrics. Started by the app's lifespan (or by the first request when the app is used
@@ -137,6 +173,7 @@ class Runtime:
         self.log: PredictionLog | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._batchers: dict[int, Batcher] = {}
+        self._shadows: set[Any] = set()  # shadow predictions still running
         self._logged = 0
         for (name, version), seconds in served.load_seconds.items():
             self.metrics.load_seconds.labels(name, version).set(seconds)
@@ -154,13 +191,29 @@ class Runtime:
         from concurrent.futures import ThreadPoolExecutor
 
         self._executor = ThreadPoolExecutor(PREDICT_THREADS, thread_name_prefix="shipyard-predict")
+        if self.served.follower is not None:  # in each serving process: threads do not survive a fork
+            self.served.follower.on_change = self._revision_changed
+            self._revision_changed(self.served.follower.table)
+            self.served.follower.start()
         if self.options.log_predictions and self.ctx is not None:
             from shipyard.serving.predlog import PredictionLog
 
             self.log = PredictionLog(self.ctx, sample_rate=self.options.log_sample_rate)
             self.log.start()
 
+    def _revision_changed(self, table: RouteTable | None) -> None:
+        if table is not None:
+            self.metrics.deployment_revision.labels(table.deployment).set(table.revision)
+
+    async def finish_shadows(self, timeout: float) -> None:
+        import asyncio
+
+        if self._shadows:
+            await asyncio.wait(list(self._shadows), timeout=timeout)
+
     def close(self) -> None:
+        if self.served.follower is not None:
+            self.served.follower.stop()
         if self.log is not None:
             self.log.close(timeout=self.options.drain_seconds)  # past it, what is left goes to a spill file
             self.refresh()
@@ -202,25 +255,56 @@ class Runtime:
 
         return observe
 
-    def record(self, request: Request, model: LoadedModel, answer: Answer) -> None:
+    def record(self, state: dict[str, Any], model: LoadedModel, answer: Answer, chosen: Chosen | None = None,
+               table: RouteTable | None = None, *, latency_ms: float | None = None) -> None:
         if self.log is None:
             return
         from shipyard.serving.predlog import Prediction
 
-        state = request.scope["state"]
         self.log.record(Prediction(
             request_id=state["request_id"], timestamp=state["time"], model=model.version.model,
             version=model.version.version, route=state.get("route", ""), inputs=answer.frame,
-            outputs=answer.values["predict"], probabilities=answer.values.get("predict_proba"), latency_ms=(time.perf_counter() - state["started"]) * 1000.0,
+            outputs=answer.values["predict"], probabilities=answer.values.get("predict_proba"),
+            latency_ms=latency_ms if latency_ms is not None else (time.perf_counter() - state["started"]) * 1000.0,
+            deployment=table.deployment if table is not None else None,
+            deployment_route=chosen.route.label if chosen is not None else None,
         ))
 
+    def shadow(self, state: dict[str, Any], table: RouteTable, frame: pd.DataFrame) -> None:
+        """Copy the request to the table's shadows, after the primary answered: their answers are logged under
+        the same request id, never returned, and their failures only counted."""
+        import asyncio
 
-def create_app(ctx: Context, refs: list[str], *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               batching: BatchPolicy | None = None, log_predictions: bool = True,
-               log_sample_rate: float = 1.0) -> Starlette:
-    """A Starlette app serving the models `refs` name (a version, `name/3`, or an alias, `name@champion`)."""
+        for chosen in table.shadows:
+            task = asyncio.get_running_loop().create_task(self._shadow_one(dict(state), chosen, table, frame))
+            self._shadows.add(task)
+            task.add_done_callback(self._shadows.discard)
+
+    async def _shadow_one(self, state: dict[str, Any], chosen: Chosen, table: RouteTable, frame: pd.DataFrame) -> None:
+        started = time.perf_counter()
+        try:
+            answer = await self.predict(chosen.model, frame)
+        except Exception:  # noqa: BLE001 - a shadow never fails the request it copies
+            self.metrics.shadow_errors.labels(table.deployment, chosen.route.version_id).inc()
+            log.debug("Shadow %s failed on request %s", chosen.route.version_id, state["request_id"], exc_info=True)
+            return
+        self.record(state, chosen.model, answer, chosen, table, latency_ms=(time.perf_counter() - started) * 1000.0)
+
+
+def create_app(ctx: Context, refs: list[str] | None = None, *, deployment: str | None = None,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, batching: BatchPolicy | None = None,
+               log_predictions: bool = True, log_sample_rate: float = 1.0) -> Starlette:
+    """A Starlette app serving the models `refs` name (a version, `name/3`, or an alias, `name@champion`), or
+    a `deployment`'s routes, following its revisions."""
     options = ServeOptions(max_body_bytes, batching or BatchPolicy(), log_predictions, log_sample_rate)
-    return build_app(load_models(ctx, refs), ctx, options)
+    return build_app(load_served(ctx, refs or [], deployment), ctx, options)
+
+
+def load_served(ctx: Context, refs: list[str], deployment: str | None) -> Served:
+    if (deployment is None) == (not refs):
+        raise ValidationError("Serve either model refs (credit/3, credit@champion) or --deployment NAME, not "
+                              "both and not neither.")
+    return load_deployment(ctx, deployment) if deployment is not None else load_models(ctx, refs)
 
 
 def build_app(served: Served, ctx: Context | None = None, options: ServeOptions | None = None) -> Starlette:
@@ -276,15 +360,49 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         return JSONResponse(body, status_code=200 if served.ready else 503)
 
     def chosen(request: Request) -> LoadedModel:
-        return served.get(request.path_params["name"], request.path_params.get("version"))
+        """The model a name (and version) asks for; for the deployment, its primary (which decodes requests)."""
+        name, version = request.path_params["name"], request.path_params.get("version")
+        table = served.table(name)
+        if table is None:
+            return served.get(name, version)
+        if version is not None:
+            raise HTTPProblem(404, f"'{name}' is a deployment: it has routes, not versions. Ask a version "
+                                   "directly by its model's name: /v2/models/MODEL/versions/N.")
+        primary = table.primary
+        assert primary is not None
+        return primary.model
+
+    def route(request: Request, name: str, frame: pd.DataFrame) -> tuple[Chosen | None, RouteTable | None]:
+        """For the deployment: the route this request takes (sticky by a header or an input field)."""
+        table = served.table(name)
+        if table is None:
+            return None, None
+        key: Any = None
+        if table.sticky_by is not None:
+            key = request.headers.get(table.sticky_by)
+            if key is None and table.sticky_by in frame.columns and len(frame):
+                key = frame[table.sticky_by].iloc[0]
+        return table.choose(None if key is None else str(key)), table
+
+    def answered_by(model: LoadedModel, chosen: Chosen | None, table: RouteTable | None) -> dict[str, str]:
+        headers = {"x-model-version": model.version.version_id}
+        if table is not None and chosen is not None:
+            headers.update({"x-deployment": table.deployment, "x-deployment-revision": str(table.revision),
+                            "x-deployment-route": chosen.route.label})
+        return headers
 
     async def model_metadata(request: Request) -> Response:
         model = chosen(request)
-        return JSONResponse(metadata(model, served.versions(model.version.model)))
+        table = served.table(request.path_params["name"])
+        if table is None:
+            return JSONResponse(metadata(model, served.versions(model.version.model)))
+        described = metadata(model, [str(v) for v in dict.fromkeys(r.version for r in table.routes if r.answers)])
+        return JSONResponse({**described, "name": table.deployment})
 
     async def model_ready(request: Request) -> Response:
         model = chosen(request)
-        return JSONResponse({"name": model.version.model, "ready": True})
+        return JSONResponse({"name": request.path_params["name"] if served.table(request.path_params["name"])
+                             else model.version.model, "ready": True})
 
     async def infer(request: Request) -> Response:
         mark(request, "infer")
@@ -292,6 +410,10 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         mark(request, "infer", model)
         body = await body_json(request)
         frame, wanted = decode_oip(body, model.signature)
+        picked, table = route(request, request.path_params["name"], frame)
+        if picked is not None:
+            model = picked.model
+            mark(request, "infer", model)
         names = outputs_of(model)
         wanted = wanted or names  # none asked for: every output the model produces, as the protocol says
         unknown = [w for w in wanted if w not in names]
@@ -300,16 +422,23 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
                                    f"model '{model.version.model}'; it produces {', '.join(names)}.")
         computed = tuple(dict.fromkeys(["predict", *wanted]))  # the log keeps predict even when not asked for
         answer = await predict(model, frame, computed)
-        runtime.record(request, model, answer)
+        state = request.scope["state"]
+        runtime.record(state, model, answer, picked, table)
+        if table is not None:
+            runtime.shadow(state, table, frame)
         outputs = [encode_tensor(name, answer.values[name]) for name in wanted]
-        response: dict[str, Any] = {"model_name": model.version.model,
+        response: dict[str, Any] = {"model_name": request.path_params["name"],
                                     "model_version": str(model.version.version), "outputs": outputs}
         if isinstance(body.get("id"), str):
             response["id"] = body["id"]
-        return JSONResponse(response)
+        return JSONResponse(response, headers=answered_by(model, picked, table))
 
     # -- MLflow-compatible scoring -----------------------------------------------------------------------
     def only_model() -> LoadedModel:
+        if served.follower is not None:  # the deployment is what /invocations scores with
+            table = served.table(served.follower.deployment)
+            assert table is not None and table.primary is not None
+            return table.primary.model
         if len(served.models) != 1:
             names = ", ".join(sorted(served.models)) or "none"
             raise HTTPProblem(400 if served.models else 503,
@@ -331,9 +460,17 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         else:
             raise HTTPProblem(415, f"Content type '{kind or 'none'}' is not accepted by /invocations; send "
                                    "application/json or text/csv.")
+        picked, table = route(request, served.follower.deployment, frame) if served.follower else (None, None)
+        if picked is not None:
+            model = picked.model
+            mark(request, "invocations", model)
         answer = await predict(model, frame)
-        runtime.record(request, model, answer)
-        return JSONResponse({"predictions": plain(answer.values["predict"])})
+        state = request.scope["state"]
+        runtime.record(state, model, answer, picked, table)
+        if table is not None:
+            runtime.shadow(state, table, frame)
+        return JSONResponse({"predictions": plain(answer.values["predict"])},
+                            headers=answered_by(model, picked, table))
 
     async def ping(request: Request) -> Response:
         return PlainTextResponse("\n" if served.ready else "not ready\n", status_code=200 if served.ready else 503)
@@ -344,13 +481,22 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
     # -- plain records ---------------------------------------------------------------------------------
     async def predict_records(request: Request) -> Response:
         mark(request, "predict")
-        model = served.get(request.path_params["name"])
+        name = request.path_params["name"]
+        model = chosen(request)
         mark(request, "predict", model)
         frame = records_frame(await body_json(request))
+        picked, table = route(request, name, frame)
+        if picked is not None:
+            model = picked.model
+            mark(request, "predict", model)
         answer = await predict(model, frame)
-        runtime.record(request, model, answer)
+        state = request.scope["state"]
+        runtime.record(state, model, answer, picked, table)
+        if table is not None:
+            runtime.shadow(state, table, frame)
         return JSONResponse({"model_name": model.version.model, "model_version": str(model.version.version),
-                             "predictions": plain(answer.values["predict"])})
+                             "predictions": plain(answer.values["predict"])},
+                            headers=answered_by(model, picked, table))
 
     async def feedback(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
@@ -358,7 +504,7 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         from shipyard.serving.feedback import parse_feedback_body, record_feedback
 
         mark(request, "feedback")
-        model = served.get(request.path_params["name"])
+        model = chosen(request)  # for a deployment, feedback is kept under its primary's model name
         mark(request, "feedback", model)
         if ctx is None:
             raise HTTPProblem(503, "This app was built without a workspace, so it cannot store feedback.")
@@ -415,6 +561,7 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
             yield
         finally:
             refresher.cancel()
+            await runtime.finish_shadows(options.drain_seconds)
             from starlette.concurrency import run_in_threadpool
 
             await run_in_threadpool(runtime.close)

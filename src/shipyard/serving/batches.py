@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 
 COLUMNS = ("request_id", "row", "timestamp", "route", "latency_ms")
 OUTPUTS = ("prediction", "probabilities")
+DEPLOYMENT_COLUMNS = ("deployment", "deployment_route")
 #: Names a feature cannot keep in a blob (read_predictions adds `version`).
-RESERVED = frozenset((*COLUMNS, *OUTPUTS, "version"))
+RESERVED = frozenset((*COLUMNS, *OUTPUTS, *DEPLOYMENT_COLUMNS, "version"))
 FEATURE_PREFIX = "input:"
 
 
@@ -90,6 +91,10 @@ def to_table(entries: Sequence[Prediction]) -> pa.Table:
         "route": pa.array(np.repeat(np.array([str(e.route) for e in entries], dtype=object), counts), pa.string()),
         "latency_ms": pa.array(np.repeat(np.array([float(e.latency_ms) for e in entries]), counts), pa.float64()),
     }
+    for extra in DEPLOYMENT_COLUMNS:  # only in batches with requests served through a deployment
+        values = [getattr(e, extra, None) for e in entries]
+        if any(v is not None for v in values):
+            columns[extra] = pa.array(np.repeat(np.array(values, dtype=object), counts), pa.string())
     features = pd.concat([e.inputs for e in entries], ignore_index=True, sort=False) if entries else pd.DataFrame()
     names = []
     for name in features.columns:
@@ -219,7 +224,8 @@ def read_predictions(ctx: Context, model: str, version: int | None = None, since
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
     identity = [c for c in ("request_id", "row", "timestamp", "version") if c in frame.columns]
     if len(identity) == 4:  # a batch spilled at shutdown while its write was still going on may be stored twice
-        frame = frame.drop_duplicates(subset=identity, ignore_index=True)
+        frame = frame.drop_duplicates(subset=identity + [c for c in DEPLOYMENT_COLUMNS if c in frame.columns],
+                                      ignore_index=True)
     first = [c for c in (*COLUMNS[:3], "version", *COLUMNS[3:]) if c in frame.columns]
     last = [c for c in OUTPUTS if c in frame.columns]
     middle = [c for c in frame.columns if c not in first and c not in last]

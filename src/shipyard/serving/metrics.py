@@ -56,6 +56,10 @@ class ServerMetrics:
                                multiprocess_mode="livesum")
         self.log_lag = Gauge("shipyard_prediction_log_lag_seconds", "Age of the oldest prediction not yet "
                              "written to the prediction log.", registry=r, multiprocess_mode="livemax")
+        self.shadow_errors = Counter("shipyard_shadow_errors", "Shadow predictions that failed (never seen by "
+                                     "clients).", ["deployment", "version"], registry=r)
+        self.deployment_revision = Gauge("shipyard_deployment_revision", "The deployment revision being served.",
+                                         ["deployment"], registry=r, multiprocess_mode="livemin")
         self.logged = Counter("shipyard_predictions_logged", "Requests written to the prediction log.",
                               registry=r)
 

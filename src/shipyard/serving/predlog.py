@@ -45,6 +45,8 @@ class Prediction:
     outputs: Any  # np.ndarray: predict values (1-D) ...
     probabilities: Any | None  # ... and predict_proba (2-D) when it was computed, else None
     latency_ms: float
+    deployment: str | None = None  # served through a deployment: its name, and the route that answered
+    deployment_route: str | None = None  # (primary, canary, shadow or an A/B variant's label)
 
 
 def sampled(request_id: str, rate: float) -> bool:
