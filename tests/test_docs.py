@@ -464,7 +464,10 @@ def check_deployments(folder: Path, out: str, collector: _Collector) -> None:
 
     assert "refused (exit 3)" in out  # the canary of a version that failed its gates
     revisions = shipyard.deployments.history("credit-api", workspace=folder)
-    assert [r.revision for r in revisions][:3] == [13, 12, 11]
+    assert [r.revision for r in revisions][:3] == [15, 14, 13]
+    timed_out = [r for r in revisions if r.analysis and r.analysis.get("decision") == "rollback"]
+    assert "exit code 3" in out and len(timed_out) == 1  # the automated canary with no traffic: rolled back
+    assert timed_out[0].analysis["reasons"][0].startswith("no decision within 2 s")
     assert revisions[0].analysis is not None and revisions[0].analysis["decision"] == "advance"
     assert [(r.role, r.version_id, r.weight) for r in revisions[0].routes] == [
         ("primary", "credit/3", 50), ("canary", "credit/2", 50)]

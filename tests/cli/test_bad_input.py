@@ -192,6 +192,8 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
     "deploy rollback": [(["deploy", "rollback", "nope"], "'nope'")],
     "deploy status": [(["deploy", "status", "nope"], "'nope'"), (["deploy", "status", "bad name!"], "'bad name!'")],
     "deploy history": [(["deploy", "history", "nope"], "'nope'")],
+    "deploy compare": [(["deploy", "compare", "nope"], "'nope'"), (["deploy", "compare", "bad name!"], "'bad name!'")],
+    "deploy report": [(["deploy", "report", "nope"], "'nope'")],
     "deploy list": [(["-C", "{missing}", "deploy", "list"], "{missing}")],
     "deploy delete": [(["deploy", "delete", "nope"], "'nope'")],
     "deploy apply": [(["deploy", "apply", "nope"], "deploy.nope")],

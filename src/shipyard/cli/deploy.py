@@ -125,16 +125,40 @@ def create(
 def canary(
     name: Name,
     model: Annotated[str, typer.Option("--model", help="The version to try: credit/4 or credit@challenger.")],
-    percent: Annotated[int, typer.Option("--percent", help="Share of the requests, 1-100; 100 promotes it.")],
+    percent: Annotated[Optional[int], typer.Option(
+        "--percent", help="Share of the requests, 1-100; 100 promotes it. With --auto: the policy's steps.")] = None,
     sticky_by: Annotated[Optional[str], typer.Option(
         "--sticky-by", help="A request header or input field: the same value always reaches the same version.")] = None,
+    auto: Annotated[bool, typer.Option(
+        "--auto", help="Drive the canary through the policy's steps (deploy.NAME in shipyard.yaml), judging it "
+                       "against the primary from the prediction log; promote it or roll it back.")] = False,
+    poll_seconds: Annotated[float, typer.Option("--poll-seconds", min=0.1,
+                                                help="With --auto: how often to look at the numbers.")] = 5.0,
+    timeout: Annotated[Optional[float], typer.Option(
+        "--timeout", min=1.0, help="With --auto: roll back when no decision came within this many seconds.")] = None,
     reason: Reason = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Send a share of the requests to another version (or change the share of the canary in force)."""
-    from shipyard.deployments.strategies import canary as run
+    """Send a share of the requests to another version (or change the share of the canary in force); with
+    --auto, advance it step by step and promote it, or roll it back, on the numbers. Exit code 3 when rolled back."""
+    from shipyard.errors import ValidationError
 
-    _changed(run(context(), name, model, percent, sticky_by=sticky_by, reason=reason), as_json)
+    if auto == (percent is not None):
+        raise ValidationError("Give --percent for a canary you drive yourself, or --auto to let the analysis "
+                              "drive it (through the policy's steps), not both and not neither.")
+    if not auto:
+        from shipyard.deployments.strategies import canary as run
+
+        assert percent is not None
+        _changed(run(context(), name, model, percent, sticky_by=sticky_by, reason=reason), as_json)
+        return
+    from shipyard.serving.canary import run_canary
+
+    final = run_canary(context(), name, model, poll_seconds=poll_seconds, timeout=timeout, sticky_by=sticky_by,
+                       report=lambda line: err_console().print(line, highlight=False, markup=False))
+    _changed(final, as_json)
+    if final.analysis and final.analysis.get("decision") == "rollback":
+        raise typer.Exit(3)
 
 
 @app.command("shadow")
@@ -250,6 +274,47 @@ def status(name: Name, as_json: JsonFlag = False) -> None:
     rows = [[r.label, r.role, r.version_id, "copy" if r.role == "shadow" else f"{r.weight}%",
              live[i]["requests"], live[i]["p50_ms"], live[i]["p99_ms"]] for i, r in enumerate(rev.routes)]
     out.print(table(None, ["route", "role", "version", "weight", "requests", "p50 ms", "p99 ms"], rows))
+
+
+@app.command("compare")
+def compare(name: Name, as_json: JsonFlag = False) -> None:
+    """How the shadow answered the requests the primary answered: agreement (or differences), latency, errors."""
+    from shipyard.serving.experiments import compare_shadow
+
+    found = compare_shadow(context(), name)
+    if as_json:
+        print_json(found.to_dict())
+        return
+    out = console()
+    out.print(Text.assemble((name, "bold"), f"  primary {found.primary}  shadow {found.shadow}  "
+                                            f"{found.pairs} requests answered by both"))
+    if found.agreement is not None:
+        out.print(f"  agreement {found.agreement:.1%} of rows")
+    if found.mean_difference is not None:
+        out.print(f"  absolute difference: mean {found.mean_difference:.4g}, max {found.max_difference:.4g}")
+    ms = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    out.print(table(None, ["", "p50 ms", "p99 ms"], [["primary", ms(found.primary_p50_ms), ms(found.primary_p99_ms)],
+                                                     ["shadow", ms(found.shadow_p50_ms), ms(found.shadow_p99_ms)]]))
+    out.print(f"  shadow errors: {found.shadow_errors}" + (f" ({'; '.join(found.error_samples)})"
+                                                          if found.error_samples else ""))
+
+
+@app.command("report")
+def report(name: Name, as_json: JsonFlag = False) -> None:
+    """Per A/B variant: requests, p99 latency and performance on feedback with 95 % intervals, and whether the
+    variants differ significantly."""
+    from shipyard.serving.experiments import ab_report
+
+    found = ab_report(context(), name)
+    if as_json:
+        print_json(found.to_dict())
+        return
+    fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+    console().print(table(f"{name}: {found.metric} on feedback",
+                          ["variant", "version", "requests", "p99 ms", "labelled", found.metric, "95% interval"],
+                          [[v.label, v.version, v.requests, fmt(v.p99_ms), v.labelled, fmt(v.score),
+                            "-" if v.low is None else f"{v.low:.4g} .. {v.high:.4g}"] for v in found.variants]))
+    console().print(f"  {found.verdict}" + (f" ({found.test})" if found.test else ""))
 
 
 def route_numbers(ctx: Context, deployment: Deployment) -> list[dict[str, Any]]:

@@ -270,6 +270,37 @@ class Runtime:
             deployment_route=chosen.route.label if chosen is not None else None,
         ))
 
+    async def answer(self, state: dict[str, Any], model: LoadedModel, frame: pd.DataFrame, wanted: tuple[str, ...],
+                     chosen: Chosen | None, table: RouteTable | None) -> Answer:
+        """Predict, log the prediction, and copy the request to the deployment's shadows. Served through a
+        deployment, a failed prediction is logged too (with its error), so each route's error rate is known."""
+        try:
+            answer = await self.predict(model, frame, wanted)
+        except Exception as exc:
+            if table is not None and chosen is not None:
+                self.record_failure(state, model, frame, chosen, table, exc)
+            raise
+        self.record(state, model, answer, chosen, table)
+        if table is not None:
+            self.shadow(state, table, frame)
+        return answer
+
+    def record_failure(self, state: dict[str, Any], model: LoadedModel, frame: pd.DataFrame, chosen: Chosen,
+                       table: RouteTable, exc: Exception) -> None:
+        if self.log is None:
+            return
+        import numpy as np
+
+        from shipyard.serving.predlog import Prediction
+
+        self.log.record(Prediction(
+            request_id=state["request_id"], timestamp=state["time"], model=model.version.model,
+            version=model.version.version, route=state.get("route", ""), inputs=frame,
+            outputs=np.full(len(frame), None, dtype=object), probabilities=None,
+            latency_ms=(time.perf_counter() - state["started"]) * 1000.0, deployment=table.deployment,
+            deployment_route=chosen.route.label, error=f"{type(exc).__name__}: {exc}"[:500],
+        ))
+
     def shadow(self, state: dict[str, Any], table: RouteTable, frame: pd.DataFrame) -> None:
         """Copy the request to the table's shadows, after the primary answered: their answers are logged under
         the same request id, never returned, and their failures only counted."""
@@ -284,9 +315,10 @@ class Runtime:
         started = time.perf_counter()
         try:
             answer = await self.predict(chosen.model, frame)
-        except Exception:  # noqa: BLE001 - a shadow never fails the request it copies
+        except Exception as exc:  # noqa: BLE001 - a shadow never fails the request it copies
             self.metrics.shadow_errors.labels(table.deployment, chosen.route.version_id).inc()
             log.debug("Shadow %s failed on request %s", chosen.route.version_id, state["request_id"], exc_info=True)
+            self.record_failure(state, chosen.model, frame, chosen, table, exc)
             return
         self.record(state, chosen.model, answer, chosen, table, latency_ms=(time.perf_counter() - started) * 1000.0)
 
@@ -344,7 +376,6 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
             raise HTTPProblem(415, f"Content type '{kind}' is not accepted here; send application/json.")
         return parse_json(raw)
 
-    predict = runtime.predict
 
     # -- Open Inference Protocol V2 ------------------------------------------------------------------
     async def server_metadata(request: Request) -> Response:
@@ -421,11 +452,7 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
             raise HTTPProblem(400, f"Output(s) {', '.join(repr(u) for u in unknown)} are not produced by "
                                    f"model '{model.version.model}'; it produces {', '.join(names)}.")
         computed = tuple(dict.fromkeys(["predict", *wanted]))  # the log keeps predict even when not asked for
-        answer = await predict(model, frame, computed)
-        state = request.scope["state"]
-        runtime.record(state, model, answer, picked, table)
-        if table is not None:
-            runtime.shadow(state, table, frame)
+        answer = await runtime.answer(request.scope["state"], model, frame, computed, picked, table)
         outputs = [encode_tensor(name, answer.values[name]) for name in wanted]
         response: dict[str, Any] = {"model_name": request.path_params["name"],
                                     "model_version": str(model.version.version), "outputs": outputs}
@@ -464,11 +491,7 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         if picked is not None:
             model = picked.model
             mark(request, "invocations", model)
-        answer = await predict(model, frame)
-        state = request.scope["state"]
-        runtime.record(state, model, answer, picked, table)
-        if table is not None:
-            runtime.shadow(state, table, frame)
+        answer = await runtime.answer(request.scope["state"], model, frame, ("predict",), picked, table)
         return JSONResponse({"predictions": plain(answer.values["predict"])},
                             headers=answered_by(model, picked, table))
 
@@ -489,11 +512,7 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         if picked is not None:
             model = picked.model
             mark(request, "predict", model)
-        answer = await predict(model, frame)
-        state = request.scope["state"]
-        runtime.record(state, model, answer, picked, table)
-        if table is not None:
-            runtime.shadow(state, table, frame)
+        answer = await runtime.answer(request.scope["state"], model, frame, ("predict",), picked, table)
         return JSONResponse({"model_name": model.version.model, "model_version": str(model.version.version),
                              "predictions": plain(answer.values["predict"])},
                             headers=answered_by(model, picked, table))

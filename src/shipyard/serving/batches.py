@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 COLUMNS = ("request_id", "row", "timestamp", "route", "latency_ms")
 OUTPUTS = ("prediction", "probabilities")
-DEPLOYMENT_COLUMNS = ("deployment", "deployment_route")
+DEPLOYMENT_COLUMNS = ("deployment", "deployment_route", "error")
 #: Names a feature cannot keep in a blob (read_predictions adds `version`).
 RESERVED = frozenset((*COLUMNS, *OUTPUTS, *DEPLOYMENT_COLUMNS, "version"))
 FEATURE_PREFIX = "input:"

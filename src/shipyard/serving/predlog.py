@@ -47,6 +47,7 @@ class Prediction:
     latency_ms: float
     deployment: str | None = None  # served through a deployment: its name, and the route that answered
     deployment_route: str | None = None  # (primary, canary, shadow or an A/B variant's label)
+    error: str | None = None  # a prediction that failed (logged for deployments, to know each route's errors)
 
 
 def sampled(request_id: str, rate: float) -> bool:
