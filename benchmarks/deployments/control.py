@@ -53,9 +53,10 @@ def setup(workdir: Path, bodies: Path) -> dict[str, Any]:
     spec = workdir / "shipyard.yaml"
     spec.write_text(spec.read_text() + f"gates:\n  {MODEL_NAME}: {{}}\n")  # no gates: every version may route
     X, y = dataset()
+    from sklearn.base import clone
+
     first = train(X, y)
-    second = train(X, y)
-    second[-1].set_params(C=0.05).fit(second[0].transform(X), y)  # another model of the same cost
+    second = clone(first).set_params(logisticregression__C=0.05).fit(X, y)  # another model, the same cost
     with shipyard.start_run(name="deployments-bench", experiment="deployments-bench") as run:
         v1 = run.log_model(first, MODEL_NAME, input_example=X.head(5))
         v2 = run.log_model(second, MODEL_NAME, input_example=X.head(5))
@@ -156,8 +157,14 @@ class Poller(threading.Thread):
         self.current: str | None = None
         self.events: list[tuple[float, float, str]] = []  # (sent, answered, version) when the version changed
         self.requests = 0
-        self.errors: list[str] = []
+        self.errors = 0
+        self.samples: list[str] = []
         self.halt = threading.Event()
+
+    def error(self, what: str) -> None:
+        self.errors += 1
+        if len(self.samples) < 3:
+            self.samples.append(what[:200])
 
     def run(self) -> None:
         while not self.halt.is_set():
@@ -166,11 +173,11 @@ class Poller(threading.Thread):
                 status, body = self.conn.exchange(self.request)
             except (OSError, ValueError) as exc:
                 self.conn.close()
-                self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                self.error(f"{type(exc).__name__}: {exc}")
                 continue
             t1 = time.perf_counter()
             if status != 200:
-                self.errors.append(f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
+                self.error(f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
                 continue
             self.requests += 1
             version = json.loads(body)["model_version"]
@@ -207,7 +214,7 @@ def wait_all(pollers: list[Poller], version: str, since: float, what: str) -> No
     while not all(p.first_answer(version, since) is not None for p in pollers):
         if time.perf_counter() - since > FOLLOW_TIMEOUT_S:
             raise SystemExit(f"not every client saw {what} (version {version}) {FOLLOW_TIMEOUT_S:.0f} s after it "
-                             f"was made; errors: {[e for p in pollers for e in p.errors][:3]}")
+                             f"was made; errors: {[e for p in pollers for e in p.samples][:3]}")
         time.sleep(0.001)  # polling interval of the shared state, not a wait for an outcome
 
 
@@ -266,8 +273,8 @@ def rollbacks(deployment: str, port: int, server_pid: int, workers: int, per_wor
         "elapsed_s": elapsed,
         "requests": sum(requests),
         "client_interval_s": elapsed * len(pollers) / sum(requests) if sum(requests) else None,
-        "errors": sum(len(p.errors) for p in pollers),
-        "error_samples": [e for p in pollers for e in p.errors][:3],
+        "errors": sum(p.errors for p in pollers),
+        "error_samples": [e for p in pollers for e in p.samples][:3],
     }
 
 

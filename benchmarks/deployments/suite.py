@@ -231,6 +231,8 @@ def run(ctx: Context) -> dict[str, Any]:
         try:
             result["ready_s"] = server.start()
             result["checks"] = check_routes(server.port, first, setup["expected"])
+            if any(v != "ok" for v in result["checks"].values()):
+                notes.append(f"Route checks failed, the figures may not mean what they say: {result['checks']}")
             result["routing"] = routing_overhead(ctx, server, bodies, cfg)
             result["shadow"] = shadow_cost(ctx, server, workspace, body_dir, bodies, cfg, versions)
         except (ServerFailed, WorkerError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
