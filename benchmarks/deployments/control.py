@@ -62,6 +62,7 @@ def setup(workdir: Path, bodies: Path) -> dict[str, Any]:
         v2 = run.log_model(second, MODEL_NAME, input_example=X.head(5))
     for name in (ROUTED, ROLLED):
         shipyard.deployments.create(name, f"{MODEL_NAME}/{v1.version}")
+    in_process = routing_costs(workdir)
     singles, _ = request_frames(X)
     bodies.mkdir(parents=True, exist_ok=True)
     (bodies / BODY_FILE).write_text("\n".join(records_body(f) for f in singles) + "\n")
@@ -71,9 +72,32 @@ def setup(workdir: Path, bodies: Path) -> dict[str, Any]:
         "deployments": [ROUTED, ROLLED],
         "bodies": {"records_1": str(bodies / BODY_FILE)},
         "features": FEATURES,
+        "in_process": in_process,
         "expected": {str(v1.version): digest(first.predict(singles[0])),
                      str(v2.version): digest(second.predict(singles[0]))},
     }
+
+
+def routing_costs(workdir: Path, calls: int = 100_000, reads: int = 200) -> dict[str, float]:
+    """In-process, for reference: a route choice on a one-route table, and the read a server makes every poll."""
+    from shipyard.context import open_context
+    from shipyard.deployments.revisions import current_routing
+    from shipyard.serving.routing import RouteTable
+
+    ctx = open_context(workdir)
+    revision, routes, sticky_by = current_routing(ctx, ROUTED)
+    models: dict[str, Any] = {r.version_id: object() for r in routes}  # choosing a route never touches the model
+    table = RouteTable.build(ROUTED, revision, routes, sticky_by, models)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        table.choose(None)
+    choose_s = (time.perf_counter() - t0) / calls
+    times = []
+    for _ in range(reads):
+        t0 = time.perf_counter()
+        current_routing(ctx, ROUTED)
+        times.append(time.perf_counter() - t0)
+    return {"choose_s": choose_s, "revision_read_s": sorted(times)[len(times) // 2]}
 
 
 # --------------------------------------------------------------------------- change and wait

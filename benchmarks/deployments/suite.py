@@ -299,6 +299,10 @@ def render(result: dict[str, Any], console: Any) -> None:
                       "route), 1 worker, one row", ["Clients", "p50 direct", "p50 deployment", "added p50",
                                                     "p99 direct", "p99 deployment", "added p99", "req/s direct",
                                                     "req/s deployment", "Err"], rows, right_align=set(range(10)))
+        costs = result["setup"].get("in_process", {})
+        console.note(f"In-process, for reference: choosing a route {fmt_seconds(costs.get('choose_s'))} per request; "
+                     f"the revision read a server makes every {POLL_S:g} s {fmt_seconds(costs.get('revision_read_s'))}"
+                     " (median).")
         console.note(f"{cfg['rounds']} round(s) per side, alternating (direct first, then deployment first, ...), "
                      f"each {cfg['warmup_s']:g} s warm-up then {cfg['duration_s']:g} s measured; p50/p99 are the "
                      "medians of the rounds, 'added' the median of the per-round differences (deployment - "
