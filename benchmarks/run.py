@@ -34,6 +34,7 @@ SUITES: dict[str, str] = {
     "registry": "registry.suite",
     "pipelines": "pipelines.suite",
     "serving": "serving.suite",
+    "deployments": "deployments.suite",
 }
 
 
