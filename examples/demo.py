@@ -192,6 +192,9 @@ def demo(workspace: Path, infrastructure: dict[str, float]) -> int:
     # 6. Production: the champion behind HTTP, a request through each protocol, feedback, a batch score.
     status = status or serve_and_score(workspace, holdout, champion.predict(holdout))
 
+    # 7. Deployments: a second version as a shadow, then an automated canary to promotion.
+    status = status or deploy_second_version(holdout)
+
     print("\nLook further:")
     print(f"  model card:       {workspace / 'cards' / 'credit' / str(version) / 'card.html'}")
     print(f"  readiness report: {readiness}")
@@ -202,62 +205,80 @@ def demo(workspace: Path, infrastructure: dict[str, float]) -> int:
     return status
 
 
-def serve_and_score(workspace: Path, holdout: pd.DataFrame, predicted: np.ndarray) -> int:
-    import json
-    import signal
-    import socket
-    import subprocess
-    import time
-    import urllib.request
+class Server:
+    """`shipyard serve ARGS` on a free loopback port, stopped gracefully (SIGTERM) when the block ends."""
 
-    with socket.socket() as probe:  # a free port on loopback
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    command = [str(Path(sys.executable).with_name("shipyard")), "serve", "credit@champion", "--port", str(port),
-               "--workers", "2"]
-    print(f"\n$ shipyard serve credit@champion --port {port} --workers 2")
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    def __init__(self, *args: str) -> None:
+        self.args = args
 
-    def call(path: str, body: object = None, kind: str = "application/json", request_id: str = "") -> dict:
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": kind, **({"X-Request-Id": request_id} if request_id else {})}
-        with urllib.request.urlopen(urllib.request.Request(url + path, data, headers), timeout=60) as answer:
-            return json.loads(answer.read())
+    def __enter__(self) -> Server:
+        import socket
+        import subprocess
+        import time
 
-    try:
+        with socket.socket() as probe:  # a free port on loopback
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        print(f"\n$ shipyard serve {' '.join(self.args)} --port {self.port}")
+        self.process = subprocess.Popen([str(Path(sys.executable).with_name("shipyard")), "serve", *self.args,
+                                         "--port", str(self.port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for _ in range(600):  # until ready, or the server gave up
-            if server.poll() is not None:
-                print(f"The server exited: {server.stderr.read()}", file=sys.stderr)  # type: ignore[union-attr]
-                return 1
+            if self.process.poll() is not None:
+                raise SystemExit(f"The server exited: {self.process.stderr.read()}")  # type: ignore[union-attr]
             try:
-                if call("/v2/health/ready")["ready"]:
-                    break
+                if self.call("/v2/health/ready")["ready"]:
+                    return self
             except OSError:
                 time.sleep(0.1)
-        features = [c for c in holdout.columns if c not in ("application_id", "default")]
-        picked = [int((predicted == label).nonzero()[0][0]) for label in (0, 1)] + [2]  # both classes
-        rows = holdout[features].iloc[picked]
-        records = json.loads(rows.to_json(orient="records", date_format="iso"))
-        metadata = call("/v2/models/credit")  # the inputs, with their datatypes, as an OIP client reads them
+        raise SystemExit("The server did not become ready.")
+
+    def call(self, path: str, body: object = None, kind: str = "application/json", request_id: str = "",
+             headers: dict[str, str] | None = None) -> dict:
+        import json
+        import urllib.request
+
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode() if body is not None else None
+        sent = {"Content-Type": kind, **({"X-Request-Id": request_id} if request_id else {}), **(headers or {})}
+        with urllib.request.urlopen(urllib.request.Request(self.url + path, data, sent), timeout=60) as answer:
+            return json.loads(answer.read())
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGTERM)  # graceful: answers what is in flight, writes the prediction log
+        self.process.wait(120)
+
+
+def serve_and_score(workspace: Path, holdout: pd.DataFrame, predicted: np.ndarray) -> int:
+    import json
+    import urllib.request
+
+    features = [c for c in holdout.columns if c not in ("application_id", "default")]
+    picked = [int((predicted == label).nonzero()[0][0]) for label in (0, 1)] + [2]  # both classes
+    rows = holdout[features].iloc[picked]
+    records = json.loads(rows.to_json(orient="records", date_format="iso"))
+    with Server("credit@champion", "--workers", "2") as server:
+        metadata = server.call("/v2/models/credit")  # the inputs, with their datatypes, as an OIP client reads them
         oip = {"inputs": [{"name": i["name"], "shape": [len(rows)], "datatype": i["datatype"],
                            "data": [r[i["name"]] for r in records]} for i in metadata["inputs"]]}
         answers = {
-            "OIP V2  /v2/models/credit/infer": call("/v2/models/credit/infer", oip, request_id="demo-1")["outputs"][0]["data"],
-            "MLflow  /invocations (JSON)": call("/invocations", {"dataframe_records": records})["predictions"],
-            "MLflow  /invocations (CSV)": call("/invocations", rows.to_csv(index=False), "text/csv")["predictions"],
-            "records /predict/credit": call("/predict/credit", records)["predictions"],
+            "OIP V2  /v2/models/credit/infer":
+                server.call("/v2/models/credit/infer", oip, request_id="demo-1")["outputs"][0]["data"],
+            "MLflow  /invocations (JSON)": server.call("/invocations", {"dataframe_records": records})["predictions"],
+            "MLflow  /invocations (CSV)":
+                server.call("/invocations", rows.to_csv(index=False), "text/csv")["predictions"],
+            "records /predict/credit": server.call("/predict/credit", records)["predictions"],
         }
         for route, predictions in answers.items():
             print(f"  {route:34} -> {predictions}")
-        call("/v2/models/credit/feedback", {"request_id": "demo-1", "value": int(holdout["default"].iloc[picked[0]])})
-        with urllib.request.urlopen(url + "/metrics", timeout=60) as answer:
+        server.call("/v2/models/credit/feedback",
+                    {"request_id": "demo-1", "value": int(holdout["default"].iloc[picked[0]])})
+        with urllib.request.urlopen(server.url + "/metrics", timeout=60) as answer:
             answered = [line for line in answer.read().decode().splitlines()
                         if line.startswith("shipyard_requests_total") and 'model="credit"' in line]
         print("  /metrics:", *answered, sep="\n    ")
-    finally:
-        server.send_signal(signal.SIGTERM)  # graceful: answers what is in flight, writes the prediction log
-        server.wait(120)
     logged = shipyard.serving.predictions("credit")
     report = shipyard.serving.feedback_report("credit")
     print(f"Stopped the server: {logged['request_id'].nunique()} requests in the prediction log, "
@@ -269,6 +290,71 @@ def serve_and_score(workspace: Path, holdout: pd.DataFrame, predicted: np.ndarra
     Path("scores").mkdir(exist_ok=True)
     return shipyard_cli(["predict", "credit@champion", "--input", "credit-holdout@1", "--output",
                          "scores/holdout.parquet", "--keep", "application_id"])
+
+
+DEPLOY = """
+deploy:
+  credit-api:
+    model: credit@champion
+    strategy: canary
+    steps: [50, 100]          # half the requests, then all of them
+    min_requests: 60          # per step and route: small, for a demo
+    duration: 2s
+    analysis: {max_error_rate_increase: 0.01, max_p99_latency_ratio: 20, max_prediction_shift: 0.25}  # latency judged loosely: a demo shares its machine
+"""
+
+
+def deploy_second_version(holdout: pd.DataFrame) -> int:
+    """A second version: gated, served beside the champion as a shadow, then taken through an automated canary
+    to promotion while clients send requests."""
+    import json
+    import threading
+
+    print("\n# A second version, trained with more boosting rounds, then deployed progressively")
+    shipyard_cli(["deploy", "create", "credit-api", "--model", "credit@champion"])
+    spec = Path("shipyard.yaml")
+    text = spec.read_text()
+    spec.write_text(text.replace("max_iter: 150", "max_iter: 200").replace("promote: {enabled: true}",
+                                                                            "promote: {enabled: false}"))
+    print("$ shipyard run   # max_iter 200, registered and gated, not promoted: the deployment decides")
+    if shipyard_cli(["run"]):
+        return 3
+    version = max(v.version for v in shipyard.models.versions("credit"))
+    features = [c for c in holdout.columns if c not in ("application_id", "default")]
+    spec.write_text(spec.read_text() + DEPLOY)
+    records = json.loads(holdout[features].head(200).to_json(orient="records", date_format="iso"))
+    with Server("--deployment", "credit-api") as server:
+        print(f"$ shipyard deploy shadow credit-api --model credit/{version}")
+        shipyard_cli(["deploy", "shadow", "credit-api", "--model", f"credit/{version}"])
+        stop = threading.Event()
+
+        def clients() -> None:  # customers keep applying while the deployment changes
+            i = 0
+            while not stop.is_set():
+                try:
+                    server.call("/predict/credit-api", [records[i % len(records)]], headers={"X-Customer": str(i)})
+                except OSError as exc:  # the analysis counts what the server logged; say what went wrong here
+                    print(f"  a request failed: {exc}", file=sys.stderr)
+                i += 1
+
+        sender = threading.Thread(target=clients, daemon=True)
+        sender.start()
+        try:
+            shadowed = 0
+            while shadowed < 100:  # wait until the shadow has answered beside the primary
+                stop.wait(1.0)
+                shadowed = len(shipyard.serving.predictions("credit", version))
+            print("$ shipyard deploy compare credit-api")
+            shipyard_cli(["deploy", "compare", "credit-api"])
+            print(f"$ shipyard deploy canary credit-api --model credit/{version} --auto")
+            status = shipyard_cli(["deploy", "canary", "credit-api", "--model", f"credit/{version}", "--auto",
+                                   "--poll-seconds", "1", "--timeout", "180"])
+        finally:
+            stop.set()
+            sender.join(60)
+    print("$ shipyard deploy history credit-api")
+    shipyard_cli(["deploy", "history", "credit-api"])
+    return status
 
 
 if __name__ == "__main__":

@@ -39,6 +39,12 @@ def test_demo_runs_the_lifecycle(tmp_path: Path) -> None:
     scores = pd.read_parquet(workspace / "scores" / "holdout.parquet")  # the batch score, versioned
     assert len(scores) == 2000 and list(scores.columns) == ["application_id", "prediction"]
     assert "versioned as credit-predictions@1" in proc.stdout
+    # deployed: a second version as a shadow, then an automated canary to promotion, in the history
+    assert "Registered credit/2 (gates: behavioural PASS, evaluation PASS, fairness PASS, infrastructure PASS); " \
+           "not promoted." in proc.stdout
+    assert "primary credit/1  shadow credit/2" in proc.stdout and "agreement" in proc.stdout
+    assert "Deployment 'credit-api' is at revision 4 (single): primary credit/2 100%." in proc.stdout
+    assert "automated analysis: promote (within every limit)" in proc.stdout
     shipyard_cli = str(Path(sys.executable).with_name("shipyard"))
     check = subprocess.run([shipyard_cli, "-C", str(workspace), "readiness", "credit/1", "--json"],
                            capture_output=True, text=True, timeout=120)

@@ -37,12 +37,18 @@ deploy:
 @pytest.fixture
 def canary_workspace(model_workspace: Path) -> Path:
     from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from tests.serving.conftest import training_frame
 
     x, y = training_frame()
     with shipyard.start_run("worse") as run:  # credit/3: always "no", right about half the time
         run.log_model(DummyClassifier(strategy="constant", constant="no").fit(x, y), "credit",
+                      input_example=x.head(), signature_frame=x)
+    with shipyard.start_run("as good") as run:  # credit/4: credit/1 trained again, as good as it
+        run.log_model(make_pipeline(StandardScaler(), LogisticRegression(C=1.0)).fit(x, y), "credit",
                       input_example=x.head(), signature_frame=x)
     spec = model_workspace / "shipyard.yaml"
     spec.write_text(spec.read_text() + "\ngates:\n  credit: {}\n")  # no gates declared: every version may route
@@ -90,15 +96,15 @@ def drive(workspace: Path, model: str, shift: str) -> tuple[Any, list[str], Traf
 
 
 def test_a_good_canary_is_advanced_and_promoted(canary_workspace: Path) -> None:
-    final, said, _ = drive(canary_workspace, "credit/2", shift="0.5")
-    assert [r.version_id for r in final.routes] == ["credit/2"] and final.strategy == "single", (said, final)
+    final, said, _ = drive(canary_workspace, "credit/4", shift="0.5")
+    assert [r.version_id for r in final.routes] == ["credit/4"] and final.strategy == "single", (said, final)
     history = shipyard.deployments.history("credit-api", workspace=canary_workspace)
     decided = [r.analysis for r in sorted(history, key=lambda r: r.revision) if r.analysis]
     assert [d["decision"] for d in decided] == ["advance", "promote"]
     for decision in decided:  # the numbers behind each decision are kept with it
         numbers = decision["numbers"]
         assert numbers["canary"]["requests"] >= 30 and numbers["primary"]["requests"] >= 30
-        assert numbers["canary"]["version"] == "credit/2" and "feedback_score" in numbers["canary"]
+        assert numbers["canary"]["version"] == "credit/4" and "feedback_score" in numbers["canary"]
         assert "prediction_shift" in numbers
     assert [d["step"] for d in decided] == [50, 50]  # advanced to 50 %, then promoted from 50 %
     assert said[-1].startswith("promote: within every limit")

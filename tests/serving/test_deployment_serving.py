@@ -81,15 +81,19 @@ def test_a_shadow_never_changes_the_answer_and_is_logged_under_the_same_request(
         def broken(frame: Any) -> Any:
             raise RuntimeError("the shadow is broken")
 
-        shadow_model.prepare = broken  # a failing shadow: the answer is still the primary's
+        client.portal.call(app.state.runtime.finish_shadows, 30.0)  # the copies so far have run (they run after
+        shadow_model.prepare = broken  # the answer); now a failing shadow: the answer is still the primary's
         failed = client.post("/predict/credit-api", json=[rows[0]], headers={"x-request-id": "q-broken"})
         assert failed.status_code == 200 and failed.json()["predictions"] == expected[0]
     # the app's shutdown waited for the shadows and wrote the log
     logged = shipyard.serving.predictions("credit", workspace=deployed)
     pairs = sorted(zip(logged["request_id"], logged["deployment_route"], logged["version"], strict=True))
     assert pairs == sorted([(f"q{i}", "primary", 1) for i in range(3)] + [(f"q{i}", "shadow", 2) for i in range(3)]
-                           + [("q-broken", "primary", 1)])
+                           + [("q-broken", "primary", 1), ("q-broken", "shadow", 2)])
     assert set(logged["deployment"]) == {"credit-api"}
+    failed = logged[logged["error"].notna()]  # the broken shadow's failure is logged, not answered
+    assert list(zip(failed["request_id"], failed["deployment_route"], strict=True)) == [("q-broken", "shadow")]
+    assert "the shadow is broken" in failed["error"].iloc[0]
 
 
 def poll_revision(url: str, revision: int) -> int:

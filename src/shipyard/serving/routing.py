@@ -7,7 +7,7 @@ route before the swap finishes on it and the next one sees the new table whole.
 A `Follower` polls the deployment's revision counter (one indexed read) every `poll_seconds` on a thread of its
 own; when the routes change it loads any version it does not have yet, then swaps the table. Two servers on one
 store therefore agree within a poll interval plus the time to load a new version; a rollback to a version
-still loaded takes effect within one poll."""
+still loaded takes effect within one poll interval (polls start on a fixed schedule) plus one read."""
 
 from __future__ import annotations
 
@@ -131,7 +131,11 @@ class Follower:
             self._thread.join(5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
+        import time
+
+        due = time.monotonic() + self.poll_seconds  # polls start on a fixed schedule, however long a read takes
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            due = max(due + self.poll_seconds, time.monotonic())
             try:
                 self.refresh()
             except Exception:  # noqa: BLE001 - the store may be away for a while; keep serving the last table
