@@ -347,10 +347,10 @@ def render(result: dict[str, Any], console: Any) -> None:
                      "pause, rollback to version 1, all through the Python API. Times run from the call returning "
                      "to the first answer naming the old version on any polling connection ('first') and on every "
                      "one ('every'); each worker process holds the same number of connections. The first "
-                     "promotion loads version 2 in each worker and is shown on its own. A server reads the revision "
-                     f"{POLL_S:g} s after its previous read finished, and the first answer by the old version "
-                     "arrives a request's time after the switch, so the worst case is a little over "
-                     f"{POLL_S:g} s; 'poll every' is the clients' mean time between two requests on one connection.")
+                     "promotion loads version 2 in each worker and is shown on its own. A server starts a revision read "
+                     f"every {POLL_S:g} s, and the first answer by the old version arrives a read and a request's "
+                     f"time after the switch, so the worst case is a little over {POLL_S:g} s; 'poll every' is the "
+                     "clients' mean time between two requests on one connection.")
     rows = [[a["aim"], a["figure"] or "-", {True: "met", False: "NOT MET", None: "-"}[a["met"]]]
             for a in result.get("aims", [])]
     console.table("Aims", ["Aim", "Figure", ""], rows)
