@@ -1,0 +1,292 @@
+"""The drift engine: one test per column, chosen by the column's type and the reference's size, and a verdict
+for the table.
+
+Defaults, as practitioners expect them:
+
+- reference of at most 1,000 rows: the two-sample Kolmogorov–Smirnov test for numeric columns with more than
+  5 distinct values, chi-squared (on the table of reference and current counts) for categorical and
+  low-cardinality columns, the two-proportion Z-test for binary ones; drift when p < 0.05;
+- a larger reference: the Wasserstein distance divided by the reference's standard deviation for numeric
+  columns, the Jensen–Shannon distance (natural logarithm, as scipy computes it) for the others; drift when
+  the distance is at least 0.1.
+
+`psi` (population stability index over the reference's deciles or categories; drift at 0.1) and `hellinger`
+(drift at 0.1) are there on request, as is any method for any column. The table drifts when at least `share`
+(half) of its checked columns drift. P-values can be corrected across columns, Bonferroni or
+Benjamini–Hochberg, before they are compared with 0.05.
+
+A column that cannot be judged is not given a verdict: fewer than MIN_ROWS values on either side, every value
+null, or missing from the current data each say so in `note`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from shipyard.errors import ValidationError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+Method = Literal["ks", "chisquare", "ztest", "wasserstein", "jensenshannon", "psi", "hellinger"]
+METHODS: tuple[str, ...] = ("ks", "chisquare", "ztest", "wasserstein", "jensenshannon", "psi", "hellinger")
+P_VALUE_METHODS = frozenset({"ks", "chisquare", "ztest"})
+#: Drift when a p-value is below this, or a distance at least this.
+DEFAULT_THRESHOLDS: dict[str, float] = {"ks": 0.05, "chisquare": 0.05, "ztest": 0.05, "wasserstein": 0.1,
+                                        "jensenshannon": 0.1, "psi": 0.1, "hellinger": 0.1}
+SMALL_REFERENCE = 1_000  # rows: at most this many, a statistical test; more, a distance
+NUMERIC_MIN_DISTINCT = 6  # "more than 5 distinct values"
+MIN_ROWS = 5
+Correction = Literal["bonferroni", "bh"]
+
+
+@dataclass
+class ColumnDrift:
+    column: str
+    kind: str  # numeric | categorical | binary
+    method: str
+    score: float | None  # the p-value (tests) or the distance
+    threshold: float
+    drifted: bool | None  # None: not judged (see note)
+    reference_rows: int
+    current_rows: int
+    p_value: float | None = None  # tests: the p-value before any correction
+    adjusted_p: float | None = None  # after the correction across columns, when one was asked for
+    note: str | None = None
+
+    @property
+    def is_test(self) -> bool:
+        return self.method in P_VALUE_METHODS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DriftReport:
+    columns: list[ColumnDrift]
+    share: float  # the share of drifted columns that makes the table drift
+    correction: str | None = None
+    drifted_columns: list[str] = field(default_factory=list)
+    checked: int = 0
+    drifted: bool | None = None  # None when no column could be judged
+
+    @property
+    def drift_share(self) -> float | None:
+        return len(self.drifted_columns) / self.checked if self.checked else None
+
+    def column(self, name: str) -> ColumnDrift:
+        return next(c for c in self.columns if c.column == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"drifted": self.drifted, "drift_share": self.drift_share, "share": self.share,
+                "correction": self.correction, "checked": self.checked, "drifted_columns": self.drifted_columns,
+                "columns": [c.to_dict() for c in self.columns]}
+
+
+def column_kind(values: pd.Series) -> str:
+    """numeric (a number with more than 5 distinct values), binary (two values) or categorical."""
+    import pandas as pd
+
+    distinct = values.dropna().nunique()
+    if distinct == 2:
+        return "binary"
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    return "numeric" if numeric and distinct >= NUMERIC_MIN_DISTINCT else "categorical"
+
+
+def default_method(kind: str, reference_rows: int) -> str:
+    if reference_rows <= SMALL_REFERENCE:
+        return {"numeric": "ks", "binary": "ztest"}.get(kind, "chisquare")
+    return "wasserstein" if kind == "numeric" else "jensenshannon"
+
+
+def column_drift(reference: pd.Series, current: pd.Series, *, method: str | None = None,
+                 threshold: float | None = None, name: str | None = None) -> ColumnDrift:
+    """Compare one column's current values with its reference values."""
+    column = str(name if name is not None else reference.name)
+    if method is not None and method not in METHODS:
+        raise ValidationError(f"Unknown drift method {method!r} for column '{column}'; use one of "
+                              f"{', '.join(METHODS)}.", column=column, method=method)
+    ref, cur = reference.dropna(), current.dropna()
+    kind = column_kind(ref) if len(ref) else "categorical"
+    chosen = method or default_method(kind, len(ref))
+    limit = threshold if threshold is not None else DEFAULT_THRESHOLDS[chosen]
+    result = ColumnDrift(column, kind, chosen, None, limit, None, len(ref), len(cur))
+    if len(ref) < MIN_ROWS or len(cur) < MIN_ROWS:
+        side = "reference" if len(ref) < MIN_ROWS else "current data"
+        result.note = (f"insufficient data: {min(len(ref), len(cur))} non-null values in the {side}, "
+                       f"{MIN_ROWS} needed")
+        return result
+    if chosen in ("ks", "wasserstein") and not _numeric(ref, cur):
+        raise ValidationError(f"Column '{column}' is not numeric on both sides, so '{chosen}' cannot compare it; "
+                              "use chisquare, jensenshannon, psi or hellinger.", column=column, method=chosen)
+    score = _SCORES[chosen](ref, cur)
+    result.score = score
+    if chosen in P_VALUE_METHODS:
+        result.p_value = score
+        result.drifted = bool(score < limit)
+    else:
+        result.drifted = bool(score >= limit)
+    return result
+
+
+def dataset_drift(reference: pd.DataFrame, current: pd.DataFrame, *, columns: list[str] | None = None,
+                  methods: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
+                  correction: str | None = None, share: float = 0.5) -> DriftReport:
+    """Every column of `columns` (default: the reference's), then the table's verdict."""
+    if correction not in (None, "bonferroni", "bh"):
+        raise ValidationError(f"Unknown correction {correction!r}; use bonferroni, bh (Benjamini-Hochberg) or none.",
+                              correction=correction)
+    if not 0 < share <= 1:
+        raise ValidationError(f"share {share!r} must be above 0 and at most 1: the share of drifted columns that "
+                              "makes the table drift.", share=share)
+    methods, thresholds = dict(methods or {}), dict(thresholds or {})
+    names = [str(c) for c in (columns if columns is not None else reference.columns)]
+    unknown = sorted(set(methods) - set(names))
+    if unknown:
+        raise ValidationError(f"Methods are given for {', '.join(repr(u) for u in unknown)}, which are not compared; "
+                              f"the columns are {', '.join(names)}.")
+    results = []
+    for name in names:
+        if name not in reference.columns:
+            raise ValidationError(f"Column '{name}' is not in the reference data; it has "
+                                  f"{', '.join(map(str, reference.columns))}.", column=name)
+        if name not in current.columns:
+            ref = reference[name].dropna()
+            kind = column_kind(ref) if len(ref) else "categorical"
+            method = methods.get(name) or default_method(kind, len(ref))
+            results.append(ColumnDrift(name, kind, method, None, thresholds.get(name, DEFAULT_THRESHOLDS[method]),
+                                       None, len(ref), 0, note="missing from the current data"))
+            continue
+        results.append(column_drift(reference[name], current[name], method=methods.get(name),
+                                    threshold=thresholds.get(name), name=name))
+    if correction is not None:
+        _correct(results, correction)
+    report = DriftReport(results, share, correction)
+    judged = [c for c in results if c.drifted is not None]
+    report.checked = len(judged)
+    report.drifted_columns = [c.column for c in judged if c.drifted]
+    if judged:
+        report.drifted = len(report.drifted_columns) / len(judged) >= share
+    return report
+
+
+def _correct(results: list[ColumnDrift], correction: str) -> None:
+    """Adjust the p-values of the tested columns for the number of tests, then judge again."""
+    import numpy as np
+    from scipy.stats import false_discovery_control
+
+    tested = [c for c in results if c.is_test and c.p_value is not None]
+    if not tested:
+        return
+    raw = np.array([c.p_value for c in tested], dtype=float)
+    adjusted = np.minimum(raw * len(raw), 1.0) if correction == "bonferroni" else false_discovery_control(raw)
+    for result, value in zip(tested, adjusted, strict=True):
+        result.adjusted_p = float(value)
+        result.score = float(value)
+        result.drifted = bool(value < result.threshold)
+
+
+# -- the scores ---------------------------------------------------------------------------------------
+
+def _numeric(*series: pd.Series) -> bool:
+    import pandas as pd
+
+    return all(pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) for s in series)
+
+
+def ks(ref: pd.Series, cur: pd.Series) -> float:
+    from scipy.stats import ks_2samp
+
+    return float(ks_2samp(ref.to_numpy(float), cur.to_numpy(float)).pvalue)
+
+
+def counts(ref: pd.Series, cur: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Counts per category over the union of both sides' categories (unseen ones count 0 on the other side)."""
+    import numpy as np
+
+    left, right = ref.astype(str).value_counts(), cur.astype(str).value_counts()
+    categories = sorted(set(left.index) | set(right.index))
+    return (left.reindex(categories, fill_value=0).to_numpy(dtype=np.float64),
+            right.reindex(categories, fill_value=0).to_numpy(dtype=np.float64))
+
+
+def chisquare(ref: pd.Series, cur: pd.Series) -> float:
+    """Pearson's chi-squared test of independence on the 2 x k table of counts (scipy's chi2_contingency,
+    without the continuity correction); one category on both sides cannot differ: p = 1."""
+    import numpy as np
+    from scipy.stats import chi2_contingency
+
+    left, right = counts(ref, cur)
+    if len(left) < 2:
+        return 1.0
+    return float(chi2_contingency(np.vstack([left, right]), correction=False).pvalue)
+
+
+def ztest(ref: pd.Series, cur: pd.Series) -> float:
+    """The pooled two-proportion Z-test on the share of the first value (in sorted order), two-sided."""
+    from scipy.stats import norm
+
+    left, right = counts(ref, cur)
+    n1, n2 = left.sum(), right.sum()
+    p1, p2 = left[0] / n1, right[0] / n2
+    pooled = (left[0] + right[0]) / (n1 + n2)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if spread == 0:
+        return 1.0 if p1 == p2 else 0.0
+    return float(2 * norm.sf(abs(p1 - p2) / spread))
+
+
+def wasserstein(ref: pd.Series, cur: pd.Series) -> float:
+    """The Wasserstein (earth mover's) distance divided by the reference's standard deviation (population);
+    a constant reference is not divided."""
+    import numpy as np
+    from scipy.stats import wasserstein_distance
+
+    a, b = ref.to_numpy(float), cur.to_numpy(float)
+    spread = float(np.std(a))
+    distance = float(wasserstein_distance(a, b))
+    return distance / spread if spread > 0 else distance
+
+
+def jensenshannon(ref: pd.Series, cur: pd.Series) -> float:
+    from scipy.spatial.distance import jensenshannon as js
+
+    left, right = counts(ref, cur)
+    return float(js(left / left.sum(), right / right.sum()))
+
+
+def _binned(ref: pd.Series, cur: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Shares per bin: the reference's deciles for numeric columns (the outermost bins open), else categories."""
+    import numpy as np
+
+    if _numeric(ref, cur) and ref.nunique() >= NUMERIC_MIN_DISTINCT:
+        edges = np.unique(np.quantile(ref.to_numpy(float), np.linspace(0, 1, 11)[1:-1]))
+        left = np.bincount(np.searchsorted(edges, ref.to_numpy(float), side="right"), minlength=len(edges) + 1)
+        right = np.bincount(np.searchsorted(edges, cur.to_numpy(float), side="right"), minlength=len(edges) + 1)
+    else:
+        left, right = counts(ref, cur)
+    return left / left.sum(), right / right.sum()
+
+
+def psi(ref: pd.Series, cur: pd.Series) -> float:
+    """Population stability index; empty bins are given a share of 0.0001 so that it stays finite."""
+    import numpy as np
+
+    expected, actual = (np.maximum(x, 1e-4) for x in _binned(ref, cur))
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def hellinger(ref: pd.Series, cur: pd.Series) -> float:
+    import numpy as np
+
+    expected, actual = _binned(ref, cur)
+    return float(np.sqrt(0.5 * np.sum((np.sqrt(expected) - np.sqrt(actual)) ** 2)))
+
+
+_SCORES = {"ks": ks, "chisquare": chisquare, "ztest": ztest, "wasserstein": wasserstein,
+           "jensenshannon": jensenshannon, "psi": psi, "hellinger": hellinger}
