@@ -159,6 +159,15 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
         (["artifacts", "get", "{run}", "config.json", "{tmp}/a-file.txt/x"], "a-file.txt"),
     ],
     "artifacts gc": [(["artifacts", "gc", "--grace", "-5"], "-5")],
+    "monitor compare": [
+        (["monitor", "compare", "credit@1", "nope@1"], "'nope'"),
+        (["monitor", "compare", "{tmp}/missing.csv", "credit@1"], "missing.csv"),
+        (["monitor", "compare", "credit@1", "credit@2", "--method", "amount"], "'amount'"),
+        (["monitor", "compare", "credit@1", "credit@2", "--method", "amount=energy"], "'energy'"),
+        (["monitor", "compare", "credit@1", "credit@2", "--correction", "holm"], "'holm'"),
+        (["monitor", "compare", "credit@1", "credit@2", "--column", "nope"], "'nope'"),
+        (["monitor", "compare", "credit@1", "credit@2", "--share", "0"], "0"),
+    ],
     "deploy export": [
         (["deploy", "export", "credit/9", "--out", "{tmp}/k8s"], "no version 9"),
         (["deploy", "export", "credit/1", "--out", "{tmp}/k8s", "--namespace", "Bad_Name"], "Bad_Name"),

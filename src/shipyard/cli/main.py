@@ -175,7 +175,8 @@ def root(
 
 def _register() -> None:
     from shipyard.cli import (
-        artifacts, audit, data, deploy, feedback, lifecycle, lineage, models, pipelines, runs, serve, workspace,
+        artifacts, audit, data, deploy, feedback, lifecycle, lineage, models, monitor, pipelines, runs, serve,
+        workspace,
     )
 
     workspace.register(app)
@@ -196,6 +197,7 @@ def _register() -> None:
     app.command("serve")(serve.serve)
     app.add_typer(deploy.app, name="deploy")
     app.add_typer(feedback.app, name="feedback")
+    app.add_typer(monitor.app, name="monitor")
 
 
 _register()
