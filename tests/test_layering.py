@@ -20,6 +20,7 @@ OWNERS = {
     "gates": {"gate_results"},
     "serving": {"prediction_batches", "feedback"},
     "deployments": {"deployments", "deployment_revisions"},
+    "monitoring": {"monitor_reports", "monitor_alerts", "alert_silences", "reference_sketches"},
 }
 
 

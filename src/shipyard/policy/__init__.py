@@ -34,7 +34,7 @@ SECTIONS: dict[str, str] = {
     "gates": "per model: the gates a version passes before it serves",
     "governance": "per model: intended use, limitations, owners, required reviews",
     "deploy": "per deployment: the model, strategy, canary steps and analysis limits",
-    "monitor": "monitoring (reserved)",
+    "monitor": "per monitor: the deployment or model watched, its window, limits and alert sinks",
 }
 
 

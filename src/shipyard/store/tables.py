@@ -378,3 +378,76 @@ deployment_revisions = Table(
     Column("actor", String(KEY_LENGTH), nullable=False),
     Column("created", BigInteger, nullable=False),
 )
+
+# Monitoring: each run of a monitor keeps its report (drift, performance, health) as evidence. The window
+# is the span of the prediction log it covered; `updated` is set when late feedback recomputed its performance.
+monitor_reports = Table(
+    "monitor_reports",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("monitor", String(128), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("deployment", String(128)),
+    Column("window_start", BigInteger),  # ms; None: the window held no prediction
+    Column("window_end", BigInteger),
+    Column("rows", BigInteger, nullable=False),
+    Column("reference", String(160)),  # the dataset version compared against
+    Column("status", String(24), nullable=False),  # ok | alert | insufficient data
+    Column("drift_share", Float),
+    Column("report", Text, nullable=False),  # JSON
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(KEY_LENGTH), nullable=False),
+    Column("updated", BigInteger),
+    Index("ix_monitor_reports_monitor", "monitor", "id"),
+)
+
+# An alert is one episode of a rule being broken: it fires, stays firing across reports (one notification,
+# then again every repeat interval unless acknowledged) and is resolved when a report no longer breaks it.
+monitor_alerts = Table(
+    "monitor_alerts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("monitor", String(128), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),  # info | warning | critical
+    Column("state", String(16), nullable=False),  # firing | resolved
+    Column("value", Float),
+    Column("threshold", Float),
+    Column("message", Text, nullable=False),
+    Column("started", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    Column("resolved_at", BigInteger),
+    Column("first_report", BigInteger, nullable=False),
+    Column("last_report", BigInteger, nullable=False),
+    Column("acknowledged_by", String(KEY_LENGTH)),
+    Column("acknowledged_at", BigInteger),
+    Column("notified_at", BigInteger),
+    Column("notifications", Integer, nullable=False, server_default="0"),
+    Index("ix_monitor_alerts_monitor_rule_state", "monitor", "rule", "state"),
+)
+
+# A silence keeps a monitor's alerts (one rule's, or all when rule is None) from being sent until `until`.
+alert_silences = Table(
+    "alert_silences",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("monitor", String(128), nullable=False),
+    Column("rule", String(64)),
+    Column("until", BigInteger, nullable=False),
+    Column("reason", Text),
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(KEY_LENGTH), nullable=False),
+    Index("ix_alert_silences_monitor", "monitor", "until"),
+)
+
+# The drift reference of a dataset version, sketched once (quantiles, category counts) and kept as a blob,
+# so that monitors do not read the training data again.
+reference_sketches = Table(
+    "reference_sketches",
+    metadata,
+    Column("key", String(KEY_LENGTH), primary_key=True),  # the table's digest, the columns, the sketch format
+    Column("digest", String(64), nullable=False, info=BLOB),
+    Column("created", BigInteger, nullable=False),
+    Index("ix_reference_sketches_digest", "digest"),
+)
