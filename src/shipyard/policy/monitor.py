@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 Severity = Literal["info", "warning", "critical"]
 DriftMethod = Literal["ks", "chisquare", "ztest", "wasserstein", "jensenshannon", "psi", "hellinger"]
 Detector = Literal["page_hinkley", "adwin", "ddm"]
+DETECTORS: tuple[Detector, ...] = ("page_hinkley", "adwin", "ddm")
 #: The rules a monitor's report is judged by, each an alert of its own.
 RULES = ("data_drift", "prediction_drift", "performance", "concept_drift", "latency", "error_rate", "throughput",
          "no_data")
@@ -56,7 +57,7 @@ class PerformanceSpec(_Spec):
     min: float | None = None  # alert below this (metrics where higher is better)
     max: float | None = None  # alert above this (errors: rmse, mae)
     min_labelled: int = Field(default=30, ge=1)  # fewer labelled rows: insufficient data, no verdict
-    detectors: list[Detector] = Field(default_factory=lambda: ["page_hinkley", "adwin", "ddm"])
+    detectors: list[Detector] = Field(default_factory=lambda: list(DETECTORS))
     severity: Severity = "critical"
 
 

@@ -178,23 +178,30 @@ def store_batch(ctx: Context, batch: Batch) -> str:
     return info.digest
 
 
-def stored_batches(ctx: Context, model: str, version: int | None = None, since: float | None = None) -> list[Any]:
+def stored_batches(ctx: Context, model: str, version: int | None = None, since: float | None = None,
+                   until: float | None = None, *, newest_first: bool = False) -> list[Any]:
     c = prediction_batches.c
     query = select(prediction_batches).where(c.model == model)
     if version is not None:
         query = query.where(c.version == version)
     if since is not None:
         query = query.where(c.last_timestamp >= math.floor(since * 1000))
+    if until is not None:
+        query = query.where(c.first_timestamp < math.ceil(until * 1000))
+    order = (c.last_timestamp.desc(), c.id.desc()) if newest_first else (c.first_timestamp, c.id)
     with ctx.store.read() as conn:
-        return list(conn.execute(query.order_by(c.first_timestamp, c.id)))
+        return list(conn.execute(query.order_by(*order)))
 
 
 def read_predictions(ctx: Context, model: str, version: int | None = None, since: float | dt.datetime | None = None,
-                     *, columns: Sequence[str] | None = None) -> pd.DataFrame:
+                     *, columns: Sequence[str] | None = None, until: float | dt.datetime | None = None,
+                     deployment: str | None = None, last_rows: int | None = None) -> pd.DataFrame:
     """The logged requests of a model (one version, or all), one row per predicted row, oldest first.
 
-    `since` (unix seconds or a datetime; naive means UTC) keeps requests that arrived then or later;
-    `columns` reads only those (plus `version`). Every blob is verified against its digest as it is read."""
+    `since` and `until` (unix seconds or datetimes; naive means UTC) keep requests that arrived in
+    [since, until); `deployment` those served through that deployment; `last_rows` the newest that many rows
+    (reading blobs newest first, and no more of them than it takes). `columns` reads only those (plus
+    `version`). Every blob is verified against its digest as it is read."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -205,18 +212,38 @@ def read_predictions(ctx: Context, model: str, version: int | None = None, since
     get_model_version(ctx, check_model_name(model))  # an unknown model: NotFoundError with a suggestion
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise ValidationError(f"Invalid version {version!r}: expected a positive number, e.g. 2.")
-    start = _since(since)
-    tables = []
-    for batch in stored_batches(ctx, model, version, start):
+    if last_rows is not None and (isinstance(last_rows, bool) or not isinstance(last_rows, int) or last_rows < 1):
+        raise ValidationError(f"Invalid last_rows {last_rows!r}: expected a positive number of rows, e.g. 5000.")
+    start, end = _since(since), _since(until, "until")
+    wanted_columns = None if columns is None else [*columns, *(["deployment"] if deployment is not None else []),
+                                                   *(["timestamp"] if last_rows is not None else [])]
+    tables: list[pa.Table] = []
+    kept, oldest = 0, math.inf
+    for batch in stored_batches(ctx, model, version, start, end, newest_first=last_rows is not None):
+        if last_rows is not None and kept >= last_rows and batch.last_timestamp / 1000 < oldest:
+            break  # every row of this batch and the older ones is older than the newest last_rows rows
         data = ctx.blobs.get_bytes(batch.digest)
         wanted = None
-        if columns is not None:
+        if wanted_columns is not None:
             names = pq.read_schema(pa.BufferReader(data)).names
-            wanted = [c for c in columns if c in names and c != "version"]
+            wanted = [c for c in dict.fromkeys(wanted_columns) if c in names and c != "version"]
         table = pq.read_table(pa.BufferReader(data), columns=wanted)
-        if start is not None and "timestamp" in table.column_names:
-            table = table.filter(pc.greater_equal(table["timestamp"], pa.scalar(round(start * 1e6),
-                                                                                pa.timestamp("us", tz="UTC"))))
+        keep = None
+        if "timestamp" in table.column_names:
+            stamps = table["timestamp"]
+            for bound, compare in ((start, pc.greater_equal), (end, pc.less)):
+                if bound is not None:
+                    mask = compare(stamps, pa.scalar(round(bound * 1e6), pa.timestamp("us", tz="UTC")))
+                    keep = mask if keep is None else pc.and_(keep, mask)
+        if deployment is not None:
+            mask = (pc.equal(table["deployment"], deployment) if "deployment" in table.column_names
+                    else pa.array([False] * table.num_rows))
+            keep = mask if keep is None else pc.and_(keep, mask)
+        if keep is not None:
+            table = table.filter(keep)
+        if last_rows is not None and table.num_rows:
+            kept += table.num_rows
+            oldest = min(oldest, pc.min(table["timestamp"]).value / 1e6)
         table = table.replace_schema_metadata(None)
         tables.append(table.append_column("version", pa.array([batch.version] * table.num_rows, pa.int32())))
     if not tables:
@@ -226,6 +253,13 @@ def read_predictions(ctx: Context, model: str, version: int | None = None, since
     if len(identity) == 4:  # a batch spilled at shutdown while its write was still going on may be stored twice
         frame = frame.drop_duplicates(subset=identity + [c for c in DEPLOYMENT_COLUMNS if c in frame.columns],
                                       ignore_index=True)
+    if last_rows is not None or len(tables) > 1:
+        order = [c for c in ("timestamp", "request_id", "row") if c in frame.columns]
+        frame = frame.sort_values(order, kind="stable", ignore_index=True) if order else frame
+    if last_rows is not None:
+        frame = frame.iloc[-last_rows:].reset_index(drop=True)
+    if columns is not None:
+        frame = frame[[c for c in frame.columns if c in {*columns, "version"}]]
     first = [c for c in (*COLUMNS[:3], "version", *COLUMNS[3:]) if c in frame.columns]
     last = [c for c in OUTPUTS if c in frame.columns]
     middle = [c for c in frame.columns if c not in first and c not in last]
@@ -242,11 +276,11 @@ def _empty(columns: Sequence[str] | None) -> pd.DataFrame:
     return frame if columns is None else frame[[c for c in frame.columns if c in {*columns, "version"}]]
 
 
-def _since(since: float | dt.datetime | None) -> float | None:
+def _since(since: float | dt.datetime | None, name: str = "since") -> float | None:
     if since is None:
         return None
     if isinstance(since, dt.datetime):
         return (since if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)).timestamp()
     if isinstance(since, bool) or not isinstance(since, (int, float)) or not math.isfinite(since):
-        raise ValidationError(f"Invalid since {since!r}: give unix seconds (e.g. time.time() - 3600) or a datetime.")
+        raise ValidationError(f"Invalid {name} {since!r}: give unix seconds (e.g. time.time() - 3600) or a datetime.")
     return float(since)
