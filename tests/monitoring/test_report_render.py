@@ -306,3 +306,16 @@ def test_bad_reports_and_alerts_are_refused_by_name() -> None:
     with pytest.raises(ValidationError, match=r"'yesterday' is not an ISO 8601 time"):
         exposition([{"id": 1, "monitor": "m", "created": "yesterday"}], [])
     assert samples(exposition([], [])) == {}
+
+
+def test_p_value_history_marks_the_drifted_reports() -> None:
+    from shipyard.monitoring.charts import DRIFT_COLOUR, history_svg
+
+    # scipy's p-values underflow to 0.0; a None score (an unjudged report) is skipped, not drawn as 0.
+    chart = history_svg([("a", 0.5), ("b", None), ("c", 0.0), ("d", 1e-30), ("e", 0.2)], 0.05, p_values=True)
+    parse(chart)
+    assert chart.count("<circle") == 4
+    assert len(re.findall(rf'<circle [^>]*fill="{DRIFT_COLOUR}"', chart)) == 2  # c and d
+    assert ">1e-16<" in chart  # the axis reaches the floor of the log scale
+    distances = history_svg([("a", 0.05), ("b", 0.3)], 0.1, p_values=False)
+    assert len(re.findall(rf'<circle [^>]*fill="{DRIFT_COLOUR}"', distances)) == 1  # b, at or above 0.1

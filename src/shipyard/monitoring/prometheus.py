@@ -4,11 +4,11 @@ monitor, in the text exposition format (prometheus-client), for a scrape endpoin
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import ValidationError
-from shipyard.monitoring.charts import number
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -68,7 +68,7 @@ def _samples(reports: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> dic
     samples: dict[str, dict[tuple[str, ...], float]] = {name: {} for name in GAUGES}
 
     def put(name: str, labels: tuple[Any, ...], value: Any) -> None:
-        measured = number(value) if not isinstance(value, bool) else float(value)
+        measured = _value(value)
         if measured is not None:
             samples[name][_labels(labels)] = measured
 
@@ -105,6 +105,15 @@ def _samples(reports: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> dic
     return samples
 
 
+def _value(value: Any) -> float | None:
+    """A gauge's value: a finite number, a verdict as 0 or 1; None (and text, NaN) is not exported."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def _labels(values: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple("" if value is None else str(value) for value in values)
 
@@ -124,7 +133,7 @@ def _latest(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _order(report: dict[str, Any]) -> tuple[float, float]:
-    return (_seconds(report.get("created")) or 0.0, number(report.get("id")) or 0.0)
+    return (_seconds(report.get("created")) or 0.0, _value(report.get("id")) or 0.0)
 
 
 def _seconds(created: Any) -> float | None:
