@@ -80,6 +80,8 @@ def _overview(report: dict[str, Any]) -> list[tuple[Any, ...]]:
 def _notes(notes: Any) -> str:
     if not notes:
         return ""
+    if isinstance(notes, str):  # one note stored bare rather than as a list of one
+        notes = [notes]
     return "<ul>" + "".join(f"<li>{escape(_text(note))}</li>" for note in notes) + "</ul>"
 
 
