@@ -280,10 +280,25 @@ def feedback_report(ctx: Context, model: str) -> FeedbackReport:
 def joined_feedback(ctx: Context, model: str, version: int | None = None) -> pd.DataFrame:
     """The logged predictions that have feedback, with it: read_predictions' columns plus `feedback` (the
     true value: the row's own, else the request's) and `feedback_at`."""
+    return attach_feedback(read_predictions(ctx, model, version), latest_feedback(ctx, model))
+
+
+def labelled(ctx: Context, frame: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The rows of `frame` (logged predictions, e.g. a monitoring window) that have feedback, with it in
+    `feedback` and `feedback_at`: the row's own value, else the whole request's; failed rows are left out."""
     import pandas as pd
 
-    predictions = read_predictions(ctx, model, version)
+    if frame.empty:
+        return frame.assign(feedback=pd.Series(dtype=object), feedback_at=pd.Series(dtype="datetime64[ns, UTC]"))
+    served = frame[frame["error"].isna()] if "error" in frame.columns else frame
     given = latest_feedback(ctx, model)
+    return attach_feedback(served.astype({"row": "int32"}), given[given["request_id"].isin(set(served["request_id"]))])
+
+
+def attach_feedback(predictions: pd.DataFrame, given: pd.DataFrame) -> pd.DataFrame:
+    """The logged rows that have feedback, with it: the row's own value, else the whole request's."""
+    import pandas as pd
+
     whole = given[given["row"].isna()].drop(columns="row")
     per_row = given[given["row"].notna()].astype({"row": "int32"})
     joined = predictions.merge(per_row, on=["request_id", "row"], how="left")
@@ -297,3 +312,8 @@ def joined_feedback(ctx: Context, model: str, version: int | None = None) -> pd.
         return joined.astype({"feedback": object})
     return joined.assign(feedback=pd.Series(joined["feedback"].tolist()).infer_objects())
 
+def feedback_since(ctx: Context, model: str, since_ms: int) -> bool:
+    """Whether any feedback for `model` arrived after `since_ms` (unix milliseconds)."""
+    c = feedback.c
+    with ctx.store.read() as conn:
+        return conn.execute(select(c.id).where(c.model == model, c.received_at > since_ms).limit(1)).first() is not None
