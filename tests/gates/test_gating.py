@@ -219,7 +219,7 @@ def test_readiness_checklist_from_evidence(setup, workspace: Path) -> None:  # t
     assert report["model"].status == "FAIL" and any("has not run" in m for m in report["model"].missing)
     assert report["pipeline"].status == "FAIL"  # trained in a hand-written run, not by a pipeline
     assert report["deployment"].status == "FAIL" and "no deployment serves cancer/1" in report["deployment"].missing[0]
-    assert report["monitoring"].status == "NOT YET"
+    assert report["monitoring"].status == "FAIL" and "no monitor watches cancer/1" in report["monitoring"].missing[0]
     assert report["governance"].status == "FAIL"
     assert any("no model card" in m for m in report["governance"].missing)
     assert any("ethical review" in m for m in report["governance"].missing)

@@ -111,8 +111,8 @@ def evaluate(ctx: Context, ref: str) -> ReadinessReport:
     items.append(_item("pipeline", "Was it produced reproducibly by a pipeline run?", evidence, missing))
     evidence, missing = _deployment(ctx, version.model, version.version)
     items.append(_item("deployment", "Is a deployment strategy defined, with a rollback target?", evidence, missing))
-    items.append(Item("monitoring", "Are drift and performance alerts configured?", NOT_YET, [],
-                      ["monitoring is not part of Shipyard yet"]))
+    evidence, missing = _monitoring(ctx, version)
+    items.append(_item("monitoring", "Are drift and performance alerts configured?", evidence, missing))
 
     # Governance: a model card, lineage back to run and data, an intact audit chain, reviews.
     evidence, missing = [], []
@@ -133,6 +133,43 @@ def evaluate(ctx: Context, ref: str) -> ReadinessReport:
         (evidence if status == "approved" else missing).append(f"{kind} review {status}")
     items.append(_item("governance", "Is it documented, traceable and reviewed?", evidence, missing))
     return ReadinessReport(vid, items)
+
+
+def _monitoring(ctx: Context, version: Any) -> tuple[list[str], list[str]]:
+    """A monitor declared in shipyard.yaml watches the version with drift (against a reference) and performance
+    limits, its alerts go to a webhook or Slack (not only the log), and it has run on this version."""
+    from shipyard.monitoring.monitors import covering_monitors, last_report_for
+
+    monitors = covering_monitors(ctx, version)
+    if not monitors:
+        return [], [f"no monitor watches {version.version_id} (declare one under monitor: in shipyard.yaml, for a "
+                    "deployment serving it or for the model)"]
+    best: tuple[list[str], list[str]] | None = None
+    for name, spec in monitors:
+        evidence, missing = [f"monitor {name} watches it"], list[str]()
+        reference = spec.reference or version.dataset_version
+        (evidence if reference else missing).append(
+            f"data and prediction drift against {reference}" if reference else
+            f"monitor {name} has no drift reference (set monitor.{name}.reference or link the training data)")
+        perf = spec.performance
+        if perf is not None and (perf.min is not None or perf.max is not None):
+            evidence.append(f"performance limit on {perf.metric or 'the default metric'} "
+                            f"({'min ' + str(perf.min) if perf.min is not None else 'max ' + str(perf.max)}) "
+                            f"and detectors {', '.join(perf.detectors) or 'none'}")
+        else:
+            missing.append(f"monitor {name} sets no performance limit (monitor.{name}.performance.min or .max)")
+        routed = [s.kind for s in spec.sinks if s.kind != "log"]
+        (evidence if routed else missing).append(
+            f"alerts go to {', '.join(routed)}" if routed else
+            f"monitor {name} sends alerts only to the log (add a webhook or slack sink)")
+        last = last_report_for(ctx, name, version.model, version.version)
+        (evidence if last else missing).append(
+            f"report #{last['id']} at {last['created']}: {last['status']}" if last else
+            f"monitor {name} never ran on {version.version_id} (`shipyard monitor run {name}`)")
+        if best is None or len(missing) < len(best[1]):
+            best = (evidence, missing)
+    assert best is not None
+    return best
 
 
 def _deployment(ctx: Context, model: str, number: int) -> tuple[list[str], list[str]]:

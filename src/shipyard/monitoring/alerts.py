@@ -48,6 +48,9 @@ class Finding:
             raise ValidationError(f"The {self.rule} finding needs a message saying what was seen, "
                                   f"got {self.message!r}.")
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 @dataclass
 class Alert:

@@ -105,17 +105,18 @@ def _health(spec: MonitorSpec, report: dict[str, Any]) -> list[Finding]:
                                if value is not None else "no request to measure latency on"))
             if breached:
                 break  # one latency alert: the first limit broken
-    if limits.max_error_rate is not None:
+    ceiling = limits.max_error_rate
+    if ceiling is not None:
         rate = health.get("error_rate")
-        out.append(Finding("error_rate", severity, None if not requests else rate > limits.max_error_rate, rate,
-                           limits.max_error_rate,
+        out.append(Finding("error_rate", severity, None if not requests or rate is None else bool(rate > ceiling),
+                           rate, ceiling,
                            f"{health.get('errors', 0)} of {requests} requests failed" if requests else
                            "no request in the window"))
-    if limits.min_throughput_rps is not None:
+    floor = limits.min_throughput_rps
+    if floor is not None:
         rps = health.get("throughput_rps")
-        out.append(Finding("throughput", severity, None if rps is None else rps < limits.min_throughput_rps, rps,
-                           limits.min_throughput_rps, f"{_fmt(rps)} requests per second, at least "
-                                                      f"{_fmt(limits.min_throughput_rps)} expected"))
+        out.append(Finding("throughput", severity, None if rps is None else bool(rps < floor), rps, floor, f"{_fmt(rps)} requests per second, at least "
+                                                      f"{_fmt(floor)} expected"))
     return _one_per_rule(out)
 
 

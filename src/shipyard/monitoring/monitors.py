@@ -80,7 +80,7 @@ def target_version(ctx: Context, spec: MonitorSpec) -> ModelVersion:
     return get_model_version(ctx, spec.model)
 
 
-def run_monitor(ctx: Context, name: str, *, until: float | None = None, notify: bool = True) -> MonitorRun:
+def run_monitor(ctx: Context, name: str, *, until: float | None = None) -> MonitorRun:
     """Compute monitor NAME's report now (or over the window ending at `until`), store it and judge its alerts."""
     from shipyard.monitoring.windows import read_window
 
@@ -99,7 +99,7 @@ def run_monitor(ctx: Context, name: str, *, until: float | None = None, notify: 
     run.updated_reports = refresh_late_labels(ctx, name, spec, before=report_id)
     from shipyard.monitoring.alerts import evaluate
 
-    run.notifications = evaluate(ctx, name, spec, report_id, findings, send=notify)
+    run.notifications = evaluate(ctx, name, spec, report_id, findings)
     return run
 
 
@@ -222,7 +222,9 @@ def store_report(ctx: Context, name: str, spec: MonitorSpec, version: ModelVersi
            "drift_share": drift["drift_share"] if drift else None, "created": created, "created_by": ctx.actor}
     payload = {"model_version": version.version_id, "status": report["status"], "rows": window.rows}
     with ctx.store.mutation(ctx.actor, "monitor.run", "monitor", name, payload) as conn:
-        report_id = conn.execute(monitor_reports.insert().values(**row, report="{}")).inserted_primary_key[0]
+        inserted = conn.execute(monitor_reports.insert().values(**row, report="{}")).inserted_primary_key
+        assert inserted is not None
+        report_id = inserted[0]
         report["id"] = int(report_id)
         conn.execute(monitor_reports.update().where(monitor_reports.c.id == report_id)
                      .values(report=json.dumps(report, default=str)))
@@ -255,6 +257,8 @@ def refresh_late_labels(ctx: Context, name: str, spec: MonitorSpec, *, before: i
                             .order_by(c.id.desc()).limit(LATE_LABEL_REPORTS)).all()
     updated = []
     for row in rows:
+        if row.window_start is None or row.window_end is None:
+            continue
         since = row.updated or row.created
         if not feedback_since(ctx, row.model, since):
             continue
@@ -336,3 +340,36 @@ def _iso_ms(ms: int) -> str:
 
 def now() -> float:
     return time.time()
+
+
+def covering_monitors(ctx: Context, version: ModelVersion) -> list[tuple[str, MonitorSpec]]:
+    """The declared monitors that watch `version`: through a deployment routing to it, or by model reference."""
+    from shipyard.errors import ShipyardError
+    from shipyard.policy.monitor import declared_monitors
+
+    found = []
+    for name in declared_monitors(ctx.policy.document()):
+        spec = monitor_spec(ctx, name)
+        try:
+            if spec.deployment is not None:
+                from shipyard.deployments.revisions import get_deployment
+
+                routes = get_deployment(ctx, spec.deployment).routes
+                watches = any(r.model == version.model and r.version == version.version for r in routes)
+            else:
+                watches = target_version(ctx, spec).version_id == version.version_id
+        except ShipyardError:  # a deployment not created yet, an alias not set: it watches nothing now
+            watches = False
+        if watches:
+            found.append((name, spec))
+    return found
+
+
+def last_report_for(ctx: Context, name: str, model: str, version: int) -> dict[str, Any] | None:
+    """The monitor's newest report on that model version (its id, created and status), if it ever ran on it."""
+    c = monitor_reports.c
+    with ctx.store.read() as conn:
+        row = conn.execute(select(c.id, c.created, c.status).where(c.monitor == name, c.model == model,
+                                                                   c.version == version)
+                           .order_by(c.id.desc()).limit(1)).first()
+    return None if row is None else {"id": int(row.id), "created": _iso_ms(row.created), "status": row.status}

@@ -34,6 +34,16 @@ def _seconds(value: Any) -> Any:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def duration_seconds(value: Any, what: str = "duration") -> float:
+    """A duration given on the command line (300, 90s, 5m, 1h) in seconds; ValidationError otherwise."""
+    from shipyard.errors import ValidationError
+
+    try:
+        return float(_seconds(value))
+    except ValueError as exc:
+        raise ValidationError(f"Invalid {what} {value!r}: {exc}.", value=value) from None
+
+
 def _sticky_key(value: Any) -> Any:
     if value is not None and (not isinstance(value, str) or not _KEY.match(value)):
         raise ValueError("expected a header or input field name: letters, digits, '_', '-' or '.'")
