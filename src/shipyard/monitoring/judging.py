@@ -78,7 +78,7 @@ def _performance(spec: MonitorSpec, report: dict[str, Any]) -> list[Finding]:
         perf = Finding("performance", limits.severity, bool(breached), float(value), float(bound),
                        f"{metric} = {_fmt(value)} [{_fmt(metrics.get('low'))}, {_fmt(metrics.get('high'))}] on "
                        f"{labelled} labelled rows; limit {_fmt(bound)}")
-    detections = section.get("detections") or []
+    detections = [d for d in section.get("detections") or [] if d.get("index") is not None]
     if not enough:
         concept = Finding("concept_drift", limits.severity, None, None, None,
                           "insufficient data for the concept-drift detectors")
