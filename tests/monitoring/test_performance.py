@@ -51,6 +51,13 @@ def test_binary_metrics_equal_sklearn() -> None:
         assert report[name].value == pytest.approx(value, abs=1e-12), name
     json.dumps(report.to_dict())  # plain JSON
 
+    # rows whose request did not ask for probabilities: AUC over the others
+    frame = joined(predicted, truth, np.column_stack([1 - score, score]))
+    frame.loc[:99, "probabilities"] = None
+    report = performance(frame)
+    assert "roc_auc over the 2900 of 3000 rows that have probabilities" in report.notes
+    assert report["roc_auc"].value == pytest.approx(metrics.roc_auc_score(truth[100:], score[100:]), abs=1e-12)
+
     # the other class as the positive one, and probabilities in the model's class order
     labels = np.where(truth == 1, "yes", "no")
     said = np.where(predicted == 1, "yes", "no")
@@ -88,6 +95,15 @@ def test_multiclass_macro_metrics_and_one_vs_rest_auc_equal_sklearn() -> None:
     assert "roc_auc" not in report.metrics and "roc_auc skipped: class 'dog' is missing from the labels" in report.notes
     assert report["f1"].value == pytest.approx(metrics.f1_score(truth[known], predicted[known], average="macro"),
                                                abs=1e-12)
+    # a prediction outside the model's two classes: macro metrics over what was seen, AUC of both classes
+    two = np.column_stack([1 - probabilities[:, 0], probabilities[:, 0]])
+    binary_truth = np.where(truth == "ant", "ant", "bee")
+    said = np.where(predicted == "ant", "ant", np.where(predicted == "dog", "dog", "bee"))
+    report = performance(joined(said, binary_truth, two[:, ::-1]), classes=["ant", "bee"])
+    assert "values outside the model's classes: 'dog'" in report.notes and report.positive is None
+    assert report["f1"].value == pytest.approx(metrics.f1_score(binary_truth, said, average="macro"), abs=1e-12)
+    assert report["roc_auc"].value == pytest.approx(metrics.roc_auc_score(binary_truth == "ant", two[:, 1]),
+                                                    abs=1e-12)
     # probabilities that do not fit the classes
     report = performance(joined(predicted, truth, probabilities[:, :3]))
     assert "roc_auc" not in report.metrics and any("3] columns where the classes are" in n for n in report.notes)
@@ -204,6 +220,8 @@ def test_bad_arguments_are_errors() -> None:
         performance(frame, confidence=95)
     with pytest.raises(ValidationError, match="no 'feedback' column"):
         performance(frame.drop(columns="feedback"))
+    with pytest.raises(ValidationError, match="needs 'timestamp' and 'request_id' columns"):
+        error_stream(frame.drop(columns="timestamp"), "classification")
 
 
 # -- drift ----------------------------------------------------------------------------------------------

@@ -358,7 +358,7 @@ def _auc_kernel(rows: pd.DataFrame, report: PerformanceReport, seen: list[Any],
         report.notes.append(f"roc_auc over the {int(given.sum())} of {len(rows)} rows that have probabilities")
     probabilities = np.vstack(rows["probabilities"][given].tolist()).astype(float)
     truth = np.array(seen, dtype=object)[t[given]]
-    targets = [report.positive] if len(order) == 2 else order
+    targets = [report.positive] if len(order) == 2 and report.positive is not None else order
     all_given = bool(given.all())
     aucs = [_weighted_auc(probabilities[:, order.index(c)], truth == c) for c in targets]
 
@@ -401,6 +401,9 @@ def error_stream(joined: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
                               task=task)
     task = task or (infer_task(joined["prediction"])[0] if "prediction" in joined else "classification")
     rows, _ = labelled(joined, task)
+    if not {"timestamp", "request_id"} <= set(rows.columns):
+        raise ValidationError("The joined frame needs 'timestamp' and 'request_id' columns for an error stream; pass "
+                              "the frame joined_feedback() returns.")
     if task == "regression":
         error = np.abs(rows["prediction"].to_numpy(float) - rows["label"].to_numpy(float))
     else:
@@ -435,6 +438,7 @@ def detect_drift(errors: Sequence[float] | np.ndarray, *, detectors: Sequence[st
     for name, given in (("timestamps", timestamps), ("request_ids", request_ids)):
         if given is not None and len(given) != len(values):
             raise ValidationError(f"{name} has {len(given)} values for {len(values)} errors; give one per error.")
+    ids = list(request_ids) if request_ids is not None else None
     order = np.arange(len(values))
     times = None
     if timestamps is not None:
@@ -458,7 +462,7 @@ def detect_drift(errors: Sequence[float] | np.ndarray, *, detectors: Sequence[st
         if result.index is not None:
             original = int(order[result.index])
             result.timestamp = times.iloc[original] if times is not None else None
-            result.request_id = request_ids[original] if request_ids is not None else None
+            result.request_id = str(ids[original]) if ids is not None else None
     return found
 
 
