@@ -79,15 +79,19 @@ def _performance(spec: MonitorSpec, report: dict[str, Any]) -> list[Finding]:
                        f"{metric} = {_fmt(value)} [{_fmt(metrics.get('low'))}, {_fmt(metrics.get('high'))}] on "
                        f"{labelled} labelled rows; limit {_fmt(bound)}")
     detections = [d for d in section.get("detections") or [] if d.get("index") is not None]
-    if not enough:
-        concept = Finding("concept_drift", limits.severity, None, None, None,
-                          "insufficient data for the concept-drift detectors")
+    ran = [d for d in section.get("detections") or [] if not d.get("note")]
+    needed = max(1, min(limits.agreement, len(ran)))
+    if not enough or not ran:
+        concept = Finding("concept_drift", limits.severity, None, None, float(needed),
+                          "insufficient data for the concept-drift detectors" if not enough else
+                          "no concept-drift detector could run")
     else:
         where = "; ".join(f"{d['detector']} at row {d['index']}" + (f" ({d['timestamp']})" if d.get("timestamp")
                                                                       else "") for d in detections)
-        concept = Finding("concept_drift", limits.severity, bool(detections), float(len(detections)), 0.0,
-                          f"change in the error stream: {where}" if detections else
-                          "no change detected in the error stream")
+        concept = Finding("concept_drift", limits.severity, len(detections) >= needed, float(len(detections)),
+                          float(needed), (f"change in the error stream: {where}" if detections else
+                                          "no change detected in the error stream")
+                          + f" ({len(detections)} of {len(ran)} detectors; {needed} must agree)")
     return [perf, concept]
 
 

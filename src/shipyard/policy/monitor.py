@@ -58,6 +58,7 @@ class PerformanceSpec(_Spec):
     max: float | None = None  # alert above this (errors: rmse, mae)
     min_labelled: int = Field(default=30, ge=1)  # fewer labelled rows: insufficient data, no verdict
     detectors: list[Detector] = Field(default_factory=lambda: list(DETECTORS))
+    agreement: int = Field(default=2, ge=1)  # detectors that must see a change before concept drift alerts
     severity: Severity = "critical"
 
 
