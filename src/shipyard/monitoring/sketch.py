@@ -144,13 +144,14 @@ def sketch_series(values: pd.Series, *, quantiles: int = QUANTILES) -> ColumnSke
         x = np.sort(present.to_numpy(dtype=float))
         sketch.distinct = int(np.count_nonzero(x[1:] != x[:-1])) + 1
         sketch.minimum, sketch.maximum, sketch.std = float(x[0]), float(x[-1]), float(np.std(x))
-        if len(x) <= quantiles + 2 * TAIL:  # every value is no bigger than the quantiles, and exact
+        if len(x) <= quantiles + 2 * TAIL:  # every value takes no more room, and is exact
             sketch.values = x
         else:
             n, sketch.tail = len(x), TAIL
             middle = TAIL / n + (np.arange(quantiles) + 0.5) / quantiles * (1 - 2 * TAIL / n)
             sketch.quantiles = np.concatenate([x[:TAIL], sorted_quantiles(x, middle), x[-TAIL:]])
-        sketch.edges = np.unique(sorted_quantiles(x, np.linspace(0, 1, 11)[1:-1]))
+        # np.quantile itself, so that the edges are the data's to the last bit (values sitting on them).
+        sketch.edges = np.unique(np.quantile(x, np.linspace(0, 1, 11)[1:-1]))
         # Bin j holds edges[j-1] <= v < edges[j], as searchsorted(edges, v, side="right") places v.
         below = np.searchsorted(x, sketch.edges, side="left")
         sketch.decile_counts = np.diff(np.concatenate([[0], below, [len(x)]])).astype(np.int64)
