@@ -2,7 +2,7 @@
 
 The public Python API. Heavy dependencies load only when a call needs them."""
 
-from shipyard import data, deployments, models, serving
+from shipyard import data, deployments, models, monitoring, serving
 from shipyard._version import __version__
 from shipyard.config import init_workspace
 from shipyard.errors import (
@@ -70,6 +70,7 @@ __all__ = [
     "log_param",
     "log_params",
     "models",
+    "monitoring",
     "pipeline",
     "search_runs",
     "serving",

@@ -35,6 +35,7 @@ monitor:
   loans-watch:
     model: loans/1
     window: {{last: 1h}}
+    drift: {{share: 0.3}}
     performance: {{min: 0.8}}
     health: {{max_p99_ms: 50, max_error_rate: 0.05}}
     sinks: [log{sinks}]
@@ -62,9 +63,12 @@ def test_unshifted_traffic_is_quiet_and_the_report_is_stored_with_its_lineage(wo
     assert report["health"]["requests"] == 80 and report["health"]["error_rate"] == 0
     stored = get_report(ctx, "loans-watch")
     assert stored["id"] == run.id and stored["status"] == "ok"
-    upstream = shipyard.lineage(f"monitor_report:{run.id}", upstream=True)
-    kinds = {(c.node.kind, c.node.id) for c in upstream.children}
-    assert {("model_version", "loans/1"), ("dataset_version", "loans@1")} <= kinds
+    from shipyard.store.lineage import Node, neighbours
+
+    with ctx.store.read() as conn:
+        upstream = {(node.kind, node.id) for node, _ in neighbours(conn, Node("monitor_report", str(run.id)),
+                                                                    upstream=True)}
+    assert upstream == {("model_version", "loans/1"), ("dataset_version", "loans@1")}
     events = [e.action for e in shipyard.audit_log(object_id="loans-watch")]
     assert "monitor.run" in events
 
@@ -92,7 +96,7 @@ def test_shifted_traffic_and_worse_labels_fire_alerts_to_the_webhook(workspace: 
     # the same breach again is the same alert: no new episode, nothing sent again before the repeat interval
     again = run_monitor(ctx, "loans-watch")
     assert not [n for n in again.notifications if n.status == "firing"]
-    firing = shipyard.monitoring.alerts(monitor="loans-watch", state="firing")
+    firing = shipyard.monitoring.list_alerts(monitor="loans-watch", state="firing")
     assert len([a for a in firing if a.rule == "data_drift"]) == 1
 
 
@@ -107,7 +111,7 @@ def test_an_empty_window_and_a_thin_one_are_insufficient_data_not_a_verdict(work
     thin = run_monitor(ctx, "loans-watch")
     assert thin.report["data_drift"] is None and "20 answered rows in the window, 30 needed" in thin.report["notes"][0]
     assert thin.report["status"] == "insufficient data" or not {f.rule for f in thin.firing} - {"no_data"}
-    no_data = shipyard.monitoring.alerts(monitor="loans-watch", state="resolved")
+    no_data = shipyard.monitoring.list_alerts(monitor="loans-watch", state="resolved")
     assert [a.rule for a in no_data] == ["no_data"]  # traffic came back: the no-data alert resolved
 
 
@@ -148,7 +152,9 @@ def test_missing_columns_unseen_categories_and_mismatched_labels_are_reported(wo
     send_feedback(ctx, ids, current["approved"].map({"yes": 1.5, "no": 2.5}))  # numbers for a yes/no model
     report = run_monitor(ctx, "loans-watch").report
     region = next(c for c in report["data_drift"]["columns"] if c["column"] == "region")
-    assert region["drifted"] is True and "atlantis" in report["distributions"]["region"]["categories"] + ["other"]
+    chart = report["distributions"]["region"]
+    assert region["drifted"] is True and chart["categories"][-1] == "other"  # the unseen category, counted
+    assert chart["current"][-1] == pytest.approx(100 / 300) and chart["reference"][-1] == 0
     perf = report["performance"]
     assert perf["labelled"] == 0 and perf["unusable"] == 300 and perf["label_mismatch"] is not None
 

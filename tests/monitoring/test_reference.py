@@ -152,8 +152,9 @@ def test_the_reference_is_read_once_then_found(workspace: Path, monkeypatch: pyt
     assert_same(sketch_drift(second, current), expected, tolerance=1e-4)
     assert sketch_drift(second, current, columns=["region", "member", "channel", "count"]).to_dict() == \
         sketch_drift(first, current, columns=["region", "member", "channel", "count"]).to_dict()
-    index = workspace / ".shipyard" / "monitoring" / "sketches" / "index.json"
-    assert index.is_file()
+    kept = shipyard.audit_log(action="monitor.reference.sketch")  # one sketch stored, in the store
+    assert len(kept) == 1
+    assert kept[0].payload["digest"] == reference_module._stored_sketch(ctx, str(version.table_digest), ["amount"])
     ctx.blobs.delete(reference_module._stored_sketch(ctx, str(version.table_digest), ["amount"]) or "")
     assert reference_sketch(ctx, "loans@1").source == "data" and len(opened) == 2  # collected: built again
 

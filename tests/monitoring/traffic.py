@@ -39,7 +39,7 @@ def train(workspace: Path, rows: int = 3000) -> None:
 
     data = loans(rows, 0)
     shipyard.data.add("loans", data, workspace=workspace)
-    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["region"]), (StandardScaler(), ["income", "age"])),
+    model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["region"]), (StandardScaler(), ["income", "age"])),
                           LogisticRegression()).fit(data[FEATURES], data["approved"])
     with shipyard.start_run("train") as run:
         run.log_input("loans@1")

@@ -135,14 +135,16 @@ def build_report(ctx: Context, name: str, spec: MonitorSpec, version: ModelVersi
 def drift_section(ctx: Context, spec: MonitorSpec, version: ModelVersion, window: Window, reference: str,
                   report: dict[str, Any]) -> None:
     """Data drift of the features and drift of the predictions, with the distributions the report draws."""
-    from shipyard.monitoring.drift import column_drift
-    from shipyard.monitoring.reference import distribution, reference_predictions, reference_sketch, sketch_drift
+    from shipyard.monitoring.drift import sketch_drift
+    from shipyard.monitoring.reference import distribution, reference_predictions, reference_sketch
+    from shipyard.monitoring.sketch import ReferenceSketch
 
     columns = spec.drift.columns or window.features
-    sketch = reference_sketch(ctx, reference, columns=[c for c in columns])
+    sketch = reference_sketch(ctx, reference, columns=list(columns))
     current = window.inputs()
-    drift = sketch_drift(sketch, current, columns=columns, methods=spec.drift.methods,
-                         thresholds=spec.drift.thresholds, correction=spec.drift.correction, share=spec.drift.share)
+    drift = sketch_drift(sketch, current, columns=columns, methods=_without(spec.drift.methods),
+                         thresholds=_without(spec.drift.thresholds), correction=spec.drift.correction,
+                         share=spec.drift.share)
     report["reference"] = {"dataset": reference, "rows": sketch.rows, "source": sketch.source}
     report["data_drift"] = drift.to_dict()
     for column in columns:
@@ -152,13 +154,20 @@ def drift_section(ctx: Context, spec: MonitorSpec, version: ModelVersion, window
         predicted = reference_predictions(ctx, version, reference)
         if predicted is not None:
             values = _scalar_predictions(window.predictions())
-            result = column_drift(predicted, values, name="prediction",
-                                  method=spec.drift.methods.get("prediction"),
-                                  threshold=spec.drift.thresholds.get("prediction"))
-            report["prediction_drift"] = result.to_dict()
-            from shipyard.monitoring.reference import sketch_column
+            baseline = ReferenceSketch({"prediction": predicted}, predicted.count + predicted.nulls, "data",
+                                       reference)
+            result = sketch_drift(baseline, values.to_frame("prediction"), methods=_only(spec.drift.methods),
+                                  thresholds=_only(spec.drift.thresholds))
+            report["prediction_drift"] = result.columns[0].to_dict()
+            report["distributions"]["prediction"] = distribution(predicted, values)
 
-            report["distributions"]["prediction"] = distribution(sketch_column(predicted), values)
+
+def _without(given: dict[str, Any], name: str = "prediction") -> dict[str, Any]:
+    return {k: v for k, v in given.items() if k != name}
+
+
+def _only(given: dict[str, Any], name: str = "prediction") -> dict[str, Any]:
+    return {name: given[name]} if name in given else {}
 
 
 def _scalar_predictions(values: pd.Series) -> pd.Series:
@@ -180,7 +189,7 @@ def performance_section(ctx: Context, spec: MonitorSpec, version: ModelVersion, 
     result = performance(joined, task if task in ("classification", "regression") else None, classes=classes)
     section = result.to_dict()
     section["window_rows"] = len(window.served)
-    stream = error_stream(joined, result.task) if result.task is not None and len(joined) else None
+    stream = error_stream(joined, result.task, classes) if result.task is not None and len(joined) else None
     if stream is not None and len(stream) >= spec.performance.min_labelled:
         detectors = [d for d in spec.performance.detectors if not (d == "ddm" and result.task == "regression")]
         detections = detect_drift(stream["error"].to_numpy(), detectors=detectors,

@@ -147,9 +147,11 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") and not hasattr(value, "__len__") else value
 
 
-def labelled(joined: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+def labelled(joined: pd.DataFrame, task: str, classes: Sequence[Any] | None = None
+             ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The rows whose label can be compared with their prediction, labels coerced to the predictions' type
-    (columns prediction, label, and the others of `joined`), and the counts of the rows left out."""
+    (columns prediction, label, and the others of `joined`), and the counts of the rows left out. With the
+    model's `classes`, a classification label that is none of them cannot be compared either."""
     import numpy as np
     import pandas as pd
 
@@ -169,14 +171,18 @@ def labelled(joined: pd.DataFrame, task: str) -> tuple[pd.DataFrame, dict[str, A
         coerced = labels
     else:
         coerced = labels.map(lambda v: _coerce(v, kind))
-    bad = coerced.map(lambda v: v is _BAD).to_numpy(bool)
+    bad = coerced.map(lambda v: v is _BAD).to_numpy(bool).copy()
+    expected = f"{kind} (like the predictions: {predictions.dtype}, e.g. {_plain(predictions.iloc[0])!r})" \
+        if len(predictions) else kind
+    if classes is not None and task == "classification" and kind in ("string", "number"):
+        known = {_coerce(c, kind) for c in classes}
+        bad |= ~coerced.map(lambda v: v in known).to_numpy(bool)
+        expected = f"one of the model's classes: {', '.join(map(str, classes))}"
     counts: dict[str, Any] = {"missing_labels": int((~has_label & has_prediction).sum()),
                               "no_prediction": int((~has_prediction).sum()), "unusable": int(bad.sum())}
     if bad.any():
-        example = _plain(labels[bad].iloc[0])
-        shown = _plain(predictions.iloc[0]) if len(predictions) else None
-        counts["label_mismatch"] = {"rows": int(bad.sum()), "example": example,
-                                    "expected": f"{kind} (like the predictions: {predictions.dtype}, e.g. {shown!r})"}
+        counts["label_mismatch"] = {"rows": int(bad.sum()), "example": _plain(labels[bad].iloc[0]),
+                                    "expected": expected}
     good = rows[~bad].assign(prediction=predictions[~bad], label=coerced[~bad])
     label = good["label"].infer_objects()
     if kind == "number" and pd.api.types.is_integer_dtype(predictions.infer_objects()) and len(label):
@@ -212,7 +218,7 @@ def performance(joined: pd.DataFrame, task: str | None = None, *, classes: Seque
         report.task, why = infer_task(joined["prediction"])
         report.task_inferred = True
         report.notes.append(f"task inferred: {report.task} ({why})")
-    rows, counts = labelled(joined, report.task or "classification")
+    rows, counts = labelled(joined, report.task or "classification", classes)
     report.labelled = len(rows)
     report.missing_labels, report.unusable, report.no_prediction = (
         counts["missing_labels"], counts["unusable"], counts["no_prediction"])
@@ -391,16 +397,17 @@ def _weighted_auc(scores: np.ndarray, positive: np.ndarray) -> Callable[[np.ndar
 
 
 # -- concept drift -------------------------------------------------------------------------------------
-def error_stream(joined: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
+def error_stream(joined: pd.DataFrame, task: str | None = None, classes: Sequence[Any] | None = None
+                 ) -> pd.DataFrame:
     """timestamp, request_id and error (1/0 misclassified for classification, absolute error for regression)
-    of the labelled rows, in time order."""
+    of the labelled rows (whose label is one of `classes` when given), in time order."""
     import numpy as np
 
     if task is not None and task not in TASKS:
         raise ValidationError(f"Unknown task {task!r}; use classification, regression or None to infer it.",
                               task=task)
     task = task or (infer_task(joined["prediction"])[0] if "prediction" in joined else "classification")
-    rows, _ = labelled(joined, task)
+    rows, _ = labelled(joined, task, classes)
     if not {"timestamp", "request_id"} <= set(rows.columns):
         raise ValidationError("The joined frame needs 'timestamp' and 'request_id' columns for an error stream; pass "
                               "the frame joined_feedback() returns.")

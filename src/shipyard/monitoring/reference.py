@@ -3,22 +3,19 @@ the table, whose sketch is stored as a blob and found again, so a monitor never 
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import NotFoundError, ValidationError
 from shipyard.monitoring.sketch import FORMAT, ColumnSketch, ReferenceSketch, is_numeric, kind_from, sketch_series
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import pandas as pd
     import pyarrow as pa
 
     from shipyard.context import Context
     from shipyard.data.records import DatasetVersion
+    from shipyard.models.records import ModelVersion
 
 _PROFILE_LABELS = {"true": "True", "false": "False"}  # profiles say true/false; pandas text says True/False
 
@@ -108,43 +105,101 @@ def _read_table(ctx: Context, version: DatasetVersion, names: list[str]) -> pa.T
     return load_arrow(ctx, version, names)
 
 
-# The index of stored sketches: a JSON file in the workspace's state for now; these two functions are all that
-# knows it, so that a store table can take its place.
+# Stored sketches: one row of reference_sketches per sketch, keyed by what it sketches, naming its blob (so
+# garbage collection keeps it).
 
-def _index_path(ctx: Context) -> Path:
-    return ctx.workspace.state_dir / "monitoring" / "sketches" / "index.json"
+def _key(kind: str, *parts: str) -> str:
+    import hashlib
+
+    return f"{kind}:{FORMAT}:" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def _read_index(ctx: Context) -> list[dict[str, Any]]:
-    try:
-        entries = json.loads(_index_path(ctx).read_text())
-    except (FileNotFoundError, ValueError):
-        return []
-    return entries if isinstance(entries, list) else []
+def _stored(ctx: Context, key: str) -> str | None:
+    from sqlalchemy import select
+
+    from shipyard.store.tables import reference_sketches
+
+    with ctx.store.read() as conn:
+        row = conn.execute(select(reference_sketches.c.digest).where(reference_sketches.c.key == key)).first()
+    return None if row is None else str(row.digest)
+
+
+def _remember(ctx: Context, key: str, digest: str, what: str) -> None:
+    from shipyard.store.db import now_ms
+    from shipyard.store.tables import reference_sketches
+
+    with ctx.store.mutation(ctx.actor, "monitor.reference.sketch", "reference_sketch", key,
+                            {"digest": digest, "of": what}) as conn:
+        conn.execute(ctx.store.insert_or_update(reference_sketches, ["key"], ["digest", "created"]),
+                     {"key": key, "digest": digest, "created": now_ms()})
 
 
 def _stored_sketch(ctx: Context, table_digest: str, columns: list[str]) -> str | None:
-    """The blob digest of a stored sketch of this table holding at least `columns`, in this format."""
+    """The blob digest of a stored sketch of this table holding at least `columns`: the one of exactly those
+    columns, else any other that covers them (a monitor asking for fewer columns reads nothing)."""
+    from sqlalchemy import select
+
+    from shipyard.store.tables import reference_sketches
+
+    exact = _stored(ctx, _table_key(table_digest, columns))
+    if exact is not None:
+        return exact
+    c = reference_sketches.c
+    with ctx.store.read() as conn:
+        rows = conn.execute(select(c.digest).where(c.key.like(_table_key(table_digest, None) + "%"))
+                            .order_by(c.created.desc())).all()
     wanted = set(columns)
-    for entry in _read_index(ctx):
-        if entry.get("table_digest") == table_digest and entry.get("format") == FORMAT and \
-                wanted <= set(entry.get("columns", [])):
-            return str(entry["digest"])
+    for row in rows:
+        try:
+            if wanted <= set(ReferenceSketch.from_bytes(ctx.blobs.get_bytes(row.digest)).columns):
+                return str(row.digest)
+        except (NotFoundError, ValidationError):
+            continue
     return None
 
 
 def _remember_sketch(ctx: Context, table_digest: str, columns: list[str], digest: str) -> None:
-    """Add an entry; two monitors writing at once may drop one entry, which only costs a later re-read."""
-    path = _index_path(ctx)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = (table_digest, FORMAT, sorted(columns))
-    entries = [e for e in _read_index(ctx)
-               if (e.get("table_digest"), e.get("format"), sorted(e.get("columns", []))) != key]
-    entries.append({"table_digest": table_digest, "format": FORMAT, "columns": sorted(columns), "digest": digest})
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # replaced whole: readers never see half
-    with os.fdopen(handle, "w") as out:
-        json.dump(entries, out)
-    os.replace(tmp, path)
+    _remember(ctx, _table_key(table_digest, columns), digest, f"table {table_digest[:12]}")
+
+
+def _table_key(table_digest: str, columns: list[str] | None) -> str:
+    """table:FORMAT:TABLE_DIGEST:COLUMNS_DIGEST (a prefix of every key of the table when columns is None)."""
+    import hashlib
+
+    prefix = f"table:{FORMAT}:{table_digest}:"
+    return prefix if columns is None else prefix + hashlib.sha256("\0".join(sorted(columns)).encode()).hexdigest()
+
+
+def reference_predictions(ctx: Context, version: ModelVersion, dataset_version_ref: str) -> ColumnSketch | None:
+    """The sketch of what the model version predicts on the reference data (the baseline of prediction drift),
+    made once per model version and reference; None when the reference lacks the model's inputs."""
+    import pandas as pd
+
+    from shipyard.data.versions import get_version
+    from shipyard.models.loading import load_version
+
+    reference = get_version(ctx, dataset_version_ref)
+    if reference.table_digest is None:
+        return None
+    key = _key("predictions", version.version_id, reference.table_digest)
+    digest = _stored(ctx, key)
+    if digest is not None:
+        try:
+            return ReferenceSketch.from_bytes(ctx.blobs.get_bytes(digest)).columns["prediction"]
+        except (NotFoundError, ValidationError, KeyError):
+            pass  # collected or unreadable: build it again
+    inputs = [c["name"] for c in (version.signature or {}).get("inputs", [])]
+    available = {str(c["name"]) for c in reference.table_schema or []}
+    if not inputs or not set(inputs) <= available:
+        return None
+    frame = _read_table(ctx, reference, inputs).to_pandas()
+    predicted = pd.Series(load_version(ctx, version).predict(frame), name="prediction")
+    if predicted.ndim != 1 or (len(predicted) and isinstance(predicted.iloc[0], list | tuple)):
+        return None
+    sketch = ReferenceSketch({"prediction": sketch_series(predicted)}, len(predicted), "data",
+                             reference.version_id, ["prediction"])
+    _remember(ctx, key, ctx.blobs.put_bytes(sketch.to_bytes()).digest, f"predictions of {version.version_id}")
+    return sketch.columns["prediction"]
 
 
 # -- charts --------------------------------------------------------------------------------------------------
