@@ -195,9 +195,13 @@ def demo(workspace: Path, infrastructure: dict[str, float]) -> int:
     # 7. Deployments: a second version as a shadow, then an automated canary to promotion.
     status = status or deploy_second_version(holdout)
 
+    # 8. Monitoring: the deployment's traffic against the training data, its health, its report.
+    status = status or monitor_deployment(workspace)
+
     print("\nLook further:")
     print(f"  model card:       {workspace / 'cards' / 'credit' / str(version) / 'card.html'}")
     print(f"  readiness report: {readiness}")
+    print(f"  monitor report:   {workspace / 'reports' / 'credit-api.html'}")
     print(f"  .venv/bin/shipyard -C {workspace} models show credit@champion")
     print(f"  .venv/bin/shipyard -C {workspace} runs list --experiment pipelines")
     print(f"  .venv/bin/shipyard -C {workspace} lineage show credit/{version}")
@@ -355,6 +359,30 @@ def deploy_second_version(holdout: pd.DataFrame) -> int:
     print("$ shipyard deploy history credit-api")
     shipyard_cli(["deploy", "history", "credit-api"])
     return status
+
+
+MONITOR = """
+monitor:
+  credit-api:
+    deployment: credit-api
+    window: {last: 1h}
+    health: {max_p99_ms: 1000, max_error_rate: 0.01}
+    sinks: [log]
+"""
+
+
+def monitor_deployment(workspace: Path) -> int:
+    """A monitor on the deployment: the requests it served in the last hour against the training data."""
+    print("\n# Monitoring the deployment: drift against the training data, performance on feedback, health")
+    spec = Path("shipyard.yaml")
+    spec.write_text(spec.read_text() + MONITOR)
+    print("$ shipyard monitor run credit-api")
+    status = shipyard_cli(["monitor", "run", "credit-api"])
+    if status not in (0, 3):  # 3: a rule is breached, which the report shows; anything else is a failure
+        return status
+    shipyard_cli(["monitor", "report", "credit-api", "--format", "html", "--output",
+                  str(workspace / "reports" / "credit-api.html")])
+    return 0
 
 
 if __name__ == "__main__":

@@ -132,3 +132,25 @@ def test_columns_that_cannot_be_judged_say_why() -> None:
     unseen = report.column("c")  # a category the reference never had: counted, not a crash
     assert unseen.drifted is True and unseen.score is not None and unseen.score < 1e-6
     assert report.checked == 2 and report.to_dict()["columns"][0]["column"] == "a"
+
+
+def test_timestamps_identifiers_and_free_text_are_not_compared_unless_asked() -> None:
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"at": pd.date_range("2026-01-01", periods=3000, freq="h"),
+                              "customer": [f"c{i}" for i in range(3000)],
+                              "comment": [f"note number {i} about the loan" for i in range(3000)],
+                              "channel": rng.choice(["web", "branch", "phone"], 3000)})
+    current = pd.DataFrame({"at": pd.date_range("2026-06-01", periods=600, freq="h"),
+                            "customer": [f"n{i}" for i in range(600)],
+                            "comment": [f"another remark {i}" for i in range(600)],
+                            "channel": rng.choice(["web", "branch", "phone"], 600)})
+    report = dataset_drift(reference, current)
+    kinds = {c.column: (c.kind, c.drifted) for c in report.columns}
+    assert kinds == {"at": ("timestamp", None), "customer": ("identifier", None), "comment": ("identifier", None),
+                     "channel": ("categorical", False)}
+    assert "time moves on" in report.column("at").note and "identifier or free text" in report.column("customer").note
+    assert report.checked == 1 and report.drifted is False  # the unique values do not make a fake verdict
+    asked = dataset_drift(reference, current, methods={"customer": "jensenshannon"})
+    assert asked.column("customer").drifted is True  # on request, compared like any category
+    few = pd.DataFrame({"region": [f"r{i % 30}" for i in range(40)]})  # 30 categories in 40 rows: too few to say
+    assert column_drift(few["region"], few["region"]).kind == "categorical"

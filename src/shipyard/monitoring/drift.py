@@ -33,11 +33,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shipyard.errors import ValidationError
 from shipyard.monitoring.sketch import (
+    NOT_COMPARED,
     NUMERIC_MIN_DISTINCT,
     SMALL_REFERENCE,
     ReferenceSide,
     ReferenceSketch,
     is_numeric,
+    is_temporal,
     kind_from,
     string_counts,
 )
@@ -101,8 +103,10 @@ class DriftReport:
 
 
 def column_kind(values: pd.Series) -> str:
-    """numeric (a number with more than 5 distinct values), binary (two values) or categorical."""
-    return kind_from(int(values.dropna().nunique()), is_numeric(values))
+    """numeric (a number with more than 5 distinct values), binary (two values), categorical, timestamp or
+    identifier (see sketch.kind_from)."""
+    present = values.dropna()
+    return kind_from(int(present.nunique()), is_numeric(present), len(present), is_temporal(present))
 
 
 def default_method(kind: str, reference_rows: int) -> str:
@@ -125,7 +129,8 @@ class SeriesSide:
 
     @cached_property
     def kind(self) -> str:
-        return kind_from(self.distinct, self.numeric) if self.count else "categorical"
+        return kind_from(self.distinct, self.numeric, self.count, is_temporal(self.series)) if self.count \
+            else "categorical"
 
     def exact_values(self) -> np.ndarray:
         return self.series.to_numpy(float)
@@ -241,6 +246,9 @@ def _judge(column: str, ref: ReferenceSide, current: pd.Series, method: str | No
     chosen = _method(column, method) or default_method(ref.kind, ref.count)
     limit = threshold if threshold is not None else DEFAULT_THRESHOLDS[chosen]
     result = ColumnDrift(column, ref.kind, chosen, None, limit, None, ref.count, len(cur))
+    if ref.kind in NOT_COMPARED and method is None:
+        result.note = NOT_COMPARED[ref.kind]
+        return result
     if ref.count < MIN_ROWS or len(cur) < MIN_ROWS:
         side = "reference" if ref.count < MIN_ROWS else "current data"
         result.note = (f"insufficient data: {min(ref.count, len(cur))} non-null values in the {side}, "

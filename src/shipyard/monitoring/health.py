@@ -15,7 +15,7 @@ class Health:
     requests: int
     rows: int
     errors: int  # failed requests
-    span_seconds: float | None  # the window's span: the time asked for, or first to last request
+    span_seconds: float | None  # from the first request of the window to the last
     throughput_rps: float | None
     p50_ms: float | None
     p99_ms: float | None
@@ -30,18 +30,16 @@ def health(window: Window) -> Health:
 
     frame = window.frame
     if frame.empty:
-        return Health(0, 0, 0, window.size if window.kind == "time" else None, 0.0 if window.kind == "time" else None,
-                      None, None, None)
+        return Health(0, 0, 0, None, 0.0 if window.kind == "time" else None, None, None, None)
     per_request = frame.drop_duplicates("request_id")
     failed = per_request["error"].notna() if "error" in per_request.columns else None
     errors = int(failed.sum()) if failed is not None else 0
     latencies = per_request["latency_ms"].to_numpy(dtype=float)
     requests = len(per_request)
-    if window.kind == "time":
-        span: float | None = window.size
-    else:
-        first, last = per_request["timestamp"].min(), per_request["timestamp"].max()
-        span = (last - first).total_seconds() or None
+    # Throughput over the time the requests span (a window of an hour with ten minutes of traffic is not a
+    # sixth as busy); one request spans nothing, so it has no rate.
+    first, last = per_request["timestamp"].min(), per_request["timestamp"].max()
+    span = (last - first).total_seconds() or None
     return Health(
         requests=requests, rows=len(frame), errors=errors, span_seconds=span,
         throughput_rps=requests / span if span else None,

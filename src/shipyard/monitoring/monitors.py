@@ -137,7 +137,7 @@ def drift_section(ctx: Context, spec: MonitorSpec, version: ModelVersion, window
     """Data drift of the features and drift of the predictions, with the distributions the report draws."""
     from shipyard.monitoring.drift import sketch_drift
     from shipyard.monitoring.reference import distribution, reference_predictions, reference_sketch
-    from shipyard.monitoring.sketch import ReferenceSketch
+    from shipyard.monitoring.sketch import NOT_COMPARED, ReferenceSketch
 
     columns = spec.drift.columns or window.features
     sketch = reference_sketch(ctx, reference, columns=list(columns))
@@ -148,7 +148,7 @@ def drift_section(ctx: Context, spec: MonitorSpec, version: ModelVersion, window
     report["reference"] = {"dataset": reference, "rows": sketch.rows, "source": sketch.source}
     report["data_drift"] = drift.to_dict()
     for column in columns:
-        if column in current.columns and column in sketch.columns:
+        if column in current.columns and column in sketch.columns and sketch.columns[column].kind not in NOT_COMPARED:
             report["distributions"][column] = distribution(sketch.columns[column], current[column])
     if spec.drift.predictions:
         predicted = reference_predictions(ctx, version, reference)

@@ -25,14 +25,34 @@ QUANTILES = 10_000
 TAIL = 1_000
 #: Numeric columns with at most this many distinct values also keep their counts (chisquare on request).
 COUNTS_MAX_DISTINCT = 1_000
-FORMAT = 1  # of to_bytes; a stored sketch of another format is built again
+FORMAT = 2  # of to_bytes; a stored sketch of another format is built again
+#: Text with more distinct values than half its rows (and than this many) is an identifier or free text.
+CATEGORY_MAX_DISTINCT = 50
+IDENTIFIER_MIN_ROWS = 50
+#: Kinds the drift engine does not compare unless a method is asked for: time moves on, ids are unique.
+NOT_COMPARED = {"timestamp": "a timestamp column: time moves on, so it is not compared (compare what is derived "
+                             "from it, or give it a method)",
+                "identifier": "mostly unique values (an identifier or free text): not compared (give it a method "
+                              "to compare it anyway)"}
 
 
-def kind_from(distinct: int, numeric: bool) -> str:
-    """numeric (numbers with more than 5 distinct values), binary (two values) or categorical."""
+def kind_from(distinct: int, numeric: bool, count: int = 0, temporal: bool = False) -> str:
+    """numeric (numbers with more than 5 distinct values), binary (two values), categorical; or one of the
+    kinds not compared by default: timestamp, and identifier (text whose values are mostly unique: ids, free
+    text)."""
+    if temporal:
+        return "timestamp"
     if distinct == 2:
         return "binary"
+    if not numeric and count >= IDENTIFIER_MIN_ROWS and distinct > max(CATEGORY_MAX_DISTINCT, count / 2):
+        return "identifier"
     return "numeric" if numeric and distinct >= NUMERIC_MIN_DISTINCT else "categorical"
+
+
+def is_temporal(values: pd.Series) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_datetime64_any_dtype(values))
 
 
 def is_numeric(values: pd.Series) -> bool:
@@ -140,6 +160,9 @@ def sketch_series(values: pd.Series, *, quantiles: int = QUANTILES) -> ColumnSke
     present = values.dropna()
     numeric = is_numeric(present)
     sketch = ColumnSketch("categorical", len(present), int(len(values) - len(present)), numeric, 0)
+    if is_temporal(present):  # not compared by default: no counts of every instant
+        sketch.kind, sketch.distinct = "timestamp", int(present.nunique())
+        return sketch
     if numeric and len(present):
         x = np.sort(present.to_numpy(dtype=float))
         sketch.distinct = int(np.count_nonzero(x[1:] != x[:-1])) + 1
@@ -161,7 +184,9 @@ def sketch_series(values: pd.Series, *, quantiles: int = QUANTILES) -> ColumnSke
             sketch.distinct = distinct
         sketch.categories = [str(c) for c in counted.index]
         sketch.counts = counted.to_numpy(dtype=np.int64)
-    sketch.kind = kind_from(sketch.distinct, numeric)
+    sketch.kind = kind_from(sketch.distinct, numeric, sketch.count)
+    if sketch.kind == "identifier":  # the counts of unique values would be the whole column again
+        sketch.categories, sketch.counts = None, None
     return sketch
 
 
