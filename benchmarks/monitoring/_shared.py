@@ -41,6 +41,19 @@ def read_parquet(path: Path) -> Any:
     return pd.read_parquet(path)
 
 
+def library_versions() -> dict[str, str]:
+    """The numeric stack this process computes with (each tool's virtualenv has its own)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("numpy", "scipy", "pandas", "pyarrow"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
 def emit(result: dict[str, Any]) -> None:
     sys.stdout.write("BENCH_RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()

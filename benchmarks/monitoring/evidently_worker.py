@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _shared import WARMUP_ROWS, emit, load_spec, peak_mb, read_parquet, timed
+from _shared import WARMUP_ROWS, emit, library_versions, load_spec, peak_mb, read_parquet, timed
 
 #: Evidently's display names of the default methods -> the names Shipyard gives them.
 METHODS = {"Wasserstein distance (normed)": "wasserstein", "Jensen-Shannon distance": "jensenshannon"}
@@ -71,7 +71,7 @@ def cmd_drift(args: argparse.Namespace) -> dict[str, Any]:
     return {"version": evidently.__version__, "rows": len(reference), "load_seconds": load_s,
             "seconds": statistics.median(timings), "timings": timings,
             "dataset_seconds": statistics.median(dataset_timings), "peak_mb_after_load": after_load,
-            "peak_mb": peak_mb(), "drifted_columns_count": counted,
+            "peak_mb": peak_mb(), "libraries": library_versions(), "drifted_columns_count": counted,
             "dataset_drifted": counted["share"] >= counted["drift_share"] if counted else None, "columns": columns}
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _shared import WARMUP_ROWS, emit, load_spec, peak_mb, read_parquet, timed
+from _shared import WARMUP_ROWS, emit, library_versions, peak_mb, read_parquet, timed
 
 os.environ.setdefault("SHIPYARD_USER", "bench")
 MODEL = "drift-bench"
@@ -51,7 +51,7 @@ def cmd_drift(args: argparse.Namespace) -> dict[str, Any]:
     assert report is not None
     return {"rows": len(reference), "load_seconds": load_s, "seconds": statistics.median(timings),
             "timings": timings, "peak_mb_after_load": after_load, "peak_mb": peak_mb(),
-            "dataset_drifted": report.drifted, "columns": verdicts(report)}
+            "dataset_drifted": report.drifted, "libraries": library_versions(), "columns": verdicts(report)}
 
 
 def cmd_log_write(args: argparse.Namespace) -> dict[str, Any]:
