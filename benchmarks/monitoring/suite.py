@@ -250,16 +250,17 @@ def render(result: dict[str, Any], console: Any) -> None:
         fails.extend(f"FAIL prediction log: {f}" for f in check["failures"])
         log_rows.append([f"{m['rows']:,}", f"{w['batches']:,}", fmt_seconds(w["write_seconds"]),
                          fmt_seconds(m["read_seconds"]), fmt_seconds(m["drift_seconds"]),
-                         fmt_seconds(m["total_seconds"]), _mb(m["peak_mb"]), f"{m['reference_rows']:,}",
+                         fmt_seconds(m["total_seconds"]), _mb(m.get("peak_mb_after_read")), _mb(m["peak_mb"]),
+                         f"{m['reference_rows']:,}",
                          "ok: same report as from the file" if check["ok"] else "FAIL"])
     if log_rows:
         console.table("Monitoring a window straight from the prediction log (Shipyard)",
                       ["Window rows", "Batches", "Write (untimed setup)", "read_predictions", "dataset_drift",
-                       "Read + drift", "Peak RSS", "Reference rows", "Check"], log_rows,
-                      right_align={0, 1, 2, 3, 4, 5, 6, 7})
+                       "Read + drift", "Peak RSS after read", "Peak RSS", "Reference rows", "Check"], log_rows,
+                      right_align={0, 1, 2, 3, 4, 5, 6, 7, 8})
         console.note("read_predictions(ctx, model, version) of every logged row (all columns, probabilities "
                      "included), then dataset_drift(reference, window[features]) in a fresh process; peak RSS "
-                     "includes the reference.")
+                     "includes the reference (loaded first).")
     for note in result.get("notes", []):
         console.note(note)
     for line in fails:
