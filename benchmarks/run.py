@@ -35,6 +35,7 @@ SUITES: dict[str, str] = {
     "pipelines": "pipelines.suite",
     "serving": "serving.suite",
     "deployments": "deployments.suite",
+    "monitoring": "monitoring.suite",
 }
 
 

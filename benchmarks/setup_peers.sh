@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create benchmarks/.venv-peers with the pinned peer tools from
 # benchmarks/peers-requirements.txt (MLflow for the tracking, registry and serving
-# suites, DVC for the data suite, Prefect for the pipelines suite), resolved
-# together: `pip check` must stay clean. Idempotent: does nothing when every
+# suites, DVC for the data suite, Prefect for the pipelines suite, Evidently for
+# the monitoring suite), resolved together: `pip check` must stay clean. Idempotent: does nothing when every
 # pinned package is already installed at its pinned version.
 #
 # Usage: bash benchmarks/setup_peers.sh [--force]
