@@ -60,6 +60,10 @@ def test_fire_repeat_acknowledge_resolve_and_fire_again(backend_workspace: Path,
     [again] = evaluate(ctx, "credit", watch, 3, [drift(True, 0.6)], now_ms=t0 + HOUR)  # `repeat` has passed
     assert (again.status, again.repeat, again.alert.id, again.alert.notifications) == ("firing", True, first.id, 2)
 
+    # a report that could not judge the rule (too little data) leaves the firing alert as it is
+    assert evaluate(ctx, "credit", watch, 3, [drift(None)], now_ms=t0 + HOUR + 1) == []
+    assert alerts.alerts(ctx, "credit")[0].state == "firing"
+
     acked = alerts.acknowledge(ctx, first.id)
     assert acked.acknowledged_by == "tester" and acked.acknowledged_at is not None
     assert evaluate(ctx, "credit", watch, 4, [drift(True)], now_ms=t0 + 5 * HOUR) == []  # acknowledged: no repeats

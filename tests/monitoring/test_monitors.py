@@ -15,6 +15,7 @@ from shipyard.context import Context, open_context
 from shipyard.errors import ConfigError, NotFoundError
 from shipyard.monitoring.monitors import get_report, history, run_monitor
 from shipyard.monitoring.windows import read_window
+from shipyard.policy.monitor import load_monitor_spec
 from tests.monitoring.receiver import Receiver
 from tests.monitoring.traffic import FEATURES, loans, log_traffic, send_feedback, train
 
@@ -44,13 +45,13 @@ monitor:
 
 def test_unshifted_traffic_is_quiet_and_the_report_is_stored_with_its_lineage(workspace: Path, ctx: Context) -> None:
     declare(workspace, MONITOR.format(sinks=""))
-    current = loans(800, 1)
+    current = loans(1500, 1)
     ids = log_traffic(ctx, current)
     send_feedback(ctx, ids, current["approved"])
     run = run_monitor(ctx, "loans-watch")
     report = run.report
     assert report["status"] == "ok", [f for f in run.findings if f.breached]
-    assert report["window"]["rows"] == 800 and report["window"]["requests"] == 80
+    assert report["window"]["rows"] == 1500 and report["window"]["requests"] == 150
     assert report["reference"]["dataset"] == "loans@1" and report["reference"]["rows"] == 3000
     drift = report["data_drift"]
     assert drift["drifted"] is False and drift["checked"] == 3
@@ -59,8 +60,9 @@ def test_unshifted_traffic_is_quiet_and_the_report_is_stored_with_its_lineage(wo
     assert report["prediction_drift"]["drifted"] is False
     assert set(report["distributions"]) == {*FEATURES, "prediction"}
     perf = report["performance"]
-    assert perf["labelled"] == 800 and perf["metrics"]["accuracy"]["value"] > 0.85
-    assert report["health"]["requests"] == 80 and report["health"]["error_rate"] == 0
+    assert perf["labelled"] == 1500 and perf["metrics"]["accuracy"]["value"] > 0.85
+    assert report["health"]["requests"] == 150 and report["health"]["error_rate"] is None  # not logged for a model
+    assert any("error rate not measured" in n for n in report["notes"])
     stored = get_report(ctx, "loans-watch")
     assert stored["id"] == run.id and stored["status"] == "ok"
     from shipyard.store.lineage import Node, neighbours
@@ -110,9 +112,57 @@ def test_an_empty_window_and_a_thin_one_are_insufficient_data_not_a_verdict(work
     log_traffic(ctx, loans(20, 3), per_request=5)
     thin = run_monitor(ctx, "loans-watch")
     assert thin.report["data_drift"] is None and "20 answered rows in the window, 30 needed" in thin.report["notes"][0]
-    assert thin.report["status"] == "insufficient data" or not {f.rule for f in thin.firing} - {"no_data"}
+    assert thin.report["status"] == "insufficient data" and thin.firing == []
     no_data = shipyard.monitoring.list_alerts(monitor="loans-watch", state="resolved")
     assert [a.rule for a in no_data] == ["no_data"]  # traffic came back: the no-data alert resolved
+
+
+def test_a_small_window_is_judged_by_the_tests(workspace: Path, ctx: Context) -> None:
+    declare(workspace, MONITOR.format(sinks=""))
+    log_traffic(ctx, loans(300, 11))
+    report = run_monitor(ctx, "loans-watch").report
+    drift = report["data_drift"]
+    assert {c["column"]: c["method"] for c in drift["columns"]} == {"income": "ks", "age": "ks",
+                                                                     "region": "chisquare"}
+    assert report["prediction_drift"]["method"] == "ztest" and drift["drifted"] is False
+
+
+def test_a_regression_monitor_survives_an_empty_window_and_a_wrong_metric(workspace: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    data = loans(2000, 0)
+    data["limit"] = data["income"] * 0.3 + data["age"] * 10
+    shipyard.data.add("limits", data[["income", "age", "limit"]])
+    with shipyard.start_run("train-limits") as run:
+        run.log_input("limits@1")
+        run.log_model(LinearRegression().fit(data[["income", "age"]], data["limit"]), "limits",
+                      input_example=data[["income", "age"]].head())
+    declare(workspace, "monitor:\n  limits-watch: {model: limits/1, performance: {max: 100}}\n"
+                       "  wrong-metric: {model: limits/1, performance: {metric: accuracy, min: 0.9}}\n")
+    ctx = open_context()
+    empty = run_monitor(ctx, "limits-watch")
+    assert empty.report["status"] == "alert" and [f.rule for f in empty.firing] == ["no_data"]
+    assert empty.report["performance"]["labelled"] == 0
+    with pytest.raises(ConfigError, match="give one of min .* or max"):
+        load_monitor_spec({"model": "limits/1", "performance": {"min": 0.8, "max": 0.9}}, "m")
+    with pytest.raises(ConfigError, match="rmse is an error, lower is better: give max"):
+        load_monitor_spec({"model": "limits/1", "performance": {"metric": "rmse", "min": 3}}, "m")
+    from shipyard.models.loading import load_model
+    from shipyard.serving.batches import build_batches, store_batch
+    from shipyard.serving.predlog import Prediction
+
+    rows = data[["income", "age"]].head(200)
+    entry = Prediction("q1", time.time() - 5, "limits", 1, "infer", rows, load_model(ctx, "limits/1").predict(rows),
+                       None, 1.0)
+    for batch in build_batches([entry]):
+        store_batch(ctx, batch)
+    from shipyard.serving.feedback import FeedbackItem, record_feedback
+
+    record_feedback(ctx, "limits", [FeedbackItem("q1", float(v), i) for i, v in enumerate(data["limit"].head(200))])
+    judged = run_monitor(ctx, "limits-watch").report
+    assert judged["performance"]["task"] == "regression" and judged["performance"]["metrics"]["rmse"]["value"] < 1e-6
+    wrong = next(f for f in run_monitor(ctx, "wrong-metric").findings if f.rule == "performance")
+    assert wrong.breached is None and "accuracy not judged: it is not a regression metric" in wrong.message
 
 
 def test_windows_by_count_and_by_deployment(ctx: Context) -> None:
@@ -140,6 +190,10 @@ def test_late_labels_update_the_performance_of_earlier_reports(workspace: Path, 
     assert first.id in second.updated_reports
     updated = get_report(ctx, "loans-watch", first.id)
     assert updated["performance"]["labelled"] == 200 and updated["updated"] is not None
+    before = next(f for f in first.report["findings"] if f["rule"] == "performance")
+    verdict = next(f for f in updated["findings"] if f["rule"] == "performance")  # judged on the late labels
+    assert before["breached"] is None and "insufficient data: 0 labelled rows" in before["message"]
+    assert verdict["breached"] is False and "on 200 labelled rows" in verdict["message"]
     assert [h["id"] for h in history(ctx, "loans-watch")] == [first.id, second.id]
     assert any(e.action == "monitor.report.update" for e in shipyard.audit_log(object_id=str(first.id)))
 
@@ -206,3 +260,23 @@ def test_monitor_cli_run_report_html_alerts_and_export(workspace: Path, ctx: Con
     assert families["shipyard_monitor_drift_share"].samples[0].labels == {"monitor": "loans-watch"}
     firing = {s.labels["rule"]: s.value for s in families["shipyard_monitor_alert_firing"].samples}
     assert firing["data_drift"] == 1.0
+
+
+def test_readiness_names_what_the_monitoring_lacks(workspace: Path, ctx: Context) -> None:
+    from shipyard.governance.readiness import evaluate
+
+    def item() -> tuple[str, list[str]]:
+        found = next(i for i in evaluate(ctx, "loans/1").items if i.name == "monitoring")
+        return found.status, found.missing
+
+    assert item() == ("FAIL", ["no monitor watches loans/1 (declare one under monitor: in shipyard.yaml, for a "
+                               "deployment serving it or for the model)"])
+    declare(workspace, "monitor:\n  loans-watch: {model: loans/1, performance: null}\n")
+    status, missing = item()
+    assert status == "FAIL" and missing == [
+        "monitor loans-watch sets no performance limit (monitor.loans-watch.performance.min or .max)",
+        "monitor loans-watch sends alerts only to the log (add a webhook or slack sink)",
+        "monitor loans-watch has no report on loans/1 that judged drift or performance (`shipyard monitor run "
+        "loans-watch` once traffic and feedback came in)"]
+    run_monitor(ctx, "loans-watch")  # an empty window judges nothing: still no evidence
+    assert len(item()[1]) == 3

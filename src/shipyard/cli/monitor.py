@@ -252,11 +252,16 @@ def export(output: Annotated[Optional[str], typer.Option(
     from shipyard.monitoring.monitors import latest_reports
     from shipyard.monitoring.prometheus import exposition
 
+    from shipyard.policy.monitor import declared_monitors
+
     ctx = context()
+    declared = set(declared_monitors(ctx.policy.document()))  # a monitor taken out of shipyard.yaml is not exported
     latest: dict[tuple[str, str], Any] = {}
     for alert in reversed(alerts(ctx)):  # oldest first, so each rule ends with its newest episode
-        latest[(alert.monitor, alert.rule)] = alert
-    text = exposition(latest_reports(ctx), [a.to_dict() for a in latest.values()]).decode()
+        if alert.monitor in declared:
+            latest[(alert.monitor, alert.rule)] = alert
+    reports = [r for r in latest_reports(ctx) if r["monitor"] in declared]
+    text = exposition(reports, [a.to_dict() for a in latest.values()]).decode()
     if output is None:
         console().file.write(text)
     else:
@@ -299,7 +304,7 @@ def _print_report(found: dict[str, Any]) -> None:
         out.print(f"  performance on {perf.get('labelled', 0)} labelled rows: " + (", ".join(
             f"{k} {fmt(v.get('value'))} [{fmt(v.get('low'))}, {fmt(v.get('high'))}]" for k, v in metrics.items())
             or perf.get("note") or "-"))
-        for d in perf.get("detections") or []:
+        for d in [d for d in perf.get("detections") or [] if d.get("index") is not None]:
             out.print(f"  concept drift: {d['detector']} detected a change at row {d['index']} ({d.get('timestamp')})")
     health = found.get("health") or {}
     out.print(f"  health: {health.get('requests', 0)} requests, {fmt(health.get('throughput_rps'))} req/s, "

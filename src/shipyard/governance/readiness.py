@@ -165,7 +165,8 @@ def _monitoring(ctx: Context, version: Any) -> tuple[list[str], list[str]]:
         last = last_report_for(ctx, name, version.model, version.version)
         (evidence if last else missing).append(
             f"report #{last['id']} at {last['created']}: {last['status']}" if last else
-            f"monitor {name} never ran on {version.version_id} (`shipyard monitor run {name}`)")
+            f"monitor {name} has no report on {version.version_id} that judged drift or performance "
+            f"(`shipyard monitor run {name}` once traffic and feedback came in)")
         if best is None or len(missing) < len(best[1]):
             best = (evidence, missing)
     assert best is not None

@@ -184,8 +184,8 @@ def _apply(conn: Connection, monitor: str, spec: MonitorSpec, report_id: int, fi
             first_report=report_id, notifications=0, **observed).returning(monitor_alerts.c.id)).scalar_one())
         changes.append({"alert_id": alert_id, "rule": finding.rule, "change": "fired", "value": finding.value})
         return Notification(_find(conn, alert_id), "firing", repeat=False)
-    if row is None:
-        return None  # not breached and nothing firing: nothing to resolve
+    if row is None or finding.breached is None:
+        return None  # nothing firing to resolve, or not judged this time: the alert stays as it was
     if finding.breached:
         conn.execute(monitor_alerts.update().where(monitor_alerts.c.id == row.id)
                      .values(severity=finding.severity, **observed))
@@ -348,7 +348,7 @@ def _silenced_by(active: list[Silence], rule: str) -> int | None:
 def _find_silence(conn: Connection, silence_id: int) -> Silence:
     row = conn.execute(select(alert_silences).where(alert_silences.c.id == silence_id)).first()
     if row is None:
-        raise NotFoundError(f"No silence with id {silence_id}; list them with silences(ctx, active_only=False).",
+        raise NotFoundError(f"No silence with id {silence_id}; `shipyard monitor silences --all` lists them.",
                             silence_id=silence_id)
     return _silence(row)
 

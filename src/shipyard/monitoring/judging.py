@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.monitoring.alerts import Finding
 
+from shipyard.policy.monitor import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
 if TYPE_CHECKING:
     from shipyard.policy.monitor import MonitorSpec
 
-#: Metrics where lower is better: a limit on them is a maximum.
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "log_loss"})
 
 
 def findings(spec: MonitorSpec, report: dict[str, Any]) -> list[Finding]:
@@ -37,9 +37,14 @@ def _drift(spec: MonitorSpec, report: dict[str, Any]) -> list[Finding]:
         out = [Finding("data_drift", severity, None, None, spec.drift.share, _why_not(report, "data drift"))]
     else:
         drifted = data["drifted_columns"]
+        # A feature the traffic no longer carries (missing, or all null where the reference had values) is an
+        # anomaly of its own: it breaches the rule whatever the share of drifted columns.
+        absent = [c["column"] for c in data["columns"] if c["reference_rows"] and not c["current_rows"]]
         message = (f"{len(drifted)} of {data['checked']} columns drifted"
-                   + (f": {', '.join(drifted)}" if drifted else ""))
-        out = [Finding("data_drift", severity, data["drifted"], data["drift_share"], spec.drift.share, message)]
+                   + (f": {', '.join(drifted)}" if drifted else "")
+                   + (f"; absent from the traffic: {', '.join(absent)}" if absent else ""))
+        breached = True if absent else data["drifted"]
+        out = [Finding("data_drift", severity, breached, data["drift_share"], spec.drift.share, message)]
     prediction = report.get("prediction_drift")
     if prediction is None:
         out.append(Finding("prediction_drift", severity, None, None, None, _why_not(report, "prediction drift")))
@@ -62,22 +67,27 @@ def _performance(spec: MonitorSpec, report: dict[str, Any]) -> list[Finding]:
     metric = limits.metric or ("rmse" if task == "regression" else "accuracy")
     enough = labelled >= limits.min_labelled
     value = ((section.get("metrics") or {}).get(metric) or {}).get("value") if enough else None
-    bound = limits.max if metric in LOWER_IS_BETTER else limits.min
-    if bound is None:
-        bound = limits.min if limits.min is not None else limits.max
+    bound = limits.min if limits.min is not None else limits.max
     if not enough:
         perf = Finding("performance", limits.severity, None, None, bound,
                        f"insufficient data: {labelled} labelled rows in the window, {limits.min_labelled} needed")
-    elif value is None or bound is None:
-        perf = Finding("performance", limits.severity, None, value, bound,
-                       f"{metric} not judged: " + (section.get("note") or f"no {metric} in the report")
-                       if value is None else f"{metric} = {_fmt(value)} (no limit set)")
+    elif value is None:
+        wrong_task = task is not None and metric in (REGRESSION_METRICS if task == "classification"
+                                                     else CLASSIFICATION_METRICS)
+        perf = Finding("performance", limits.severity, None, None, bound, f"{metric} not judged: " + (
+            f"it is not a {task} metric; choose one of "
+            f"{', '.join(CLASSIFICATION_METRICS if task == 'classification' else REGRESSION_METRICS)}"
+            if wrong_task else section.get("note") or f"no {metric} in the report"))
+    elif bound is None:
+        perf = Finding("performance", limits.severity, None, float(value), None,
+                       f"{metric} = {_fmt(value)} (no limit set: performance.min or performance.max)")
     else:
-        breached = value > bound if (limits.max is not None and bound == limits.max) else value < bound
+        breached = value < limits.min if limits.min is not None else value > bound
         metrics = section["metrics"][metric]
         perf = Finding("performance", limits.severity, bool(breached), float(value), float(bound),
                        f"{metric} = {_fmt(value)} [{_fmt(metrics.get('low'))}, {_fmt(metrics.get('high'))}] on "
-                       f"{labelled} labelled rows; limit {_fmt(bound)}")
+                       f"{labelled} labelled rows; {'minimum' if limits.min is not None else 'maximum'} "
+                       f"{_fmt(bound)}")
     detections = [d for d in section.get("detections") or [] if d.get("index") is not None]
     ran = [d for d in section.get("detections") or [] if not d.get("note")]
     needed = max(1, min(limits.agreement, len(ran)))

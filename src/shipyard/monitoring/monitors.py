@@ -58,7 +58,7 @@ def monitor_spec(ctx: Context, name: str) -> MonitorSpec:
     spec = spec_of(document, name)
     if spec is None:
         known = declared_monitors(document)
-        raise NotFoundError(f"No monitor '{name}' in shipyard.yaml{did_you_mean(name, known)} "
+        raise NotFoundError(f"No monitor '{name}' in shipyard.yaml.{did_you_mean(name, known)} "
                             + (f"Monitors: {', '.join(known)}." if known else
                                "Declare one under monitor: (see docs/monitoring.md)."), monitor=name)
     return spec
@@ -111,8 +111,10 @@ def build_report(ctx: Context, name: str, spec: MonitorSpec, version: ModelVersi
         "monitor": name, "created": None,
         "target": {"deployment": spec.deployment, "model": version.model, "version": version.version},
         "window": window.to_dict(), "reference": None, "data_drift": None, "prediction_drift": None,
-        "distributions": {}, "performance": None, "health": health(window).to_dict(), "notes": notes,
+        "distributions": {}, "performance": None,
+        "health": health(window, failures_logged=spec.deployment is not None).to_dict(), "notes": notes,
     }
+
     if spec.health is not None:
         report["health"]["limits"] = spec.health.model_dump(exclude={"severity"}, exclude_none=True)
     served = len(window.served)
@@ -129,37 +131,71 @@ def build_report(ctx: Context, name: str, spec: MonitorSpec, version: ModelVersi
         drift_section(ctx, spec, version, window, reference, report)
     if spec.performance is not None:
         report["performance"] = performance_section(ctx, spec, version, window)
+    if spec.deployment is None and spec.health is not None and spec.health.max_error_rate is not None:
+        notes.append("error rate not measured: failed requests are logged for deployments only (watch the "
+                     "deployment, `deployment: NAME`, to judge it)")
     return report
 
 
 def drift_section(ctx: Context, spec: MonitorSpec, version: ModelVersion, window: Window, reference: str,
                   report: dict[str, Any]) -> None:
     """Data drift of the features and drift of the predictions, with the distributions the report draws."""
+    from shipyard.data.versions import get_version
     from shipyard.monitoring.drift import sketch_drift
     from shipyard.monitoring.reference import distribution, reference_predictions, reference_sketch
     from shipyard.monitoring.sketch import NOT_COMPARED, ReferenceSketch
 
-    columns = spec.drift.columns or window.features
-    sketch = reference_sketch(ctx, reference, columns=list(columns))
+    notes = report["notes"]
+    wanted = list(spec.drift.columns or window.features)
+    schema = get_version(ctx, reference).table_schema or []
+    available = {str(c["name"]) for c in schema}
+    absent = [c for c in wanted if available and c not in available]
+    if absent:
+        notes.append(f"not in the reference {reference}, so not compared: {', '.join(absent)} (set "
+                     f"monitor.{report['monitor']}.reference or drift.columns)")
+    columns = [c for c in wanted if c not in absent]
+    sketch = reference_sketch(ctx, reference, columns=columns)
     current = window.inputs()
-    drift = sketch_drift(sketch, current, columns=columns, methods=_without(spec.drift.methods),
+    methods = _small_window(sketch, len(current), _without(spec.drift.methods), columns)
+    drift = sketch_drift(sketch, current, columns=columns, methods=methods,
                          thresholds=_without(spec.drift.thresholds), correction=spec.drift.correction,
                          share=spec.drift.share)
     report["reference"] = {"dataset": reference, "rows": sketch.rows, "source": sketch.source}
     report["data_drift"] = drift.to_dict()
     for column in columns:
-        if column in current.columns and column in sketch.columns and sketch.columns[column].kind not in NOT_COMPARED:
+        if column in current.columns and sketch.columns[column].kind not in NOT_COMPARED:
             report["distributions"][column] = distribution(sketch.columns[column], current[column])
-    if spec.drift.predictions:
-        predicted = reference_predictions(ctx, version, reference)
-        if predicted is not None:
-            values = _scalar_predictions(window.predictions())
-            baseline = ReferenceSketch({"prediction": predicted}, predicted.count + predicted.nulls, "data",
-                                       reference)
-            result = sketch_drift(baseline, values.to_frame("prediction"), methods=_only(spec.drift.methods),
-                                  thresholds=_only(spec.drift.thresholds))
-            report["prediction_drift"] = result.columns[0].to_dict()
-            report["distributions"]["prediction"] = distribution(predicted, values)
+    if not spec.drift.predictions:
+        return
+    predicted = reference_predictions(ctx, version, reference)
+    if predicted is None:
+        notes.append(f"prediction drift not judged: {reference} lacks some of {version.version_id}'s inputs, so "
+                     "its predictions on the reference cannot be made")
+        return
+    values = _scalar_predictions(window.predictions())
+    baseline = ReferenceSketch({"prediction": predicted}, predicted.count + predicted.nulls, "data", reference)
+    result = sketch_drift(baseline, values.to_frame("prediction"),
+                          methods=_small_window(baseline, len(values), _only(spec.drift.methods), ["prediction"]),
+                          thresholds=_only(spec.drift.thresholds))
+    report["prediction_drift"] = result.columns[0].to_dict()
+    report["distributions"]["prediction"] = distribution(predicted, values)
+
+
+def _small_window(sketch: Any, rows: int, methods: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    """A window of at most 1,000 rows is judged by the statistical tests, whatever the reference's size: the
+    distances' fixed threshold is calibrated for large samples, and on a few hundred rows unshifted data alone
+    reaches it. Methods the monitor names are kept."""
+    from shipyard.monitoring.drift import default_method
+    from shipyard.monitoring.sketch import NOT_COMPARED, SMALL_REFERENCE
+
+    if rows > SMALL_REFERENCE:
+        return methods
+    chosen = dict(methods)
+    for column in columns:
+        kind = sketch.columns[column].kind
+        if column not in chosen and kind not in NOT_COMPARED:
+            chosen[column] = default_method(kind, min(rows, sketch.columns[column].count))
+    return chosen
 
 
 def _without(given: dict[str, Any], name: str = "prediction") -> dict[str, Any]:
@@ -208,9 +244,11 @@ def judge(spec: MonitorSpec, report: dict[str, Any]) -> list[Finding]:
 
 
 def status(report: dict[str, Any], found: list[Finding]) -> str:
+    """alert when a rule is breached; insufficient data when neither drift nor performance could be judged."""
     if any(f.breached for f in found):
         return "alert"
-    if report["data_drift"] is None and report["performance"] is None:
+    judged = {f.rule for f in found if f.breached is not None}
+    if not judged & {"data_drift", "prediction_drift", "performance", "concept_drift"}:
         return "insufficient data"
     return "ok"
 
@@ -272,20 +310,29 @@ def refresh_late_labels(ctx: Context, name: str, spec: MonitorSpec, *, before: i
         if not feedback_since(ctx, row.model, since):
             continue
         version = get_model_version(ctx, f"{row.model}/{row.version}")
-        window = read_window(ctx, row.model, row.version, deployment=spec.deployment,
-                             last=(row.window_end - row.window_start) / 1000 + 0.002,
-                             until=row.window_end / 1000 + 0.001, features=None)
-        section = performance_section(ctx, spec, version, window)
         previous = json.loads(row.report)
+        asked = previous.get("window") or {}
+        if asked.get("kind") == "count":  # the same rows: the newest N up to the window's last one
+            window = read_window(ctx, row.model, row.version, deployment=spec.deployment, rows=int(asked["size"]),
+                                 until=row.window_end / 1000 + 0.001, features=None)
+        else:
+            window = read_window(ctx, row.model, row.version, deployment=spec.deployment,
+                                 last=(row.window_end - row.window_start) / 1000 + 0.002,
+                                 until=row.window_end / 1000 + 0.001, features=None)
+        section = performance_section(ctx, spec, version, window)
         if previous.get("performance") == section:
             continue
         previous["performance"] = section
+        found = judge(spec, previous)  # the report's own verdict follows its new numbers; alerts follow the newest
+        previous["findings"] = [f.to_dict() for f in found]
+        previous["status"] = status(previous, found)
         stamp = now_ms()
         previous["updated"] = _iso_ms(stamp)
         with ctx.store.mutation(ctx.actor, "monitor.report.update", "monitor_report", str(row.id),
-                                {"reason": "late feedback", "labelled": section.get("labelled")}) as conn:
+                                {"reason": "late feedback", "labelled": section.get("labelled"),
+                                 "status": previous["status"]}) as conn:
             conn.execute(monitor_reports.update().where(c.id == row.id)
-                         .values(report=json.dumps(previous, default=str), updated=stamp))
+                         .values(report=json.dumps(previous, default=str), updated=stamp, status=previous["status"]))
         updated.append(int(row.id))
     return updated
 
@@ -305,6 +352,8 @@ def get_report(ctx: Context, name: str, report_id: int | None = None) -> dict[st
     with ctx.store.read() as conn:
         row = conn.execute(query).first()
     if row is None:
+        if report_id is None:
+            monitor_spec(ctx, name)  # not declared either: say so, with the declared ones
         which = f"report {report_id} of monitor '{name}'" if report_id is not None else f"report of monitor '{name}'"
         raise NotFoundError(f"No {which}; `shipyard monitor run {name}` computes one.", monitor=name)
     return dict(json.loads(row.report))
@@ -375,10 +424,10 @@ def covering_monitors(ctx: Context, version: ModelVersion) -> list[tuple[str, Mo
 
 
 def last_report_for(ctx: Context, name: str, model: str, version: int) -> dict[str, Any] | None:
-    """The monitor's newest report on that model version (its id, created and status), if it ever ran on it."""
+    """The monitor's newest report on that model version that judged its drift (its id, created and status)."""
     c = monitor_reports.c
     with ctx.store.read() as conn:
-        row = conn.execute(select(c.id, c.created, c.status).where(c.monitor == name, c.model == model,
-                                                                   c.version == version)
-                           .order_by(c.id.desc()).limit(1)).first()
+        row = conn.execute(select(c.id, c.created, c.status).where(
+            c.monitor == name, c.model == model, c.version == version, c.drift_share.is_not(None))
+            .order_by(c.id.desc()).limit(1)).first()
     return None if row is None else {"id": int(row.id), "created": _iso_ms(row.created), "status": row.status}

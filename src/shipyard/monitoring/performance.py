@@ -188,7 +188,7 @@ def labelled(joined: pd.DataFrame, task: str, classes: Sequence[Any] | None = No
     if kind == "number" and pd.api.types.is_integer_dtype(predictions.infer_objects()) and len(label):
         numbers = label.to_numpy(float)
         label = pd.Series(numbers.astype(np.int64), index=label.index) if np.all(numbers % 1 == 0) else label
-    if kind == "number" and not pd.api.types.is_numeric_dtype(good["prediction"].infer_objects()):
+    if kind == "number" and len(good) and not pd.api.types.is_numeric_dtype(good["prediction"].infer_objects()):
         counts["unusable"] += len(good)
         example = _plain(good["prediction"].iloc[0])
         counts["label_mismatch"] = {"rows": len(good), "example": example,

@@ -52,14 +52,32 @@ class DriftSpec(_Spec):
     severity: Severity = "warning"
 
 
+#: The metrics a performance limit may name: the classification ones, then the regression ones.
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+Metric = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae", "r2"]
+
+
 class PerformanceSpec(_Spec):
-    metric: str | None = None  # default: accuracy (classification) or rmse (regression)
+    metric: Metric | None = None  # default: accuracy (classification) or rmse (regression)
     min: float | None = None  # alert below this (metrics where higher is better)
     max: float | None = None  # alert above this (errors: rmse, mae)
     min_labelled: int = Field(default=30, ge=1)  # fewer labelled rows: insufficient data, no verdict
     detectors: list[Detector] = Field(default_factory=lambda: list(DETECTORS))
     agreement: int = Field(default=2, ge=1)  # detectors that must see a change before concept drift alerts
     severity: Severity = "critical"
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> PerformanceSpec:
+        if self.min is not None and self.max is not None:
+            raise ValueError("give one of min (alert below it: accuracy, f1, r2, ...) or max (alert above it: "
+                             "rmse, mae)")
+        lower_is_better = self.metric in ("rmse", "mae")
+        if self.metric is not None and self.min is not None and lower_is_better:
+            raise ValueError(f"{self.metric} is an error, lower is better: give max, not min")
+        if self.metric is not None and self.max is not None and not lower_is_better:
+            raise ValueError(f"{self.metric} is better higher: give min, not max")
+        return self
 
 
 class HealthSpec(_Spec):
@@ -111,7 +129,6 @@ class MonitorSpec(_Spec):
     health: HealthSpec | None = Field(default_factory=HealthSpec)
     sinks: list[Sink] = Field(default_factory=lambda: [SinkSpec(log=True)])
     repeat: Seconds = 4 * 3600.0  # a firing alert is sent again after this long unless acknowledged
-    schedule: Seconds = 900.0  # how often `shipyard watch` runs it
 
     @model_validator(mode="after")
     def _target(self) -> MonitorSpec:
