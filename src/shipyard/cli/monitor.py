@@ -166,7 +166,7 @@ def list_monitors(as_json: JsonFlag = False) -> None:
         return
     console().print(table("Monitors", ["monitor", "watches", "window", "last report", "status", "firing"], [
         [r["monitor"], f"deployment {r['deployment']}" if r["deployment"] else f"model {r['model']}",
-         ", ".join(f"{k} {v}" for k, v in r["window"].items()), f"#{r['last_report']} {r['last_run']}"
+         _window(r["window"]), f"#{r['last_report']} {r['last_run']}"
          if r["last_report"] else "-", r["status"] or "-", ", ".join(r["firing"]) or "-"] for r in rows]))
 
 
@@ -266,6 +266,16 @@ def export(output: Annotated[Optional[str], typer.Option(
         console().file.write(text)
     else:
         console().print(f"Wrote {write_file(output, text)}")
+
+
+def _window(window: dict[str, Any]) -> str:
+    if "rows" in window:
+        return f"newest {window['rows']} rows"
+    seconds = float(window["last"])
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"last {int(seconds // size)}{unit}"
+    return f"last {seconds:g}s"
 
 
 def _alert_states(ctx: Context, name: str, found: dict[str, Any]) -> list[dict[str, Any]]:

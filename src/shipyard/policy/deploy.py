@@ -7,14 +7,14 @@ import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydantic import ValidationError as PydanticValidationError
 
-from shipyard.policy.errors import require_mapping, translate
+from shipyard.policy.named import load_named, named, named_spec
 
 if TYPE_CHECKING:
     from shipyard.policy.document import Document
 
 Strategy = Literal["single", "canary", "shadow", "ab"]
+PLURAL = "deployment names to their settings"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, None: 1}
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -112,24 +112,13 @@ class DeploymentSpec(_Spec):
 def load_deployment_spec(data: Any, name: str, *, source: str = "shipyard.yaml",
                          document: Document | None = None) -> DeploymentSpec:
     """Validate the mapping under `deploy.<name>`; errors name the key path, the value and a fix."""
-    data = require_mapping(data, f"deploy.{name}", "deployment settings", document)
-    try:
-        return DeploymentSpec.model_validate(data)
-    except PydanticValidationError as exc:
-        raise translate(exc, DeploymentSpec, prefix=("deploy", name), document=document, source=source) from None
+    return load_named(DeploymentSpec, "deploy", data, name, "deployment settings", source=source, document=document)
 
 
 def deployment_spec(document: Document, name: str) -> DeploymentSpec | None:
     """deploy.NAME of the document, validated once per change of the file; None when it declares none."""
-    key = ("deploy", name)
-    if key not in document.sections:
-        section = require_mapping(document.data.get("deploy"), "deploy", "deployment names to their settings",
-                                  document)
-        document.sections[key] = (load_deployment_spec(section[name], name, source=document.name, document=document)
-                                  if name in section else None)
-    return document.sections[key]
+    return named_spec(DeploymentSpec, document, "deploy", name, "deployment settings", PLURAL)
 
 
 def declared_deployments(document: Document) -> list[str]:
-    section = require_mapping(document.data.get("deploy"), "deploy", "deployment names to their settings", document)
-    return sorted(str(k) for k in section)
+    return sorted(str(k) for k in named(document, "deploy", PLURAL))

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydantic import ValidationError as PydanticValidationError
 
 from shipyard.policy.deploy import Seconds
-from shipyard.policy.errors import require_mapping, translate
+from shipyard.policy.named import load_named, named, named_spec
 
 if TYPE_CHECKING:
     from shipyard.policy.document import Document
 
+PLURAL = "monitor names to their settings"
 Severity = Literal["info", "warning", "critical"]
 DriftMethod = Literal["ks", "chisquare", "ztest", "wasserstein", "jensenshannon", "psi", "hellinger"]
 Detector = Literal["page_hinkley", "adwin", "ddm"]
@@ -140,26 +140,13 @@ class MonitorSpec(_Spec):
 def load_monitor_spec(data: Any, name: str, *, source: str = "shipyard.yaml",
                       document: Document | None = None) -> MonitorSpec:
     """Validate the mapping under `monitor.<name>`; errors name the key path, the value and a fix."""
-    data = require_mapping(data, f"monitor.{name}", "monitor settings", document)
-    try:
-        return MonitorSpec.model_validate(data)
-    except PydanticValidationError as exc:
-        raise translate(exc, MonitorSpec, prefix=("monitor", name), document=document, source=source) from None
+    return load_named(MonitorSpec, "monitor", data, name, "monitor settings", source=source, document=document)
 
 
 def monitor_spec(document: Document, name: str) -> MonitorSpec | None:
     """monitor.NAME of the document, validated once per change of the file; None when it declares none."""
-    key = ("monitor", name)
-    if key not in document.sections:
-        section = declared(document)
-        document.sections[key] = (load_monitor_spec(section[name], name, source=document.name, document=document)
-                                  if name in section else None)
-    return document.sections[key]
-
-
-def declared(document: Document) -> dict[str, Any]:
-    return require_mapping(document.data.get("monitor"), "monitor", "monitor names to their settings", document)
+    return named_spec(MonitorSpec, document, "monitor", name, "monitor settings", PLURAL)
 
 
 def declared_monitors(document: Document) -> list[str]:
-    return sorted(str(k) for k in declared(document))
+    return sorted(str(k) for k in named(document, "monitor", PLURAL))
