@@ -5,6 +5,9 @@
     log-write --workspace W --folder F --requests N --rows-per-request M
                                         a workspace with a registered model and N x M logged predictions
     log-monitor --workspace W --folder F  time reading that window from the prediction log and its drift
+    monitor-run --workspace W           time `run_monitor` over that window (the whole monitor: window,
+                                        drift against the reference's sketch, prediction drift, health,
+                                        the stored report and its alerts)
 
 Each command prints one ``BENCH_RESULT {json}`` line; peak memory is this process's ru_maxrss.
 """
@@ -23,6 +26,10 @@ from _shared import WARMUP_ROWS, emit, library_versions, peak_mb, read_parquet, 
 
 os.environ.setdefault("SHIPYARD_USER", "bench")
 MODEL = "drift-bench"
+REFERENCE = "drift-bench-reference"
+MONITOR = "drift-bench"
+#: When the logged requests arrived (unix seconds): fixed, so that runs are alike; monitors look back from after.
+T0 = 1_800_000_000.0
 
 
 def verdicts(report: Any) -> dict[str, dict[str, Any]]:
@@ -73,13 +80,19 @@ def cmd_log_write(args: argparse.Namespace) -> dict[str, Any]:
     if rows > len(current):
         raise SystemExit(f"{rows:,} rows asked for, the current table has {len(current):,}")
     root = shipyard.init_workspace(args.workspace)
+    # The reference as a dataset version the model names (what a monitor compares with), and a monitor of the
+    # newest `rows` rows of the log: setup, untimed.
+    shipyard.data.add(REFERENCE, reference, workspace=root)
     sample = reference.head(1_000)
     labels = np.where(sample["income"].to_numpy() > np.median(sample["income"]), "yes", "no")
     version = shipyard.models.register(MODEL, DummyClassifier(strategy="prior").fit(sample, labels),
-                                       input_example=sample.head(), workspace=root)
+                                       input_example=sample.head(), dataset=f"{REFERENCE}@1", workspace=root)
+    with open(root / "shipyard.yaml", "a") as spec:
+        spec.write(f"monitor:\n  {MONITOR}:\n    model: {MODEL}/{int(version.version)}\n"
+                   f"    window: {{rows: {rows}}}\n    performance: null\n    health: {{max_p99_ms: 50}}\n")
     ctx = open_context(root)
     rng = np.random.default_rng(3)
-    t0 = 1_800_000_000.0
+    t0 = T0
     stored = 0
 
     def write_all() -> None:
@@ -123,7 +136,7 @@ def cmd_log_monitor(args: argparse.Namespace) -> dict[str, Any]:
     load_s, reference = timed(lambda: read_parquet(folder / "reference.parquet"))
     ctx = open_context(args.workspace)
     # warm-up off the clock: imports, the store's connection, one batch's read
-    warm = read_predictions(ctx, MODEL, args.version, since=1_800_000_000.0 + args.requests - 1)
+    warm = read_predictions(ctx, MODEL, args.version, since=T0 + args.requests - 1)
     dataset_drift(reference.head(WARMUP_ROWS), warm[list(reference.columns)].head(WARMUP_ROWS))
     del warm
     after_load = peak_mb()
@@ -131,6 +144,21 @@ def cmd_log_monitor(args: argparse.Namespace) -> dict[str, Any]:
     report = result.pop("report")
     return {**result, "reference_rows": len(reference), "load_seconds": load_s, "peak_mb_after_load": after_load,
             "peak_mb": peak_mb(), "dataset_drifted": report.drifted, "columns": verdicts(report)}
+
+
+def cmd_monitor_run(args: argparse.Namespace) -> dict[str, Any]:
+    """One `run_monitor` in this process: the first reads the reference once and stores its sketch (and the
+    model's predictions on it); later ones find them in the store."""
+    from shipyard.context import open_context
+    from shipyard.monitoring.monitors import run_monitor
+
+    ctx = open_context(args.workspace)
+    seconds, result = timed(lambda: run_monitor(ctx, MONITOR, until=T0 + 10_000_000))
+    report = result.report
+    drift = report["data_drift"] or {}
+    return {"seconds": seconds, "peak_mb": peak_mb(), "rows": report["window"]["rows"],
+            "reference_source": (report.get("reference") or {}).get("source"),
+            "drifted_columns": drift.get("drifted_columns"), "status": report["status"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,9 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folder", required=True)
     p.add_argument("--version", type=int, required=True)
     p.add_argument("--requests", type=int, required=True)
+    p = sub.add_parser("monitor-run")
+    p.add_argument("--workspace", required=True)
     args = parser.parse_args(argv)
     commands = {"generate": cmd_generate, "drift": cmd_drift, "log-write": cmd_log_write,
-                "log-monitor": cmd_log_monitor}
+                "log-monitor": cmd_log_monitor, "monitor-run": cmd_monitor_run}
     emit(commands[args.command](args))
     return 0
 

@@ -162,6 +162,10 @@ def run_log(ctx: Context, wd: Path, folder: Path, cfg: dict[str, Any], files: di
     out = {"write": written, "monitor": monitored}
     if not monitored.get("failed") and not files.get("failed"):
         out["agreement"] = compare_log(monitored, files)
+    out["monitor_runs"] = [
+        guard(ctx, f"shipyard monitor run over {rows:,} logged rows ({which})",
+              lambda: _shipyard(ctx, wd, "monitor-run", "--workspace", str(workspace)))
+        for which in ("first: the reference read and sketched", "again: the sketch from the store")]
     return out
 
 
@@ -261,6 +265,22 @@ def render(result: dict[str, Any], console: Any) -> None:
         console.note("read_predictions(ctx, model, version) of every logged row (all columns, probabilities "
                      "included), then dataset_drift(reference, window[features]) in a fresh process; peak RSS "
                      "includes the reference (loaded first).")
+    run_rows = []
+    for size in result["sizes"]:
+        for i, run in enumerate((size.get("prediction_log") or {}).get("monitor_runs") or []):
+            if run.get("failed"):
+                fails.append(f"FAIL monitor run: {run['error'].strip().splitlines()[-1]}")
+                continue
+            run_rows.append([f"{run['rows']:,}", "first" if i == 0 else "again", str(run["reference_source"]),
+                             fmt_seconds(run["seconds"]), _mb(run["peak_mb"]), run["status"],
+                             ", ".join(run["drifted_columns"] or []) or "-"])
+    if run_rows:
+        console.table("shipyard monitor run over the logged window (each in a fresh process)",
+                      ["Window rows", "Run", "Reference from", "Time", "Peak RSS", "Status", "Drifted columns"],
+                      run_rows, right_align={0, 3, 4})
+        console.note("The whole monitor: the window read from the log, drift of its features against the "
+                     "reference's sketch (read from the dataset version on the first run, from the store after), "
+                     "prediction drift, health, the stored report and its alerts.")
     for note in result.get("notes", []):
         console.note(note)
     for line in fails:
