@@ -86,10 +86,11 @@ def run_monitor(ctx: Context, name: str, *, until: float | None = None) -> Monit
 
     spec = monitor_spec(ctx, name)
     version = target_version(ctx, spec)
-    features = (version.signature or {}).get("inputs")
-    names = [c["name"] for c in features] if features else None
+    inputs = [c["name"] for c in (version.signature or {}).get("inputs") or []]
+    names = list(dict.fromkeys([*inputs, *(spec.drift.columns or [])])) or None  # None: every logged input
     window = read_window(ctx, version.model, version.version, deployment=spec.deployment, last=spec.window.last,
-                         rows=spec.window.rows, until=until, features=names)
+                         rows=spec.window.rows, until=until, features=names,
+                         probabilities=spec.performance is not None)
     report = build_report(ctx, name, spec, version, window)
     findings = judge(spec, report)
     report["findings"] = [f.to_dict() for f in findings]

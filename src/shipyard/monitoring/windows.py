@@ -80,9 +80,10 @@ class Window:
 
 def read_window(ctx: Context, model: str, version: int, *, deployment: str | None = None,
                 last: float | None = None, rows: int | None = None, until: float | None = None,
-                features: list[str] | None = None) -> Window:
+                features: list[str] | None = None, probabilities: bool = True) -> Window:
     """The prediction log of `model`/`version` over the `last` seconds before `until` (default: now), or its
-    newest `rows` rows before `until`; only requests served through `deployment` when one is named."""
+    newest `rows` rows before `until`; only requests served through `deployment` when one is named. With
+    `features`, only those inputs are read (and the class probabilities only with `probabilities`)."""
     from shipyard.serving.batches import read_predictions
 
     if (last is None) == (rows is None):
@@ -92,7 +93,14 @@ def read_window(ctx: Context, model: str, version: int, *, deployment: str | Non
         raise ValidationError(f"Invalid window last={last!r}: expected a number of seconds above 0, e.g. 3600.")
     end = time.time() if until is None else float(until)
     since = end - last if last is not None else None
-    frame = read_predictions(ctx, model, version, since, until=end, deployment=deployment, last_rows=rows)
+    columns = None
+    if features is not None:  # only what a monitor looks at: the class probabilities only when asked for
+        from shipyard.serving.batches import COLUMNS, DEPLOYMENT_COLUMNS
+
+        columns = [*COLUMNS, *DEPLOYMENT_COLUMNS, "prediction", *(["probabilities"] if probabilities else []),
+                   *features, *(FEATURE_PREFIX + f for f in features)]
+    frame = read_predictions(ctx, model, version, since, until=end, deployment=deployment, last_rows=rows,
+                             columns=columns)
     renamed = {c: c[len(FEATURE_PREFIX):] for c in frame.columns if c.startswith(FEATURE_PREFIX)}
     frame = frame.rename(columns=renamed)
     if features is None:
