@@ -10,15 +10,26 @@ if TYPE_CHECKING:
 
 
 def credit(n: int = 5000, *, seed: int = 0, start: str = "2026-01-01", days: int = 90,
-           income_shift: float = 0.0) -> pd.DataFrame:
+           income_shift: float = 0.0, population_shift: float = 0.0, concept_shift: float = 0.0) -> pd.DataFrame:
     """Loan applications with a `default` label.
 
     Columns: application_id, applied_at (timestamp), age, sex (the sensitive attribute), region,
     employment, income, loan_amount, term_months, debt_ratio, credit_history_years, prior_defaults,
-    default. `income_shift` moves incomes (as a fraction) to simulate drift in later data."""
+    default. Three knobs make later data drift (0 leaves the data as it was):
+
+    - `income_shift` moves incomes (as a fraction);
+    - `population_shift` (0 to 1) brings in another applicant population: younger, more on contracts, asking
+      for larger loans, so more indebted;
+    - `concept_shift` (0 to 1) changes the relationship between the features and the outcome: at 1, debt no
+      longer raises the risk, contract and self-employment raise it far more, and a short credit history most."""
     import numpy as np
     import pandas as pd
 
+    for name, value in (("population_shift", population_shift), ("concept_shift", concept_shift)):
+        if not 0 <= value <= 1:
+            from shipyard.errors import ValidationError
+
+            raise ValidationError(f"{name} {value!r} must be between 0 (no drift) and 1.", **{name: value})
     rng = np.random.default_rng(seed)
     age = rng.integers(19, 75, n)
     sex = rng.choice(["female", "male"], n, p=[0.48, 0.52])
@@ -28,11 +39,21 @@ def credit(n: int = 5000, *, seed: int = 0, start: str = "2026-01-01", days: int
     income *= np.where(employment == "unemployed", 0.3, 1.0) * (0.7 + 0.006 * np.minimum(age, 60))
     loan = rng.lognormal(mean=9.4, sigma=0.6, size=n)
     term = rng.choice([12, 24, 36, 48, 60], n, p=[0.1, 0.25, 0.35, 0.15, 0.15])
+    if population_shift:  # drawn only when asked for, so the data without drift stays as it was
+        moved = rng.random(n) < population_shift
+        age = np.where(moved, np.clip(age - rng.integers(5, 20, n), 19, None), age)
+        employment = np.where(moved & (rng.random(n) < 0.4), "contract", employment)
+        loan = np.where(moved, loan * (1.5 + rng.random(n)), loan)
     debt_ratio = np.clip(rng.beta(2, 5, n) + loan / income / 4, 0, 1.5)
     history = np.clip(age - 18 - rng.integers(0, 10, n), 0, None)
     prior = rng.poisson(np.where(debt_ratio > 0.6, 0.6, 0.15))
     logit = (-2.2 + 3.0 * debt_ratio + 0.9 * prior - 0.045 * history - 0.000012 * (income - 40_000)
              + 0.5 * (employment == "unemployed") + 0.25 * (employment == "contract") + 0.01 * (term - 36))
+    if concept_shift:
+        changed = (-0.4 - 1.0 * debt_ratio + 0.4 * prior - 0.11 * np.minimum(history, 20)
+                   + 1.6 * (employment == "contract") + 1.4 * (employment == "self-employed")
+                   - 0.000004 * (income - 40_000) - 0.02 * (term - 36))
+        logit = (1 - concept_shift) * logit + concept_shift * changed
     default = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     applied = pd.Timestamp(start) + pd.to_timedelta(rng.integers(0, days * 86_400, n), unit="s")
     frame = pd.DataFrame({
