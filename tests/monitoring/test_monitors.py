@@ -280,3 +280,23 @@ def test_readiness_names_what_the_monitoring_lacks(workspace: Path, ctx: Context
         "loans-watch` once traffic and feedback came in)"]
     run_monitor(ctx, "loans-watch")  # an empty window judges nothing: still no evidence
     assert len(item()[1]) == 3
+
+
+def test_monitor_reports_alerts_sketches_and_late_labels_on_both_stores(backend_workspace: Path) -> None:
+    """The same run on SQLite and PostgreSQL: stored report ids, lineage, the reference sketch found again by
+    its key, late labels updating the first report, and the alert opened once."""
+    train(backend_workspace)
+    declare(backend_workspace, MONITOR.format(sinks=""))
+    ctx = open_context()
+    shifted = loans(1200, 12, shift=1.0)
+    ids = log_traffic(ctx, shifted)
+    first = run_monitor(ctx, "loans-watch")
+    assert first.report["reference"]["source"] == "data" and "data_drift" in {f.rule for f in first.firing}
+    send_feedback(ctx, ids[:50], shifted["approved"])
+    second = run_monitor(ctx, "loans-watch")
+    assert second.report["reference"]["source"] in ("sketch", "profile") and second.id == first.id + 1
+    assert second.updated_reports == [first.id]
+    assert get_report(ctx, "loans-watch", first.id)["performance"]["labelled"] == 500
+    firing = shipyard.monitoring.list_alerts(monitor="loans-watch", state="firing")
+    assert len([a for a in firing if a.rule == "data_drift"]) == 1
+    assert [h["id"] for h in history(ctx, "loans-watch")] == [first.id, second.id]
