@@ -13,7 +13,7 @@ from shipyard.store import tables
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "shipyard"
 OWNERS = {
-    "store": {"audit_events", "audit_head", "lineage_edges", "store_identity"},
+    "store": {"audit_events", "audit_head", "lineage_edges", "store_identity", "leases"},
     "tracking": {"runs", "params", "tags", "metrics", "metric_latest", "artifacts"},
     "data": {"datasets", "dataset_versions", "dataset_files", "data_validations"},
     "models": {"registered_models", "model_versions", "model_aliases", "alias_history", "reviews"},

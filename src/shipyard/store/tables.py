@@ -451,3 +451,15 @@ reference_sketches = Table(
     Column("created", BigInteger, nullable=False),
     Index("ix_reference_sketches_digest", "digest"),
 )
+
+# A lease: who may act alone for a while (one controller among several processes). `token` grows with every
+# change of holder, so a holder that lost its lease can be told apart from the one that took it (fencing).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(KEY_LENGTH), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("acquired", BigInteger, nullable=False),
+    Column("expires", BigInteger, nullable=False),
+)
