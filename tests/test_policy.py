@@ -121,3 +121,20 @@ def test_runs_record_the_digest_of_the_policy_they_started_under(workspace: Path
     first, second = shipyard.get_run(before.run_id), shipyard.get_run(after.run_id)
     assert second.policy_digest == Policy(workspace).digest
     assert first.policy_digest != second.policy_digest
+
+
+def test_the_retrain_section_validates_and_names_the_fix(tmp_path: Path) -> None:
+    from shipyard.errors import ConfigError
+    from shipyard.policy import Policy
+    from shipyard.policy.retrain import declared_retraining, retrain_spec
+
+    (tmp_path / "shipyard.yaml").write_text(
+        "retrain:\n  credit-api: {monitor: credit-api, triggers: [data_drift, performance], cooldown: 2h, "
+        "max_per_day: 2, approval: true}\n  broken: {triggers: [drfit]}\n")
+    document = Policy(tmp_path).document()
+    spec = retrain_spec(document, "credit-api")
+    assert spec is not None and (spec.triggers, spec.cooldown, spec.max_per_day, spec.approval, spec.data) == (
+        ["data_drift", "performance"], 7200.0, 2, True, "latest")
+    assert retrain_spec(document, "other") is None and declared_retraining(document) == ["broken", "credit-api"]
+    with pytest.raises(ConfigError, match=r"shipyard.yaml line 3: retrain.broken: unknown alert rule .drfit. in triggers"):
+        retrain_spec(document, "broken")

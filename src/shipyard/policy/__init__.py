@@ -35,6 +35,7 @@ SECTIONS: dict[str, str] = {
     "governance": "per model: intended use, limitations, owners, required reviews",
     "deploy": "per deployment: the model, strategy, canary steps and analysis limits",
     "monitor": "per monitor: the deployment or model watched, its window, limits and alert sinks",
+    "retrain": "per deployment: the alerts that start retraining, its data, cooldown, limits and approval",
 }
 
 
