@@ -300,3 +300,18 @@ def test_monitor_reports_alerts_sketches_and_late_labels_on_both_stores(backend_
     firing = shipyard.monitoring.list_alerts(monitor="loans-watch", state="firing")
     assert len([a for a in firing if a.rule == "data_drift"]) == 1
     assert [h["id"] for h in history(ctx, "loans-watch")] == [first.id, second.id]
+
+
+def test_a_deployment_monitor_watches_the_route_it_names(workspace: Path, ctx: Context) -> None:
+    from shipyard.monitoring.monitors import monitor_spec, target_version
+
+    declare(workspace, "gates:\n  loans: {}\nmonitor:\n  primary: {deployment: loans-api}\n"
+                       "  shadowed: {deployment: loans-api, route: shadow}\n"
+                       "  wrong: {model: loans/1, route: canary}\n")
+    shipyard.deployments.create("loans-api", "loans/1")
+    assert target_version(ctx, monitor_spec(ctx, "primary")).version_id == "loans/1"
+    with pytest.raises(NotFoundError, match=r"Deployment 'loans-api' has no shadow route now \(it routes: primary "
+                                            r"loans/1\); set the monitor's route"):
+        target_version(ctx, monitor_spec(ctx, "shadowed"))
+    with pytest.raises(ConfigError, match="route picks one of a deployment's routes: give deployment, not model"):
+        monitor_spec(ctx, "wrong")

@@ -70,11 +70,18 @@ def target_version(ctx: Context, spec: MonitorSpec) -> ModelVersion:
     from shipyard.models.registry import get_model_version
 
     if spec.deployment is not None:
-        deployment = get_deployment(ctx, spec.deployment)
-        route = deployment.current.primary or next(iter(deployment.routes), None)
+        routes = get_deployment(ctx, spec.deployment).routes
+        route = next((r for r in routes if r.role == spec.route or (r.role == "variant" and r.label == spec.route)),
+                     None)
+        if route is None and spec.route == "primary" and routes and routes[0].role == "variant":
+            route = routes[0]  # an A/B deployment has no primary: its first variant
         if route is None:
-            raise NotFoundError(f"Deployment '{spec.deployment}' routes to no model now; deploy one first "
-                                f"(`shipyard deploy create {spec.deployment} MODEL`).", deployment=spec.deployment)
+            serving = ", ".join(f"{r.role if r.role != 'variant' else r.label} {r.model}/{r.version}" for r in routes)
+            raise NotFoundError(f"Deployment '{spec.deployment}' has no {spec.route} route now"
+                                + (f" (it routes: {serving})" if serving else " (it routes to no model)")
+                                + "; set the monitor's route to one it has, or deploy one "
+                                  f"(`shipyard deploy create {spec.deployment} --model MODEL`).",
+                                deployment=spec.deployment)
         return get_model_version(ctx, f"{route.model}/{route.version}")
     assert spec.model is not None
     return get_model_version(ctx, spec.model)
@@ -402,7 +409,8 @@ def now() -> float:
 
 
 def covering_monitors(ctx: Context, version: ModelVersion) -> list[tuple[str, MonitorSpec]]:
-    """The declared monitors that watch `version`: through a deployment routing to it, or by model reference."""
+    """The declared monitors that watch `version` now: through the deployment route they name, or by model
+    reference."""
     from shipyard.errors import ShipyardError
     from shipyard.policy.monitor import declared_monitors
 
@@ -410,13 +418,7 @@ def covering_monitors(ctx: Context, version: ModelVersion) -> list[tuple[str, Mo
     for name in declared_monitors(ctx.policy.document()):
         spec = monitor_spec(ctx, name)
         try:
-            if spec.deployment is not None:
-                from shipyard.deployments.revisions import get_deployment
-
-                routes = get_deployment(ctx, spec.deployment).routes
-                watches = any(r.model == version.model and r.version == version.version for r in routes)
-            else:
-                watches = target_version(ctx, spec).version_id == version.version_id
+            watches = target_version(ctx, spec).version_id == version.version_id
         except ShipyardError:  # a deployment not created yet, an alias not set: it watches nothing now
             watches = False
         if watches:

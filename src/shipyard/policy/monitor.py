@@ -120,6 +120,9 @@ Sink = Annotated[SinkSpec, BeforeValidator(_sink)]
 
 class MonitorSpec(_Spec):
     deployment: str | None = None
+    # which of the deployment's routes is watched: its primary, its canary or its shadow, or an A/B variant by
+    # label; the route's version now, and only the requests that route answered
+    route: str = Field(default="primary", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     model: str | None = None  # NAME/V or NAME@ALIAS (resolved when the monitor runs)
     window: WindowSpec = Field(default_factory=lambda: WindowSpec(last=3600.0))
     min_rows: int = Field(default=30, ge=1)  # fewer rows in the window: insufficient data, no drift verdict
@@ -134,6 +137,8 @@ class MonitorSpec(_Spec):
     def _target(self) -> MonitorSpec:
         if (self.deployment is None) == (self.model is None):
             raise ValueError("give one of deployment (a deployment's name) or model (e.g. credit@champion)")
+        if self.model is not None and self.route != "primary":
+            raise ValueError("route picks one of a deployment's routes: give deployment, not model")
         return self
 
 
