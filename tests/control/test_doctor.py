@@ -268,6 +268,29 @@ def test_a_model_reference_reads_the_whole_log_of_the_version(served: Context) -
     assert diagnose(served, "loans-api", rows=50).window["rows"] == 50
 
 
+def test_the_window_decides_which_traffic_is_looked_at(served: Context) -> None:
+    traffic(served, loans(300, 13), start=time.time() - 2 * 3600)  # two hours ago
+    assert diagnose(served, "loans-api").check("latency_spike").summary.startswith("insufficient data")
+    wider = diagnose(served, "loans-api", last=3 * 3600)
+    assert wider.window["rows"] == 300 and wider.check("latency_spike").status == "PASS"
+
+
+def test_a_model_without_training_data_or_signature_says_what_it_cannot_judge(served: Context) -> None:
+    from sqlalchemy import update
+
+    from shipyard.store.tables import model_versions
+
+    traffic(served, loans(300, 14))
+    with served.store.engine.begin() as conn:  # as if registered from a bare model, with no lineage
+        conn.execute(update(model_versions).values(dataset_version=None, signature=None))
+    diagnosis = diagnose(served, "loans-api")
+    accuracy, skew = diagnosis.check("accuracy_drop"), diagnosis.check("training_serving_skew")
+    assert accuracy.status == "WARN" and accuracy.summary == ("loans/1 names no training dataset: no contract and no "
+                                                              "drift reference")
+    assert accuracy.evidence["performance"]["compared"]["accuracy"]["fall"] < 0.05  # feedback is still judged
+    assert skew.status == "WARN" and skew.summary == "no signature to compare the inputs with"
+
+
 def test_bad_targets_and_windows_are_refused_with_the_fix(served: Context) -> None:
     with pytest.raises(NotFoundError, match="No deployment or model named 'loans-apj'. Did you mean 'loans-api'"):
         diagnose(served, "loans-apj")

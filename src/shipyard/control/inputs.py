@@ -85,9 +85,6 @@ def input_evidence(ctx: Context, version: ModelVersion, window: Window) -> Input
     wanted = signature.columns if signature else list(inputs.columns)
     evidence = InputEvidence(inputs, wanted, [c for c in inputs.columns if signature and c not in wanted],
                              {spec.name: _column_skew(spec, inputs) for spec in (signature.inputs if signature else [])})
-    if signature is None:
-        evidence.notes.append(f"{version.version_id} was registered without a signature: the inputs are not "
-                              "compared with what training saw")
     if inputs.empty:
         return evidence
     present = [c for c in wanted if c in inputs.columns]
@@ -227,7 +224,7 @@ def accuracy_check(ctx: Context, version: ModelVersion, window: Window, evidence
     failing = [f for f in check.findings if f.startswith(("broken", "accuracy fell"))]
     check.summary = {"PASS": "inputs keep the contract, no drift, accuracy holds",
                      "WARN": next((f for f in check.findings if f.startswith(("drift", "insufficient"))),
-                                  "see the findings"),
+                                  check.findings[0] if check.findings else "see the findings"),
                      "FAIL": "; ".join(failing)}[check.status]
     return check
 
@@ -315,7 +312,8 @@ def skew_check(version: ModelVersion, window: Window, evidence: InputEvidence) -
         return check
     if not evidence.skew:
         check.status, check.summary = "WARN", "no signature to compare the inputs with"
-        check.findings = [*evidence.notes]
+        check.findings = [f"{version.version_id} was registered without a signature: the inputs are not compared "
+                          "with what training saw"]
         return check
     statuses: list[Status] = []
     missing = [c.column for c in evidence.skew.values() if c.observed is None]
