@@ -93,7 +93,7 @@ def log_broken(ctx: Context, logged: pd.DataFrame, clean: pd.DataFrame) -> list[
     start, entries = time.time() - len(logged) // 10, []
     for i in range(len(logged) // 10):
         rows = slice(i * 10, (i + 1) * 10)
-        entries.append(Prediction(f"r{i}", start + i, "loans", 1, "infer", logged[FEATURES].iloc[rows].reset_index(drop=True),
+        entries.append(Prediction(f"r{i}", start + i, "loans", 1, "infer", logged.iloc[rows].reset_index(drop=True),
                                   predicted[rows], probabilities[rows], 2.0, deployment="loans-api",
                                   deployment_route="primary"))
     for batch in build_batches(entries):
@@ -147,12 +147,24 @@ def test_a_renamed_category_is_skew(served: Context) -> None:
     assert region["examples"] == ["North"] and 0.3 < region["share_outside"] < 0.5
 
 
+def test_missing_extra_and_retyped_columns_are_skew(served: Context) -> None:
+    clean = loans(300, 15)
+    logged = clean[["income", "age"]].assign(age=clean["age"].map(lambda a: f"{a} years"), channel="web")
+    log_broken(served, logged, clean)  # region lost, channel added, age sent as text
+    skew = diagnose(served, "loans-api").check("training_serving_skew")
+    assert skew.status == "FAIL"
+    assert skew.evidence["missing"] == ["region"] and skew.evidence["extra"] == ["channel"]
+    assert skew.evidence["columns"]["age"]["observed"] == "string"
+    assert "missing from the serving inputs: region" in skew.summary
+    assert "age arrives as string; the model was trained on integer" in skew.summary
+
+
 def test_nulls_and_impossible_values_in_the_inputs_break_integrity_and_only_that(served: Context) -> None:
     clean = loans(600, 4)
     frame = clean.copy()
     frame.loc[frame.index[:30], "income"] = np.nan  # an upstream join lost 5% of the incomes
     frame.loc[frame.index[30:33], "age"] = -1  # and a default of -1 leaked through
-    send_feedback(served, log_broken(served, frame, clean), clean["approved"])
+    send_feedback(served, log_broken(served, frame[FEATURES], clean), clean["approved"])
     diagnosis = diagnose(served, "loans-api")
     assert statuses(diagnosis) == {"accuracy_drop": "FAIL", "training_serving_skew": "PASS",
                                    "latency_spike": "PASS", "dependency_mismatch": "PASS"}, diagnosis.to_dict()
@@ -241,7 +253,7 @@ def test_few_rows_warn_and_still_judge_integrity(served: Context) -> None:
     clean = loans(10, 9)
     frame = clean.copy()
     frame.loc[frame.index[:2], "income"] = np.nan
-    log_broken(served, frame, clean)
+    log_broken(served, frame[FEATURES], clean)
     diagnosis = diagnose(served, "loans-api")
     assert statuses(diagnosis)["accuracy_drop"] == "FAIL"
     assert statuses(diagnosis)["training_serving_skew"] == "WARN"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipyard.control.doctor import MIN_ROWS, CheckResult, Status, worst
+from shipyard.errors import ValidationError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 #: A column with at least this share of its values outside what training saw is prepared differently on the
 #: serving side (skew); fewer are broken rows (integrity).
 SYSTEMATIC_SHARE = 0.1
+#: ... and at least this many of them: on a handful of rows one outlier is not a pattern.
+SYSTEMATIC_MIN_VALUES = 5
 #: Feedback on fewer rows than this: accuracy is shown but not judged.
 MIN_LABELLED = 30
 #: Scores where higher is better, and errors (compared relatively).
@@ -49,7 +52,7 @@ class ColumnSkew:
 
     @property
     def systematic(self) -> bool:
-        return self.values > 0 and self.share >= SYSTEMATIC_SHARE
+        return self.outside >= SYSTEMATIC_MIN_VALUES and self.share >= SYSTEMATIC_SHARE
 
     @property
     def compatible(self) -> bool:
@@ -183,7 +186,10 @@ def _drift(ctx: Context, dataset_ref: str, inputs: pd.DataFrame, present: list[s
     from shipyard.monitoring.sketch import NOT_COMPARED, SMALL_REFERENCE
 
     available = {str(c["name"]) for c in get_version(ctx, dataset_ref).table_schema or []}
-    columns = [c for c in present if c in available]
+    retyped = [c for c in present if c in evidence.skew and not evidence.skew[c].compatible]
+    if retyped:  # no distribution to compare across types: the skew playbook reports them
+        evidence.notes.append(f"not compared for drift, their type changed: {', '.join(retyped)}")
+    columns = [c for c in present if c in available and c not in retyped]
     if not columns:
         evidence.notes.append(f"drift not judged: {dataset_ref} has none of the model's inputs")
         return None
@@ -192,8 +198,12 @@ def _drift(ctx: Context, dataset_ref: str, inputs: pd.DataFrame, present: list[s
     if len(inputs) <= SMALL_REFERENCE:  # a small window gets the tests, as monitors judge it
         methods = {c: default_method(sketch.columns[c].kind, min(len(inputs), sketch.columns[c].count))
                    for c in columns if sketch.columns[c].kind not in NOT_COMPARED}
-    # A diagnosis looks at every column at once: Bonferroni keeps its false alarms at 5% for the whole table.
-    return sketch_drift(sketch, inputs, columns=columns, methods=methods, correction="bonferroni")
+    try:
+        # A diagnosis looks at every column at once: Bonferroni keeps its false alarms at 5% for the whole table.
+        return sketch_drift(sketch, inputs, columns=columns, methods=methods, correction="bonferroni")
+    except ValidationError as exc:  # values the drift engine cannot compare: say so, judge the rest
+        evidence.notes.append(f"drift not judged: {exc}")
+        return None
 
 
 # -- the accuracy-drop playbook --------------------------------------------------------------------------------
