@@ -186,6 +186,26 @@ def test_a_slow_model_is_a_latency_spike_and_only_that(served: Context) -> None:
     assert any("rows on average" in f for f in latency.findings)
 
 
+def test_the_real_infrastructure_gate_is_the_baseline(workspace: Path) -> None:
+    from shipyard.deployments.strategies import create
+    from shipyard.gates.gating import run_gates
+
+    train(workspace)
+    gates = "gates:\n  loans:\n    evaluation: {dataset: loans@1, target: approved}\n" \
+            "    infrastructure: {latency_p99_ms: 10000}\n"
+    (workspace / "shipyard.yaml").write_text((workspace / "shipyard.yaml").read_text() + gates)
+    ctx = open_context()
+    results = {r.gate: r for r in run_gates(ctx, "loans/1")}
+    infrastructure = results["infrastructure"]
+    assert [r.status for r in results.values()] == ["PASS", "PASS"], [r.summary() for r in results.values()]
+    create(ctx, "loans-api", "loans/1")
+    traffic(ctx, loans(300, 16), feedback=False, latency_ms=2000.0)  # far beyond any model this small
+    latency = diagnose(ctx, "loans-api").check("latency_spike")
+    measured = infrastructure.metrics["latency_p99_ms"]
+    assert latency.status == "FAIL" and latency.evidence["gate"]["latency_p99_ms"] == measured
+    assert latency.evidence["limit_ms"] == pytest.approx(3 * measured + 25)
+
+
 def test_a_spike_within_the_window_shows_without_a_gate_result(workspace: Path) -> None:
     ctx = deploy(workspace)
     start = time.time() - 300

@@ -73,8 +73,10 @@ def latency_check(ctx: Context, version: ModelVersion, window: Window) -> CheckR
                                       f"gate timed single rows and batches of {batch}")
     else:
         statuses.append("WARN")
-        check.findings.append(f"no infrastructure gate result for {version.version_id}: latency is compared over "
-                              f"time only (run `shipyard models gate {version.version_id} --only infrastructure`)")
+        what = (f"the infrastructure gate of {version.version_id} ({gate.status}) measured no latency"
+                if gate is not None else f"no infrastructure gate result for {version.version_id}")
+        check.findings.append(f"{what}: latency is compared over time only (run `shipyard models gate "
+                              f"{version.version_id} --only infrastructure`)")
         if len(judged) >= 2:
             typical = float(np.median([b["p99_ms"] for b in judged]))
             limit = LATENCY_FACTOR * typical + LATENCY_SLACK_MS
