@@ -269,6 +269,15 @@ def test_no_traffic_is_insufficient_data_never_a_pass(served: Context) -> None:
     assert all(c.summary.startswith("insufficient data") for c in diagnosis.checks[:3])
 
 
+def test_only_failed_requests_are_insufficient_data(served: Context) -> None:
+    traffic(served, loans(50, 17), feedback=False, errors=5)  # every request of the window failed
+    diagnosis = diagnose(served, "loans-api")
+    assert diagnosis.check("accuracy_drop").summary == ("insufficient data: every one of the window's 5 requests "
+                                                        "failed")
+    assert statuses(diagnosis)["training_serving_skew"] == "WARN"
+    assert diagnosis.check("latency_spike").evidence["observed"]["errors"] == 5
+
+
 def test_few_rows_warn_and_still_judge_integrity(served: Context) -> None:
     clean = loans(10, 9)
     frame = clean.copy()

@@ -212,9 +212,10 @@ def accuracy_check(ctx: Context, version: ModelVersion, window: Window, evidence
                    tolerance: float) -> CheckResult:
     check = CheckResult("accuracy_drop", "PASS", "")
     check.looked_at = [f"{len(evidence.inputs)} answered rows of {version.version_id} in the window"]
-    if window.rows == 0:
-        check.status, check.summary = "WARN", "insufficient data: the window holds no prediction"
-        check.findings = [*evidence.notes]
+    if window.rows == 0 or evidence.inputs.empty:
+        check.status = "WARN"
+        check.summary = ("insufficient data: the window holds no prediction" if window.rows == 0 else
+                         f"insufficient data: every one of the window's {window.requests} requests failed")
         return check
     statuses: list[Status] = []
     if evidence.contract:
