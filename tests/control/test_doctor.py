@@ -289,6 +289,15 @@ def test_few_rows_warn_and_still_judge_integrity(served: Context) -> None:
     assert any("insufficient data for drift" in f for f in diagnosis.check("accuracy_drop").findings)
 
 
+def test_drift_alone_warns_the_accuracy_check(served: Context) -> None:
+    traffic(served, loans(600, 18, shift=0.5))  # richer applicants (within the contract), the same link to the outcome
+    diagnosis = diagnose(served, "loans-api")
+    check = diagnosis.check("accuracy_drop")
+    assert statuses(diagnosis) == {"accuracy_drop": "WARN", "training_serving_skew": "PASS",
+                                   "latency_spike": "PASS", "dependency_mismatch": "PASS"}, diagnosis.to_dict()
+    assert check.summary.startswith("drift in income: ks ") and check.evidence["drift"]["drifted_columns"] == ["income"]
+
+
 def test_a_fall_in_accuracy_on_feedback_fails_the_accuracy_check(served: Context) -> None:
     frame = loans(600, 10, flip=0.4)  # the same inputs, a new link to the outcome
     traffic(served, frame)

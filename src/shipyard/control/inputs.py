@@ -86,8 +86,9 @@ def input_evidence(ctx: Context, version: ModelVersion, window: Window) -> Input
     inputs = window.inputs()
     signature = Signature.from_dict(version.signature) if version.signature else None
     wanted = signature.columns if signature else list(inputs.columns)
+    specs = signature.inputs if signature else []
     evidence = InputEvidence(inputs, wanted, [c for c in inputs.columns if signature and c not in wanted],
-                             {spec.name: _column_skew(spec, inputs) for spec in (signature.inputs if signature else [])})
+                             {spec.name: _column_skew(spec, inputs) for spec in specs})
     if inputs.empty:
         return evidence
     present = [c for c in wanted if c in inputs.columns]
@@ -270,8 +271,8 @@ def _drift_status(evidence: InputEvidence, check: CheckResult) -> Status:
     for name in unexplained:
         column = report.column(name)
         score = "-" if column.score is None else f"{column.score:.3g}"
-        check.findings.append(f"drift in {name}: {column.method} {score} "
-                              f"({'p < ' if column.is_test else '≥ '}{column.threshold:g}) against {evidence.reference}")
+        when = f"{'p < ' if column.is_test else '≥ '}{column.threshold:g}"
+        check.findings.append(f"drift in {name}: {column.method} {score} ({when}) against {evidence.reference}")
     return "WARN" if unexplained else "PASS"
 
 
