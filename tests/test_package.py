@@ -51,8 +51,8 @@ def test_tracking_on_sqlite_loads_no_other_backend(workspace: Path) -> None:
 
 def test_public_api_is_complete_and_sorted() -> None:
     public = {name for name in vars(shipyard) if not name.startswith("_")} - {
-        "config", "errors", "tracking", "store", "context", "settings", "governance", "cli", "gates", "pipelines",
-        "policy", "synthetic",
+        "config", "errors", "tracking", "store", "context", "settings", "governance", "control", "cli", "gates",
+        "pipelines", "policy", "synthetic",
         "testing",  # shipyard.testing, imported as a submodule by a plug-in's own tests
     }
     assert set(shipyard.__all__) == public | {"__version__"}

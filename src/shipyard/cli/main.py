@@ -198,6 +198,9 @@ def _register() -> None:
     app.add_typer(deploy.app, name="deploy")
     app.add_typer(feedback.app, name="feedback")
     app.add_typer(monitor.app, name="monitor")
+    from shipyard.cli import doctor
+
+    app.command("doctor")(doctor.doctor)
 
 
 _register()
