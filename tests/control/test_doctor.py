@@ -65,15 +65,6 @@ def deploy(workspace: Path) -> Context:
     return ctx
 
 
-@pytest.fixture
-def served(workspace: Path) -> Context:
-    """loans/1 deployed as loans-api, with a fast infrastructure gate result and its registered accuracy."""
-    ctx = deploy(workspace)
-    record_gate(ctx, "loans/1")
-    register_accuracy(ctx, "loans/1")
-    return ctx
-
-
 def traffic(ctx: Context, frame: pd.DataFrame, *, feedback: bool = True, **kwargs: Any) -> list[str]:
     ids = log_traffic(ctx, frame, deployment="loans-api", **kwargs)
     if feedback:

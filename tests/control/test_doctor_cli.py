@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from shipyard.context import Context
 from tests.cli.helpers import cli, fails
-from tests.control.test_doctor import deploy, record_gate, register_accuracy, traffic
+from tests.control.test_doctor import traffic
 from tests.monitoring.traffic import loans
-
-
-@pytest.fixture
-def served(workspace: Path) -> Context:
-    ctx = deploy(workspace)
-    record_gate(ctx, "loans/1")
-    register_accuracy(ctx, "loans/1")
-    return ctx
 
 
 def test_a_healthy_deployment_exits_0_with_a_table(served: Context, capsys: pytest.CaptureFixture[str]) -> None:
