@@ -21,6 +21,7 @@ OWNERS = {
     "serving": {"prediction_batches", "feedback"},
     "deployments": {"deployments", "deployment_revisions"},
     "monitoring": {"monitor_reports", "monitor_alerts", "alert_silences", "reference_sketches"},
+    "control": {"retrain_cycles"},
 }
 
 

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from shipyard.errors import ValidationError
 from shipyard.store.db import now_ms
@@ -101,6 +101,13 @@ def holds(store: MetadataStore, lease: Lease, *, now: int | None = None) -> bool
     at = now_ms() if now is None else now
     with store.read() as conn:
         row = conn.execute(select(leases).where(leases.c.name == lease.name)).first()
+    return row is not None and row.holder == lease.holder and int(row.token) == lease.token and row.expires > at
+
+
+def held(conn: Connection, lease: Lease, *, now: int | None = None) -> bool:
+    """holds() on the caller's connection: a step fenced by the lease checks it in the transaction that acts."""
+    at = now_ms() if now is None else now
+    row = conn.execute(select(leases).where(leases.c.name == lease.name)).first()
     return row is not None and row.holder == lease.holder and int(row.token) == lease.token and row.expires > at
 
 

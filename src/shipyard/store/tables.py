@@ -463,3 +463,25 @@ leases = Table(
     Column("acquired", BigInteger, nullable=False),
     Column("expires", BigInteger, nullable=False),
 )
+
+# A retraining cycle of a deployment, from the alerts that started it to the champion kept or replaced. Each change
+# of state is a compare-and-set under the controller's lease, audited with the evidence it was decided on.
+retrain_cycles = Table(
+    "retrain_cycles",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("deployment", String(128), nullable=False),
+    Column("monitor", String(128), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("trigger", Text, nullable=False),  # JSON: the report and the alerts that started it
+    Column("champion", String(160)),  # the version serving when it started
+    Column("challenger", String(160)),
+    Column("run_id", String(ID_LENGTH)),
+    Column("evidence", Text, nullable=False),  # JSON: per state reached, what it was decided on
+    Column("reason", Text),
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(KEY_LENGTH), nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    Column("ended", BigInteger),
+    Index("ix_retrain_cycles_deployment", "deployment", "id"),
+)
