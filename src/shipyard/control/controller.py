@@ -1,0 +1,189 @@
+"""The retraining controller: for each deployment with a `retrain:` policy, run its monitor, and when the alerts
+the policy names fire (outside its cooldown and daily limit), drive one cycle — train on the new data, register a
+challenger, require its gates, then (after approval, when the policy asks for it) a canary decided by the
+deployment's automated analysis — recording every state with its evidence. One controller acts at a time: each
+step is fenced by the `controller` lease in the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shipyard.control.cycles import Cycle, advance, last_ended, open_cycle, start_cycle, started_since
+from shipyard.errors import ShipyardError
+from shipyard.store.db import now_ms
+
+if TYPE_CHECKING:
+    from shipyard.context import Context
+    from shipyard.policy.retrain import RetrainSpec
+    from shipyard.store.leases import Lease
+
+LEASE = "controller"
+LEASE_SECONDS = 120.0
+DAY_MS = 86_400_000
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class Decision:
+    """Whether a deployment's policy starts a cycle now, and why (or why not)."""
+
+    deployment: str
+    start: bool
+    reason: str
+    trigger: dict[str, Any] | None = None
+
+
+def due(ctx: Context, deployment: str, spec: RetrainSpec, *, now: int | None = None) -> Decision:
+    """The policy against the state of things: an open cycle, the cooldown after the last one, the daily limit,
+    then the firing alerts of the monitor whose rules the policy names."""
+    from shipyard.monitoring.alerts import alerts
+
+    at = now_ms() if now is None else now
+    monitor = spec.monitor or deployment
+    running = open_cycle(ctx, deployment)
+    if running is not None:
+        return Decision(deployment, False, f"cycle {running.id} is open ({running.state})")
+    ended = last_ended(ctx, deployment)
+    if ended is not None and ended.ended is not None and at - ended.ended < spec.cooldown * 1000:
+        left = (spec.cooldown * 1000 - (at - ended.ended)) / 1000
+        return Decision(deployment, False, f"cooling down after cycle {ended.id} ({ended.state}) for {left:.0f} s more")
+    started = started_since(ctx, deployment, at - DAY_MS)
+    if started >= spec.max_per_day:
+        return Decision(deployment, False, f"{started} cycles started in the last 24 hours, the limit is "
+                                           f"{spec.max_per_day} (retrain.{deployment}.max_per_day)")
+    firing = [a for a in alerts(ctx, monitor, "firing") if a.rule in spec.triggers]
+    if not firing:
+        return Decision(deployment, False, f"no alert of monitor {monitor} among {', '.join(spec.triggers)} is firing")
+    trigger = {"monitor": monitor, "report": max(a.last_report for a in firing),
+               "alerts": [{"id": a.id, "rule": a.rule, "message": a.message} for a in firing]}
+    return Decision(deployment, True, "firing: " + ", ".join(a.rule for a in firing), trigger)
+
+
+def drive(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, *, report: Report = print,
+          canary: Callable[..., Any] | None = None) -> Cycle:
+    """Take `cycle` from its state as far as it can go now: to its end, or to `awaiting_approval`."""
+    while cycle.open:
+        step = _STEPS.get(cycle.state)
+        if step is None:
+            break
+        moved = step(ctx, cycle, spec, lease, report, canary)
+        if moved.id == cycle.id and moved.state == cycle.state:
+            break  # waiting (for an approval)
+        cycle = moved
+    return cycle
+
+
+def _train(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
+           canary: Callable[..., Any] | None) -> Cycle:
+    from shipyard.pipelines.lifecycle import lifecycle_spec
+
+    data = lifecycle_spec(ctx).data.dataset
+    report(f"cycle {cycle.id}: training on {data} (standard pipeline, not promoted)")
+    return advance(ctx, cycle.id, "training", {"data": data}, expect="triggered", lease=lease)
+
+
+def _register(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
+              canary: Callable[..., Any] | None) -> Cycle:
+    """Run the standard pipeline (again, after a restart: its cache makes the steps that finished free), then
+    record the challenger it registered and gated."""
+    from shipyard.pipelines.lifecycle import run_standard
+    from shipyard.store.lineage import Node
+
+    try:
+        result = run_standard(ctx, promote=False)
+        outcome = result.output("gate_and_promote")
+    except ShipyardError as exc:
+        report(f"cycle {cycle.id}: training failed: {exc.message}")
+        return advance(ctx, cycle.id, "failed", {"error": exc.message}, expect="training", lease=lease,
+                       reason=f"training failed: {exc.message}")
+    challenger = str(outcome["version"])
+    evidence = {"run": result.run_id, "version": challenger, "gates": outcome.get("gates") or {}}
+    if challenger == cycle.champion:
+        return advance(ctx, cycle.id, "failed", evidence, expect="training", lease=lease, run_id=result.run_id,
+                       reason=f"the pipeline produced {challenger}, the version serving already: no new data?")
+    report(f"cycle {cycle.id}: registered {challenger} (run {result.run_id[:8]})")
+    return advance(ctx, cycle.id, "registered", evidence, expect="training", challenger=challenger,
+                   run_id=result.run_id, outputs=[Node("run", result.run_id), Node("model_version", challenger)],
+                   lease=lease)
+
+
+def _gate(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
+          canary: Callable[..., Any] | None) -> Cycle:
+    """Nothing is rolled out that did not pass its gates (against the champion as baseline, as they declare)."""
+    from shipyard.gates.promotion import check_promotion
+
+    assert cycle.challenger is not None
+    state = check_promotion(ctx, cycle.challenger)
+    evidence = {"gates": state.gates, "problems": [p for p in state.problems if p.startswith("gate")]}
+    if evidence["problems"] or not state.gates:
+        why = "; ".join(evidence["problems"]) or f"no gates are configured for {cycle.challenger.split('/')[0]}"
+        report(f"cycle {cycle.id}: {cycle.challenger} is not rolled out: {why}")
+        return advance(ctx, cycle.id, "failed", evidence, expect="registered", lease=lease,
+                       reason=f"gates: {why}")
+    report(f"cycle {cycle.id}: gates passed: " + ", ".join(f"{g} {s}" for g, s in state.gates.items()))
+    return advance(ctx, cycle.id, "gated", evidence, expect="registered", lease=lease)
+
+
+def _approve_or_roll_out(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
+                         canary: Callable[..., Any] | None) -> Cycle:
+    if spec.approval:
+        from shipyard.models.reviews import request_review
+
+        review = request_review(ctx, str(cycle.challenger), "rollout",
+                                notes=f"retraining cycle {cycle.id} of deployment {cycle.deployment}")
+        report(f"cycle {cycle.id}: waiting for `shipyard review approve {cycle.challenger} --kind rollout`")
+        return advance(ctx, cycle.id, "awaiting_approval", {"review": review.kind, "requested_by": review.requested_by},
+                       expect="gated", lease=lease)
+    return _roll_out(ctx, cycle, lease, report, canary, expect="gated")
+
+
+def _approved(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
+              canary: Callable[..., Any] | None) -> Cycle:
+    from shipyard.models.reviews import latest_review
+
+    found = latest_review(ctx, str(cycle.challenger), "rollout")
+    status = found.status if found is not None else "requested"
+    if status == "rejected":
+        return advance(ctx, cycle.id, "failed", {"review": status}, expect="awaiting_approval", lease=lease,
+                       reason="the rollout was rejected in review")
+    if status != "approved":
+        return cycle  # still waiting
+    return _roll_out(ctx, cycle, lease, report, canary, expect="awaiting_approval")
+
+
+def _roll_out(ctx: Context, cycle: Cycle, lease: Lease, report: Report, canary: Callable[..., Any] | None, *,
+              expect: str) -> Cycle:
+    """The challenger as the deployment's canary, decided by its automated analysis: promoted or rolled back."""
+    from shipyard.deployments.revisions import DEPLOYMENT_REVISION
+    from shipyard.serving.canary import run_canary
+    from shipyard.store.lineage import Node
+
+    challenger = cycle.challenger
+    assert challenger is not None
+    cycle = advance(ctx, cycle.id, "canary", {"model": challenger}, expect=expect, lease=lease)
+    final = (canary or run_canary)(ctx, cycle.deployment, challenger, report=report)
+    primary = final.primary
+    promoted = primary is not None and f"{primary.model}/{primary.version}" == cycle.challenger
+    evidence = {"revision": final.revision, "analysis": final.analysis}
+    return advance(ctx, cycle.id, "promoted" if promoted else "rolled_back", evidence, expect="canary",
+                   reason=None if promoted else f"the canary analysis rolled {cycle.challenger} back; "
+                                                f"{cycle.champion} keeps serving",
+                   outputs=[Node(DEPLOYMENT_REVISION, final.id)], lease=lease)
+
+
+_STEPS: dict[str, Callable[..., Cycle]] = {"triggered": _train, "training": _register, "registered": _gate,
+                                           "gated": _approve_or_roll_out, "awaiting_approval": _approved}
+
+
+def begin(ctx: Context, decision: Decision, lease: Lease) -> Cycle:
+    """Start the cycle a decision calls for, naming the version the deployment serves now as the champion."""
+    from shipyard.deployments.revisions import get_deployment
+
+    assert decision.trigger is not None
+    primary = get_deployment(ctx, decision.deployment).current.primary
+    champion = f"{primary.model}/{primary.version}" if primary is not None else None
+    return start_cycle(ctx, decision.deployment, decision.trigger["monitor"], decision.trigger, champion,
+                       lease=lease)

@@ -1,0 +1,142 @@
+"""The retraining controller's cycle on a real workspace: the standard pipeline trains the champion, a drifted
+stream fires the monitor's alerts, the policy decides to retrain, the pipeline trains a challenger on the new
+data version, its gates are required, the rollout waits for approval, and a canary that sees no traffic is
+rolled back with the champion still serving; then the cooldown holds the next cycle. A challenger that fails its
+gates is never rolled out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import shipyard
+from shipyard.context import Context, open_context
+from shipyard.control import controller, cycles
+from shipyard.store import leases
+from shipyard.synthetic import credit
+
+FEATURES = ["age", "income", "loan_amount", "term_months", "debt_ratio", "credit_history_years", "prior_defaults"]
+SPEC = """
+data:
+  dataset: credit
+  target: default
+features:
+  drop: [application_id, applied_at, sex, region, employment]
+model:
+  name: credit
+  estimator: sklearn.linear_model.LogisticRegression
+  params: {{max_iter: 2000}}
+evaluation:
+  metrics: [accuracy]
+gates:
+  credit:
+    evaluation: {{dataset: split, target: default, thresholds: {{accuracy: {{min: {minimum}}}}}}}
+monitor:
+  credit-api: {{deployment: credit-api, window: {{last: 1h}}, performance: null, health: null}}
+retrain:
+  credit-api: {{cooldown: 1h, approval: true}}
+deploy:
+  credit-api:
+    model: credit@champion
+    strategy: canary
+    steps: [50, 100]
+    min_requests: 5
+    duration: 0s
+"""
+
+
+def setup(workspace: Path, minimum: float) -> Context:
+    shipyard.data.add("credit", credit(3000, seed=0))
+    (workspace / "shipyard.yaml").write_text((workspace / "shipyard.yaml").read_text() + SPEC.format(minimum=minimum))
+    ctx = open_context()
+    from shipyard.pipelines.lifecycle import run_standard
+
+    run_standard(ctx, promote=True)
+    shipyard.deployments.create("credit-api", "credit@champion")
+    shifted = credit(800, seed=4, population_shift=1.0)
+    log(ctx, shifted)
+    shipyard.data.add("credit", credit(3000, seed=7, population_shift=1.0))  # the new data to retrain on
+    from shipyard.monitoring.monitors import run_monitor
+
+    assert "data_drift" in {f.rule for f in run_monitor(ctx, "credit-api").firing}
+    return ctx
+
+
+def log(ctx: Context, frame: object) -> None:
+    from shipyard.models.loading import load_model
+    from shipyard.serving.batches import build_batches, store_batch
+    from shipyard.serving.predlog import Prediction
+
+    inputs = frame[FEATURES].reset_index(drop=True)  # type: ignore[index]
+    predicted = load_model(ctx, "credit/1").predict(inputs)
+    entries = [Prediction(f"r{i}", time.time() - 100 + i / 10, "credit", 1, "predict", inputs.iloc[i:i + 10],
+                          predicted[i:i + 10], None, 2.0, deployment="credit-api", deployment_route="primary")
+               for i in range(0, len(inputs), 10)]
+    for batch in build_batches(entries):
+        store_batch(ctx, batch)
+
+
+def test_a_drifted_stream_retrains_gates_waits_for_approval_and_rolls_back_an_unproven_canary(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = setup(workspace, minimum=0.5)
+    spec = ctx.policy.document()
+    from shipyard.policy.retrain import retrain_spec
+
+    policy = retrain_spec(spec, "credit-api")
+    assert policy is not None
+    decision = controller.due(ctx, "credit-api", policy)
+    assert decision.start and "data_drift" in decision.reason
+    lease = leases.acquire(ctx.store, ctx.actor, controller.LEASE, "test:1", 600)
+    assert lease is not None
+    said: list[str] = []
+    cycle = controller.drive(ctx, controller.begin(ctx, decision, lease), policy, lease, report=said.append)
+    assert (cycle.state, cycle.champion, cycle.challenger) == ("awaiting_approval", "credit/1", "credit/2")
+    assert cycle.evidence["training"] == {"data": "credit"} and cycle.evidence["gated"]["gates"] == {
+        "evaluation": "PASS"}
+    assert controller.due(ctx, "credit-api", policy).reason == f"cycle {cycle.id} is open (awaiting_approval)"
+    assert controller.drive(ctx, cycle, policy, lease, report=said.append).state == "awaiting_approval"
+    from shipyard.models.reviews import decide_review
+    from shipyard.serving.canary import run_canary
+
+    monkeypatch.setenv("SHIPYARD_USER", "reviewer")  # another person approves the rollout
+    decide_review(open_context(), "credit/2", "rollout", approve=True)
+    monkeypatch.setenv("SHIPYARD_USER", ctx.actor)
+
+    def unproven(c: Context, name: str, model: str, report: object) -> object:  # no traffic reaches the canary
+        return run_canary(c, name, model, poll_seconds=0.01, timeout=0.05, report=said.append)
+
+    cycle = controller.drive(ctx, cycle, policy, lease, report=said.append, canary=unproven)
+    assert cycle.state == "rolled_back" and "credit/1 keeps serving" in (cycle.reason or "")
+    primary = shipyard.deployments.status("credit-api").current.primary
+    assert primary is not None and (primary.model, primary.version) == ("credit", 1)
+    assert list(cycle.evidence) == ["triggered", "training", "registered", "gated", "awaiting_approval", "canary",
+                                    "rolled_back"]
+    after = controller.due(ctx, "credit-api", policy)
+    assert not after.start and after.reason.startswith(f"cooling down after cycle {cycle.id} (rolled_back)")
+    actions = [e.action for e in shipyard.audit_log(object_id=str(cycle.id), newest_first=False)]
+    assert actions == ["retrain.training", "retrain.registered", "retrain.gated", "retrain.awaiting_approval",
+                       "retrain.canary", "retrain.rolled_back"]
+
+
+def test_a_challenger_that_fails_its_gates_is_never_rolled_out(workspace: Path) -> None:
+    ctx = setup(workspace, minimum=0.5)
+    path = workspace / "shipyard.yaml"
+    path.write_text(path.read_text().replace("accuracy: {min: 0.5}", "accuracy: {min: 0.99}"))
+    from shipyard.policy.retrain import retrain_spec
+
+    policy = retrain_spec(ctx.policy.document(), "credit-api")
+    assert policy is not None
+    lease = leases.acquire(ctx.store, ctx.actor, controller.LEASE, "test:1", 600)
+    assert lease is not None
+    decision = controller.due(ctx, "credit-api", policy)
+    cycle = controller.drive(ctx, controller.begin(ctx, decision, lease), policy, lease, report=lambda _: None)
+    assert cycle.state == "failed" and cycle.reason is not None and cycle.reason.startswith("gates: gate 'evaluation'")
+    assert shipyard.deployments.status("credit-api").current.strategy == "single"  # no canary was started
+    assert [c.state for c in cycles.cycles(ctx, "credit-api")] == ["failed"]
+    assert np.isfinite(cycles.last_ended(ctx, "credit-api").ended or np.nan)
+    with pytest.raises(Exception, match="lease 'controller'"):
+        other = leases.Lease(controller.LEASE, "test:2", lease.token + 1, lease.expires)
+        cycles.start_cycle(ctx, "credit-api", "credit-api", {}, None, lease=other)
