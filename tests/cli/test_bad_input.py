@@ -184,6 +184,9 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
                         (["monitor", "silence", "nope"], "--for")],
     "monitor unsilence": [(["monitor", "unsilence", "999"], "999")],
     "monitor silences": [(["monitor", "silences", "--monitor", "bad name!"], "'bad name!'")],
+    "watch status": [(["-C", "{missing}", "watch", "status"], "{missing}")],
+    "watch history": [(["watch", "history", "--limit", "0"], "--limit 0"),
+                      (["watch", "history", "--limit", "many"], "'many'")],
     "monitor export": [(["monitor", "export", "--output", "{tmp}/a-file.txt/x"], "a-file.txt")],
     "deploy export": [
         (["deploy", "export", "credit/9", "--out", "{tmp}/k8s"], "no version 9"),

@@ -201,6 +201,9 @@ def _register() -> None:
     from shipyard.cli import doctor
 
     app.command("doctor")(doctor.doctor)
+    from shipyard.cli import watch
+
+    app.add_typer(watch.app, name="watch")
 
 
 _register()

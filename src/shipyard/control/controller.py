@@ -187,3 +187,66 @@ def begin(ctx: Context, decision: Decision, lease: Lease) -> Cycle:
     champion = f"{primary.model}/{primary.version}" if primary is not None else None
     return start_cycle(ctx, decision.deployment, decision.trigger["monitor"], decision.trigger, champion,
                        lease=lease)
+
+
+@dataclass
+class Outcome:
+    """What one pass did for one deployment."""
+
+    deployment: str
+    decision: str  # why a cycle started, or why not
+    cycle: Cycle | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"deployment": self.deployment, "decision": self.decision, "error": self.error,
+                "cycle": self.cycle.to_dict() if self.cycle is not None else None}
+
+
+def watch_once(ctx: Context, *, holder: str | None = None, report: Report = print,
+               canary: Callable[..., Any] | None = None) -> list[Outcome] | None:
+    """One pass over every deployment with a `retrain:` policy, under the controller's lease: run its monitor,
+    then resume its open cycle or start one when due. None when another controller holds the lease. A failure in
+    one deployment is reported with it and does not stop the others."""
+    from shipyard.monitoring.monitors import run_monitor
+    from shipyard.policy.retrain import declared_retraining, retrain_spec
+    from shipyard.store import leases
+
+    me = holder or leases.holder_id()
+    lease = leases.acquire(ctx.store, ctx.actor, LEASE, me, LEASE_SECONDS)
+    if lease is None:
+        held = leases.current(ctx.store, LEASE)
+        report(f"another controller holds the lease ({held.holder if held else 'unknown'}); this one waits")
+        return None
+    outcomes: list[Outcome] = []
+    try:
+        document = ctx.policy.document()
+        for name in declared_retraining(document):
+            spec = retrain_spec(document, name)
+            assert spec is not None
+            outcome = Outcome(name, "")
+            try:
+                cycle = open_cycle(ctx, name)
+                if cycle is None:
+                    run_monitor(ctx, spec.monitor or name)
+                    decision = due(ctx, name, spec)
+                    outcome.decision = decision.reason
+                    if decision.start:
+                        report(f"{name}: retraining ({decision.reason})")
+                        cycle = begin(ctx, decision, lease)
+                else:
+                    outcome.decision = f"resuming cycle {cycle.id} ({cycle.state})"
+                if cycle is not None:
+                    outcome.cycle = drive(ctx, cycle, spec, lease, report=report, canary=canary)
+            except ShipyardError as exc:
+                outcome.error = exc.message
+                report(f"{name}: {exc.message}")
+            outcomes.append(outcome)
+            renewed = leases.renew(ctx.store, lease, LEASE_SECONDS)
+            if renewed is None:
+                report("the controller's lease was lost; another controller acts now")
+                break
+            lease = renewed
+    finally:
+        leases.release(ctx.store, ctx.actor, lease)
+    return outcomes
