@@ -140,3 +140,21 @@ def test_a_challenger_that_fails_its_gates_is_never_rolled_out(workspace: Path) 
     with pytest.raises(Exception, match="lease 'controller'"):
         other = leases.Lease(controller.LEASE, "test:2", lease.token + 1, lease.expires)
         cycles.start_cycle(ctx, "credit-api", "credit-api", {}, None, lease=other)
+
+
+def test_watch_passes_under_the_lease_and_a_second_controller_waits(workspace: Path) -> None:
+    ctx = setup(workspace, minimum=0.5)
+    other = leases.acquire(ctx.store, ctx.actor, controller.LEASE, "elsewhere:9:z", 600)
+    assert other is not None
+    said: list[str] = []
+    assert controller.watch_once(ctx, holder="here:1:a", report=said.append) is None  # it waits, acting on nothing
+    assert said == ["another controller holds the lease (elsewhere:9:z); this one waits"]
+    assert cycles.cycles(ctx) == []
+    leases.release(ctx.store, ctx.actor, other)
+    outcomes = controller.watch_once(ctx, holder="here:1:a", report=said.append)
+    assert outcomes is not None and [(o.deployment, o.error) for o in outcomes] == [("credit-api", None)]
+    assert outcomes[0].cycle is not None and outcomes[0].cycle.state == "awaiting_approval"
+    again = controller.watch_once(ctx, holder="here:1:a", report=said.append)  # the open cycle is resumed
+    assert again is not None and again[0].decision == f"resuming cycle {outcomes[0].cycle.id} (awaiting_approval)"
+    held = leases.current(ctx.store, controller.LEASE)
+    assert held is not None and held.expires == 0  # released after each pass
