@@ -24,9 +24,8 @@ class RetrainSpec(BaseModel):
 
     monitor: str | None = None  # whose alerts start a cycle (default: the monitor named like the deployment)
     triggers: list[str] = Field(default_factory=lambda: list(DEFAULT_TRIGGERS), min_length=1)  # alert rules
-    # latest: the newest version of the training dataset; feedback: a new version built from the logged
-    # predictions joined with their feedback
-    data: Literal["latest", "feedback"] = "latest"
+    # latest: the newest version of the standard pipeline's dataset
+    data: Literal["latest"] = "latest"
     cooldown: Seconds = 6 * 3600.0  # after a cycle ends, the next waits at least this long
     max_per_day: int = Field(default=3, ge=1)
     approval: bool = False  # a person approves (`shipyard review approve`) before the canary starts
