@@ -158,3 +158,44 @@ def test_watch_passes_under_the_lease_and_a_second_controller_waits(workspace: P
     assert again is not None and again[0].decision == f"resuming cycle {outcomes[0].cycle.id} (awaiting_approval)"
     held = leases.current(ctx.store, controller.LEASE)
     assert held is not None and held.expires == 0  # released after each pass
+
+
+class Killed(BaseException):
+    """The controller's process ending where it stands (as SIGKILL would), in the middle of a phase."""
+
+
+@pytest.mark.parametrize("cut", ["during the canary", "after the promotion"])
+def test_a_controller_stopped_in_the_canary_is_settled_by_the_next(workspace: Path, cut: str) -> None:
+    from shipyard.deployments.strategies import canary as start
+    from shipyard.policy.retrain import retrain_spec
+
+    ctx = setup(workspace, minimum=0.5)
+    path = workspace / "shipyard.yaml"
+    path.write_text(path.read_text().replace("{cooldown: 1h, approval: true}", "{cooldown: 1h}"))
+    policy = retrain_spec(ctx.policy.document(), "credit-api")
+    assert policy is not None
+    lease = leases.acquire(ctx.store, ctx.actor, controller.LEASE, "first:1:a", 600)
+    assert lease is not None
+
+    def killed(c: Context, name: str, model: str, report: object) -> object:
+        start(c, name, model, 50)
+        if cut == "after the promotion":
+            start(c, name, model, 100)
+        raise Killed
+
+    with pytest.raises(Killed):
+        controller.drive(ctx, controller.begin(ctx, controller.due(ctx, "credit-api", policy), lease), policy, lease,
+                         report=lambda _: None, canary=killed)
+    [cycle] = cycles.cycles(ctx, "credit-api")
+    assert cycle.state == "canary"  # the record says where it stopped
+    assert controller.due(ctx, "credit-api", policy).reason == f"cycle {cycle.id} is open (canary)"
+    taker = leases.acquire(ctx.store, ctx.actor, controller.LEASE, "second:2:b", 600,
+                           now=lease.expires + 1)  # the first stopped renewing: the second takes over
+    assert taker is not None
+    settled = controller.drive(ctx, cycle, policy, taker, report=lambda _: None)
+    primary = shipyard.deployments.status("credit-api").current
+    if cut == "during the canary":
+        assert settled.state == "rolled_back" and "stopped during the canary" in (settled.reason or "")
+        assert primary.strategy == "single" and primary.primary is not None and primary.primary.version_id == "credit/1"
+    else:
+        assert settled.state == "promoted" and primary.primary is not None and primary.primary.version_id == "credit/2"

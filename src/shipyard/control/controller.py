@@ -174,8 +174,37 @@ def _roll_out(ctx: Context, cycle: Cycle, lease: Lease, report: Report, canary: 
                    outputs=[Node(DEPLOYMENT_REVISION, final.id)], lease=lease)
 
 
+def _settle_canary(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
+                   canary: Callable[..., Any] | None) -> Cycle:
+    """A controller stopped during the canary (killed, or its lease lost): the next one settles it from what
+    the deployment serves. Promoted already: recorded so. Still a canary: rolled back to the champion, since
+    the analysis that was judging it is gone; a canary never stays half-deployed unattended."""
+    from shipyard.deployments.revisions import DEPLOYMENT_REVISION, get_deployment
+    from shipyard.deployments.strategies import rollback
+    from shipyard.store.lineage import Node
+
+    current = get_deployment(ctx, cycle.deployment).current
+    primary = current.primary
+    if primary is not None and primary.version_id == cycle.challenger:
+        report(f"cycle {cycle.id}: found {cycle.challenger} promoted")
+        return advance(ctx, cycle.id, "promoted", {"revision": current.revision, "settled": "after a restart"},
+                       expect="canary", outputs=[Node(DEPLOYMENT_REVISION, current.id)], lease=lease)
+    for _ in range(10):  # each rollback goes one revision back: through the canary's steps to the champion
+        route = current.canary
+        if route is None or route.version_id != cycle.challenger:
+            break
+        current = rollback(ctx, cycle.deployment, reason=f"retraining cycle {cycle.id}: the canary's analysis "
+                                                        "stopped with the controller; back to the champion")
+    report(f"cycle {cycle.id}: the canary of {cycle.challenger} was cut short; rolled back")
+    return advance(ctx, cycle.id, "rolled_back", {"revision": current.revision, "settled": "after a restart"},
+                   expect="canary", reason=f"the controller stopped during the canary of {cycle.challenger}; "
+                                           f"rolled back, {cycle.champion} keeps serving",
+                   outputs=[Node(DEPLOYMENT_REVISION, current.id)], lease=lease)
+
+
 _STEPS: dict[str, Callable[..., Cycle]] = {"triggered": _train, "training": _register, "registered": _gate,
-                                           "gated": _approve_or_roll_out, "awaiting_approval": _approved}
+                                           "gated": _approve_or_roll_out, "awaiting_approval": _approved,
+                                           "canary": _settle_canary}
 
 
 def begin(ctx: Context, decision: Decision, lease: Lease) -> Cycle:
