@@ -134,6 +134,9 @@ def test_a_challenger_that_fails_its_gates_is_never_rolled_out(workspace: Path) 
     decision = controller.due(ctx, "credit-api", policy)
     cycle = controller.drive(ctx, controller.begin(ctx, decision, lease), policy, lease, report=lambda _: None)
     assert cycle.state == "failed" and cycle.reason is not None and cycle.reason.startswith("gates: gate 'evaluation'")
+    firing = shipyard.monitoring.list_alerts(monitor="credit-api", state="firing")
+    [alert] = [a for a in firing if a.rule == "retrain_failed"]  # a failing retrain alerts, it does not loop
+    assert alert.severity == "critical" and f"retraining cycle {cycle.id} of credit-api failed: gates" in alert.message
     assert shipyard.deployments.status("credit-api").current.strategy == "single"  # no canary was started
     assert [c.state for c in cycles.cycles(ctx, "credit-api")] == ["failed"]
     assert np.isfinite(cycles.last_ended(ctx, "credit-api").ended or np.nan)

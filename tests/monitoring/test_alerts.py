@@ -221,7 +221,7 @@ def test_acknowledge_unknown_twice_and_resolved(ctx: Context) -> None:
 
 def test_bad_findings_name_the_value_and_the_fix() -> None:
     with pytest.raises(ValidationError, match="Unknown alert rule 'data_drfit': use one of data_drift, "
-                                              r"prediction_drift, .*no_data\. Did you mean 'data_drift'\?"):
+                                              r"prediction_drift, .*retrain_failed\. Did you mean 'data_drift'\?"):
         Finding("data_drfit", "warning", True, 1.0, 0.5, "drifted")
     with pytest.raises(ValidationError, match="Unknown severity 'high'.*info, warning, critical"):
         Finding("latency", "high", True, 1.0, 0.5, "slow")

@@ -65,6 +65,7 @@ def due(ctx: Context, deployment: str, spec: RetrainSpec, *, now: int | None = N
 def drive(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, *, report: Report = print,
           canary: Callable[..., Any] | None = None) -> Cycle:
     """Take `cycle` from its state as far as it can go now: to its end, or to `awaiting_approval`."""
+    was_open = cycle.open
     while cycle.open:
         step = _STEPS.get(cycle.state)
         if step is None:
@@ -73,7 +74,25 @@ def drive(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, *, report
         if moved.id == cycle.id and moved.state == cycle.state:
             break  # waiting (for an approval)
         cycle = moved
+    if was_open and not cycle.open:
+        announce(ctx, cycle)
     return cycle
+
+
+def announce(ctx: Context, cycle: Cycle) -> None:
+    """A failed cycle is an alert of its monitor (`retrain_failed`, critical, sent to its sinks) rather than a
+    reason to retrain again at once; a cycle that ends otherwise resolves it."""
+    from shipyard.monitoring.alerts import Finding, evaluate
+    from shipyard.monitoring.monitors import monitor_spec
+
+    report_id = cycle.trigger.get("report")
+    if report_id is None:
+        return
+    failed = cycle.state == "failed"
+    message = (f"retraining cycle {cycle.id} of {cycle.deployment} failed: {cycle.reason}" if failed else
+               f"retraining cycle {cycle.id} of {cycle.deployment} ended {cycle.state}")
+    evaluate(ctx, cycle.monitor, monitor_spec(ctx, cycle.monitor), int(report_id),
+             [Finding("retrain_failed", "critical", failed, None, None, message)])
 
 
 def _train(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,

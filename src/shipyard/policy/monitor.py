@@ -20,7 +20,7 @@ Detector = Literal["page_hinkley", "adwin", "ddm"]
 DETECTORS: tuple[Detector, ...] = ("page_hinkley", "adwin", "ddm")
 #: The rules a monitor's report is judged by, each an alert of its own.
 RULES = ("data_drift", "prediction_drift", "performance", "concept_drift", "latency", "error_rate", "throughput",
-         "no_data")
+         "no_data", "retrain_failed")
 
 
 class _Spec(BaseModel):
