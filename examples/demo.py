@@ -302,7 +302,7 @@ deploy:
     model: credit@champion
     strategy: canary
     steps: [50, 100]          # half the requests, then all of them
-    min_requests: 60          # per step and route: small, for a demo
+    min_requests: 200         # per step and route: enough that the share of predicted defaults is not noise
     duration: 2s
     analysis: {max_error_rate_increase: 0.01, max_p99_latency_ratio: 20, max_prediction_shift: 0.25}  # latency judged loosely: a demo shares its machine
 """
