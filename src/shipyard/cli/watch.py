@@ -24,7 +24,7 @@ def watch(
     """Run the controller: for each deployment with a retrain: policy, run its monitor and, when the alerts the
     policy names fire, retrain, gate, and roll the challenger out as a canary (promoted or rolled back). One
     controller acts at a time (a lease in the store); another waits. Exit 1 when a deployment's pass failed."""
-    import threading
+    import time
 
     from shipyard.control.controller import watch_once
     from shipyard.errors import ValidationError
@@ -34,7 +34,6 @@ def watch(
     if not 0 < interval <= 86_400:
         raise ValidationError(f"Invalid --interval {interval!r}: seconds above 0 and at most a day, e.g. 60.")
     ctx = context()
-    stop = threading.Event()
     while True:
         outcomes = watch_once(ctx, report=lambda line: console().print(line) if not as_json else None)
         if once:
@@ -46,7 +45,7 @@ def watch(
             if outcomes and any(o.error for o in outcomes):
                 raise typer.Exit(1)
             return
-        stop.wait(interval)
+        time.sleep(interval)
 
 
 @app.command("status")

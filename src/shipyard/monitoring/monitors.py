@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -403,9 +402,6 @@ def _iso_ms(ms: int) -> str:
 
     return iso(ms / 1000) or ""
 
-
-def now() -> float:
-    return time.time()
 
 
 def covering_monitors(ctx: Context, version: ModelVersion) -> list[tuple[str, MonitorSpec]]:
