@@ -123,13 +123,19 @@ def test_a_canary_worse_on_feedback_is_rolled_back(canary_workspace: Path) -> No
 def test_judge_rolls_back_on_errors_and_waits_for_evidence() -> None:
     from shipyard.deployments.analysis import AnalysisPolicy
 
-    policy = AnalysisPolicy(min_requests=50, duration_seconds=60)
+    policy = AnalysisPolicy(min_requests=50, duration_seconds=60, max_error_rate_increase=0.05)
     calm = pd.Series(["yes", "no"] * 50)
     numbers = {"primary": {"requests": 100, "failed": 0, "error_rate": 0.0, "p99_ms": 5.0, "_predictions": calm},
                "canary": {"requests": 100, "failed": 9, "error_rate": 0.09, "p99_ms": 5.0, "_predictions": calm}}
     verdict = judge(policy, numbers, elapsed=120)
     assert verdict.decision == "rollback" and "error rate 0.090" in verdict.reasons[0]
-    numbers["canary"].update(failed=0, error_rate=0.0, requests=10)
+    numbers["canary"].update(failed=2, error_rate=0.2, requests=10)  # 2 of at least 50 is within 0.05 yet
+    assert judge(policy, numbers, elapsed=120).decision == "wait"
+    numbers["canary"].update(failed=9, error_rate=0.9)  # 9 of at least 50: over the limit whatever comes next
+    assert judge(policy, numbers, elapsed=120).decision == "rollback"
+    numbers["canary"].update(failed=0, error_rate=0.0, requests=10, _predictions=pd.Series(["no"] * 10))
+    assert judge(policy, numbers, elapsed=120).decision == "wait"  # a shift over 10 requests is not judged
+    numbers["canary"]["_predictions"] = calm
     assert judge(policy, numbers, elapsed=120).decision == "wait"  # too few canary requests yet
     numbers["canary"]["requests"] = 100
     assert judge(policy, numbers, elapsed=30).decision == "wait"  # the step has not lasted long enough

@@ -68,12 +68,16 @@ def judge(policy: AnalysisPolicy, numbers: dict[str, Any], elapsed: float) -> Ve
     if primary is None or canary is None:
         return Verdict("wait", shown, ["no canary in force"])
     reasons: list[str] = []
-    if canary["requests"] and primary["requests"]:
-        if policy.max_error_rate_increase is not None:
-            increase = canary["error_rate"] - primary["error_rate"]
-            if increase > policy.max_error_rate_increase:
-                reasons.append(f"error rate {canary['error_rate']:.3f} vs {primary['error_rate']:.3f} (more than "
-                               f"{policy.max_error_rate_increase} higher)")
+    enough = min(canary["requests"], primary["requests"]) >= policy.min_requests
+    if canary["requests"] and primary["requests"] and policy.max_error_rate_increase is not None:
+        # Before the step has its requests, failures roll back only when they settle it: the canary's rate
+        # counted over the requests still to come, all answered, would exceed the limit anyway.
+        floor = canary["failed"] / max(canary["requests"], policy.min_requests)
+        rate = canary["error_rate"] if enough else floor
+        if rate - primary["error_rate"] > policy.max_error_rate_increase:
+            reasons.append(f"error rate {canary['error_rate']:.3f} vs {primary['error_rate']:.3f} (more than "
+                           f"{policy.max_error_rate_increase} higher)")
+    if enough:  # the distributions are judged on a step's full sample, never on its first few requests
         if policy.max_p99_latency_ratio is not None and primary["p99_ms"] > 0 and canary["p99_ms"] > 0:
             ratio = canary["p99_ms"] / primary["p99_ms"]
             shown["p99_ratio"] = ratio
@@ -95,7 +99,7 @@ def judge(policy: AnalysisPolicy, numbers: dict[str, Any], elapsed: float) -> Ve
                                f"{primary['feedback_score']:.3f} (at least {policy.min_feedback_delta:+} asked)")
     if reasons:
         return Verdict("rollback", shown, reasons)
-    if min(canary["requests"], primary["requests"]) < policy.min_requests or elapsed < policy.duration_seconds:
+    if not enough or elapsed < policy.duration_seconds:
         return Verdict("wait", shown, [f"{canary['requests']} canary and {primary['requests']} primary requests "
                                        f"in {elapsed:.0f} s; a step needs {policy.min_requests} each and "
                                        f"{policy.duration_seconds:.0f} s"])
