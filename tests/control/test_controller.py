@@ -45,6 +45,7 @@ deploy:
     steps: [50, 100]
     min_requests: 5
     duration: 0s
+    analysis: {{max_p99_latency_ratio: null, max_prediction_shift: null}}
 """
 
 
@@ -65,15 +66,18 @@ def setup(workspace: Path, minimum: float) -> Context:
     return ctx
 
 
-def log(ctx: Context, frame: object) -> None:
+def log(ctx: Context, frame: object, *, route: str = "primary", model: str = "credit/1", ago: float = 100) -> None:
+    """What the deployment's servers would log for `frame`, answered by `model` on `route`, ten rows a request."""
     from shipyard.models.loading import load_model
     from shipyard.serving.batches import build_batches, store_batch
     from shipyard.serving.predlog import Prediction
 
     inputs = frame[FEATURES].reset_index(drop=True)  # type: ignore[index]
-    predicted = load_model(ctx, "credit/1").predict(inputs)
-    entries = [Prediction(f"r{i}", time.time() - 100 + i / 10, "credit", 1, "predict", inputs.iloc[i:i + 10],
-                          predicted[i:i + 10], None, 2.0, deployment="credit-api", deployment_route="primary")
+    predicted = load_model(ctx, model).predict(inputs)
+    version = int(model.split("/")[1])
+    entries = [Prediction(f"{route}{time.time()}{i}", time.time() - ago + i / 1000,
+                          "credit", version, "predict", inputs.iloc[i:i + 10], predicted[i:i + 10], None, 2.0,
+                          deployment="credit-api", deployment_route=route)
                for i in range(0, len(inputs), 10)]
     for batch in build_batches(entries):
         store_batch(ctx, batch)
@@ -99,17 +103,23 @@ def test_a_drifted_stream_retrains_gates_waits_for_approval_and_rolls_back_an_un
     assert controller.due(ctx, "credit-api", policy).reason == f"cycle {cycle.id} is open (awaiting_approval)"
     assert controller.drive(ctx, cycle, policy, lease, report=said.append).state == "awaiting_approval"
     from shipyard.models.reviews import decide_review
-    from shipyard.serving.canary import run_canary
 
     monkeypatch.setenv("SHIPYARD_USER", "reviewer")  # another person approves the rollout
     decide_review(open_context(), "credit/2", "rollout", approve=True)
     monkeypatch.setenv("SHIPYARD_USER", ctx.actor)
-
-    def unproven(c: Context, name: str, model: str, report: object) -> object:  # no traffic reaches the canary
-        return run_canary(c, name, model, poll_seconds=0.01, timeout=0.05, report=said.append)
-
-    cycle = controller.drive(ctx, cycle, policy, lease, report=said.append, canary=unproven)
+    cycle = controller.drive(ctx, cycle, policy, lease, report=said.append)
+    assert cycle.state == "canary"  # no traffic reaches it: the analysis waits, the pass goes on
+    canary = shipyard.deployments.status("credit-api").current.canary
+    assert canary is not None and (canary.version_id, canary.weight) == ("credit/2", 50)
+    assert controller.drive(ctx, cycle, policy, lease, report=said.append).state == "canary"
+    path = workspace / "shipyard.yaml"
+    path.write_text(path.read_text().replace("{cooldown: 1h, approval: true}",
+                                             "{cooldown: 1h, approval: true, canary_timeout: 0s}"))
+    policy = retrain_spec(ctx.policy.document(), "credit-api")
+    assert policy is not None
+    cycle = controller.drive(ctx, cycle, policy, lease, report=said.append)  # unproven past its timeout
     assert cycle.state == "rolled_back" and "credit/1 keeps serving" in (cycle.reason or "")
+    assert "canary_timeout" in cycle.evidence["rolled_back"]["analysis"]["reasons"][0]
     primary = shipyard.deployments.status("credit-api").current.primary
     assert primary is not None and (primary.model, primary.version) == ("credit", 1)
     assert list(cycle.evidence) == ["triggered", "training", "registered", "gated", "awaiting_approval", "canary",
@@ -145,31 +155,35 @@ def test_a_challenger_that_fails_its_gates_is_never_rolled_out(workspace: Path) 
         cycles.start_cycle(ctx, "credit-api", "credit-api", {}, None, lease=other)
 
 
-def test_watch_passes_under_the_lease_and_a_second_controller_waits(workspace: Path) -> None:
+def test_watch_acts_for_a_deployment_under_its_lease_and_leaves_one_held_elsewhere(workspace: Path) -> None:
     ctx = setup(workspace, minimum=0.5)
-    other = leases.acquire(ctx.store, ctx.actor, controller.LEASE, "elsewhere:9:z", 600)
+    name = controller.lease_name("credit-api")
+    other = leases.acquire(ctx.store, ctx.actor, name, "elsewhere:9:z", 600)
     assert other is not None
     said: list[str] = []
-    assert controller.watch_once(ctx, holder="here:1:a", report=said.append) is None  # it waits, acting on nothing
-    assert said == ["another controller holds the lease (elsewhere:9:z); this one waits"]
-    assert cycles.cycles(ctx) == []
+    [outcome] = controller.watch_once(ctx, holder="here:1:a", report=said.append)  # it leaves it, acting on nothing
+    assert outcome.held_elsewhere and outcome.decision == "another controller acts for it (elsewhere:9:z)"
+    assert cycles.cycles(ctx) == [] and said == []
     leases.release(ctx.store, ctx.actor, other)
-    outcomes = controller.watch_once(ctx, holder="here:1:a", report=said.append)
-    assert outcomes is not None and [(o.deployment, o.error) for o in outcomes] == [("credit-api", None)]
-    assert outcomes[0].cycle is not None and outcomes[0].cycle.state == "awaiting_approval"
-    again = controller.watch_once(ctx, holder="here:1:a", report=said.append)  # the open cycle is resumed
-    assert again is not None and again[0].decision == f"resuming cycle {outcomes[0].cycle.id} (awaiting_approval)"
-    held = leases.current(ctx.store, controller.LEASE)
+    [outcome] = controller.watch_once(ctx, holder="here:1:a", report=said.append)
+    assert outcome.error is None and outcome.cycle is not None and outcome.cycle.state == "awaiting_approval"
+    [again] = controller.watch_once(ctx, holder="here:1:a", report=said.append)  # the open cycle is resumed
+    assert again.decision == f"resuming cycle {outcome.cycle.id} (awaiting_approval)"
+    held = leases.current(ctx.store, name)
     assert held is not None and held.expires == 0  # released after each pass
+    kept = controller.watch_once(ctx, holder="here:1:a", report=said.append, release=False)
+    held = leases.current(ctx.store, name)
+    assert kept[0].cycle is not None and held is not None and held.holder == "here:1:a" and held.expires > 0
+    [waits] = controller.watch_once(ctx, holder="there:2:b", report=said.append)  # kept from pass to pass
+    assert waits.held_elsewhere
+    controller.release_all(ctx, "here:1:a")
+    assert not controller.watch_once(ctx, holder="there:2:b", report=said.append)[0].held_elsewhere
 
 
-class Killed(BaseException):
-    """The controller's process ending where it stands (as SIGKILL would), in the middle of a phase."""
-
-
-@pytest.mark.parametrize("cut", ["during the canary", "after the promotion"])
-def test_a_controller_stopped_in_the_canary_is_settled_by_the_next(workspace: Path, cut: str) -> None:
+@pytest.mark.parametrize("cut", ["during the canary", "after the promotion", "by hand"])
+def test_a_canary_left_by_a_stopped_controller_is_carried_on_by_the_next(workspace: Path, cut: str) -> None:
     from shipyard.deployments.strategies import canary as start
+    from shipyard.deployments.strategies import rollback
     from shipyard.policy.retrain import retrain_spec
 
     ctx = setup(workspace, minimum=0.5)
@@ -177,28 +191,26 @@ def test_a_controller_stopped_in_the_canary_is_settled_by_the_next(workspace: Pa
     path.write_text(path.read_text().replace("{cooldown: 1h, approval: true}", "{cooldown: 1h}"))
     policy = retrain_spec(ctx.policy.document(), "credit-api")
     assert policy is not None
-    lease = leases.acquire(ctx.store, ctx.actor, controller.LEASE, "first:1:a", 600)
+    lease = leases.acquire(ctx.store, ctx.actor, controller.lease_name("credit-api"), "first:1:a", 600)
     assert lease is not None
-
-    def killed(c: Context, name: str, model: str, report: object) -> object:
-        start(c, name, model, 50)
-        if cut == "after the promotion":
-            start(c, name, model, 100)
-        raise Killed
-
-    with pytest.raises(Killed):
-        controller.drive(ctx, controller.begin(ctx, controller.due(ctx, "credit-api", policy), lease), policy, lease,
-                         report=lambda _: None, canary=killed)
-    [cycle] = cycles.cycles(ctx, "credit-api")
-    assert cycle.state == "canary"  # the record says where it stopped
-    assert controller.due(ctx, "credit-api", policy).reason == f"cycle {cycle.id} is open (canary)"
-    taker = leases.acquire(ctx.store, ctx.actor, controller.LEASE, "second:2:b", 600,
+    cycle = controller.drive(ctx, controller.begin(ctx, controller.due(ctx, "credit-api", policy), lease), policy,
+                             lease, report=lambda _: None)
+    assert cycle.state == "canary"  # the first controller stops here: the record says where
+    if cut == "after the promotion":  # the analysis promoted it, then the controller stopped before recording it
+        start(ctx, "credit-api", "credit/2", 100)
+    elif cut == "by hand":
+        rollback(ctx, "credit-api", reason="an operator")
+    log(ctx, credit(800, seed=5, population_shift=1.0), route="canary", model="credit/2", ago=0)
+    log(ctx, credit(800, seed=6, population_shift=1.0), route="primary", model="credit/1", ago=0)
+    taker = leases.acquire(ctx.store, ctx.actor, lease.name, "second:2:b", 600,
                            now=lease.expires + 1)  # the first stopped renewing: the second takes over
     assert taker is not None
     settled = controller.drive(ctx, cycle, policy, taker, report=lambda _: None)
-    primary = shipyard.deployments.status("credit-api").current
-    if cut == "during the canary":
-        assert settled.state == "rolled_back" and "stopped during the canary" in (settled.reason or "")
-        assert primary.strategy == "single" and primary.primary is not None and primary.primary.version_id == "credit/1"
-    else:
-        assert settled.state == "promoted" and primary.primary is not None and primary.primary.version_id == "credit/2"
+    assert not settled.open
+    now = shipyard.deployments.status("credit-api").current
+    assert now.strategy == "single" and now.primary is not None
+    if cut == "by hand":
+        assert settled.state == "rolled_back" and "ended outside the cycle" in (settled.reason or "")
+        assert now.primary.version_id == "credit/1"
+    else:  # carried on: the traffic logged meanwhile is judged, and the canary promoted
+        assert settled.state == "promoted" and now.primary.version_id == "credit/2"

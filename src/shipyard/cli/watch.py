@@ -17,44 +17,63 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts."
 @app.callback()
 def watch(
     typer_ctx: typer.Context,
-    once: Annotated[bool, typer.Option("--once", help="One pass over the deployments, then exit.")] = False,
+    once: Annotated[bool, typer.Option("--once", help="One pass over the deployments, then follow the canaries it "
+                                                      "started or found to their end, then exit.")] = False,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between passes (without --once).")] = 60.0,
+    poll_seconds: Annotated[float, typer.Option("--poll-seconds", help="Seconds between looks at a canary in "
+                                                                       "progress.")] = 5.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Run the controller: for each deployment with a retrain: policy, run its monitor and, when the alerts the
-    policy names fire, retrain, gate, and roll the challenger out as a canary (promoted or rolled back). One
-    controller acts at a time (a lease in the store); another waits. Exit 1 when a deployment's pass failed."""
+    policy names fire, retrain, gate, and roll the challenger out as a canary (promoted or rolled back). Each
+    deployment is acted on by one controller at a time (a lease in the store); others leave it to that one.
+    Exit 1 when a deployment's pass failed."""
     import time
 
-    from shipyard.control.controller import watch_once
+    from shipyard.control.controller import release_all, watch_once
     from shipyard.errors import ValidationError
+    from shipyard.store.leases import holder_id
 
     if typer_ctx.invoked_subcommand is not None:
         return
-    if not 0 < interval <= 86_400:
-        raise ValidationError(f"Invalid --interval {interval!r}: seconds above 0 and at most a day, e.g. 60.")
+    for option, value, example in (("--interval", interval, 60), ("--poll-seconds", poll_seconds, 5)):
+        if not 0 < value <= 86_400:
+            raise ValidationError(f"Invalid {option} {value!r}: seconds above 0 and at most a day, e.g. {example}.")
     ctx = context()
-    while True:
-        outcomes = watch_once(ctx, report=lambda line: console().print(line) if not as_json else None)
-        if once:
-            if as_json:
-                print_json({"acted": outcomes is not None,
-                            "deployments": [o.to_dict() for o in outcomes or []]})
-            else:
-                _print_outcomes(outcomes)
-            if outcomes and any(o.error for o in outcomes):
-                raise typer.Exit(1)
-            return
-        time.sleep(interval)
+    me = holder_id()
+
+    def say(line: str) -> None:
+        if not as_json:
+            console().print(line)
+
+    try:
+        outcomes = {o.deployment: o for o in watch_once(ctx, holder=me, report=say, release=once)}
+        while True:
+            in_canary = sorted(n for n, o in outcomes.items() if o.cycle is not None and o.cycle.state == "canary")
+            if once and not in_canary:
+                break
+            time.sleep(min(interval, poll_seconds) if in_canary else interval)
+            outcomes.update((o.deployment, o) for o in watch_once(
+                ctx, holder=me, report=say, release=once, only=in_canary if once else None))
+    finally:
+        if not once:
+            release_all(ctx, me)
+    if as_json:
+        print_json({"deployments": [o.to_dict() for o in outcomes.values()]})
+    else:
+        _print_outcomes(list(outcomes.values()))
+    if any(o.error for o in outcomes.values()):
+        raise typer.Exit(1)
 
 
 @app.command("status")
 def status(as_json: JsonFlag = False) -> None:
     """Per deployment with a retrain: policy: its open cycle, or whether one would start now and why."""
-    from shipyard.control.controller import LEASE, due
+    from shipyard.control.controller import due, lease_name
     from shipyard.control.cycles import open_cycle
     from shipyard.policy.retrain import declared_retraining, retrain_spec
     from shipyard.store import leases
+    from shipyard.store.db import now_ms
 
     ctx = context()
     document = ctx.policy.document()
@@ -64,16 +83,17 @@ def status(as_json: JsonFlag = False) -> None:
         assert spec is not None
         cycle = open_cycle(ctx, name)
         decision = due(ctx, name, spec) if cycle is None else None
+        held = leases.current(ctx.store, lease_name(name))
         rows.append({"deployment": name, "monitor": spec.monitor or name,
+                     "controller": held.holder if held is not None and held.expires > now_ms() else None,
                      "cycle": cycle.to_dict() if cycle is not None else None,
                      "next": decision.reason if decision is not None else None,
                      "due": decision.start if decision is not None else False})
-    held = leases.current(ctx.store, LEASE)
     if as_json:
-        print_json({"lease": held.__dict__ if held is not None else None, "deployments": rows})
+        print_json({"deployments": rows})
         return
-    console().print(table("Retraining", ["deployment", "monitor", "cycle", "state", "now"], [
-        [r["deployment"], r["monitor"], r["cycle"]["id"] if r["cycle"] else "-",
+    console().print(table("Retraining", ["deployment", "monitor", "controller", "cycle", "state", "now"], [
+        [r["deployment"], r["monitor"], r["controller"] or "-", r["cycle"]["id"] if r["cycle"] else "-",
          r["cycle"]["state"] if r["cycle"] else "-", r["next"] or "-"] for r in rows]))
 
 
@@ -100,8 +120,6 @@ def history(
 
 
 def _print_outcomes(outcomes: Any) -> None:
-    if outcomes is None:
-        return
     for o in outcomes:
         where = f"cycle {o.cycle.id}: {o.cycle.state}" if o.cycle is not None else "no cycle"
         console().print(f"{o.deployment}: {where}; {o.error or o.decision}")

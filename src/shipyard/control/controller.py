@@ -2,7 +2,8 @@
 the policy names fire (outside its cooldown and daily limit), drive one cycle — train on the new data, register a
 challenger, require its gates, then (after approval, when the policy asks for it) a canary decided by the
 deployment's automated analysis — recording every state with its evidence. One controller acts at a time: each
-step is fenced by the `controller` lease in the store."""
+step is fenced by the deployment's lease in the store (`controller:DEPLOYMENT`), so several controllers can share
+the deployments."""
 
 from __future__ import annotations
 
@@ -62,17 +63,17 @@ def due(ctx: Context, deployment: str, spec: RetrainSpec, *, now: int | None = N
     return Decision(deployment, True, "firing: " + ", ".join(a.rule for a in firing), trigger)
 
 
-def drive(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, *, report: Report = print,
-          canary: Callable[..., Any] | None = None) -> Cycle:
-    """Take `cycle` from its state as far as it can go now: to its end, or to `awaiting_approval`."""
+def drive(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, *, report: Report = print) -> Cycle:
+    """Take `cycle` from its state as far as it can go now: to its end, or to a state that waits (for an
+    approval, or for the canary's evidence)."""
     was_open = cycle.open
     while cycle.open:
         step = _STEPS.get(cycle.state)
         if step is None:
             break
-        moved = step(ctx, cycle, spec, lease, report, canary)
+        moved = step(ctx, cycle, spec, lease, report)
         if moved.id == cycle.id and moved.state == cycle.state:
-            break  # waiting (for an approval)
+            break  # waiting (for an approval, or the canary's evidence)
         cycle = moved
     if was_open and not cycle.open:
         announce(ctx, cycle)
@@ -95,8 +96,7 @@ def announce(ctx: Context, cycle: Cycle) -> None:
              [Finding("retrain_failed", "critical", failed, None, None, message)])
 
 
-def _train(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
-           canary: Callable[..., Any] | None) -> Cycle:
+def _train(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report) -> Cycle:
     from shipyard.pipelines.lifecycle import lifecycle_spec
 
     data = lifecycle_spec(ctx).data.dataset
@@ -104,8 +104,7 @@ def _train(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: 
     return advance(ctx, cycle.id, "training", {"data": data}, expect="triggered", lease=lease)
 
 
-def _register(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
-              canary: Callable[..., Any] | None) -> Cycle:
+def _register(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report) -> Cycle:
     """Run the standard pipeline (again, after a restart: its cache makes the steps that finished free), then
     record the challenger it registered and gated."""
     from shipyard.pipelines.lifecycle import run_standard
@@ -129,8 +128,7 @@ def _register(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, repor
                    lease=lease)
 
 
-def _gate(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
-          canary: Callable[..., Any] | None) -> Cycle:
+def _gate(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report) -> Cycle:
     """Nothing is rolled out that did not pass its gates (against the champion as baseline, as they declare)."""
     from shipyard.gates.promotion import check_promotion
 
@@ -146,8 +144,7 @@ def _gate(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: R
     return advance(ctx, cycle.id, "gated", evidence, expect="registered", lease=lease)
 
 
-def _approve_or_roll_out(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
-                         canary: Callable[..., Any] | None) -> Cycle:
+def _approve_or_roll_out(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report) -> Cycle:
     if spec.approval:
         from shipyard.models.reviews import request_review
 
@@ -156,11 +153,10 @@ def _approve_or_roll_out(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: L
         report(f"cycle {cycle.id}: waiting for `shipyard review approve {cycle.challenger} --kind rollout`")
         return advance(ctx, cycle.id, "awaiting_approval", {"review": review.kind, "requested_by": review.requested_by},
                        expect="gated", lease=lease)
-    return _roll_out(ctx, cycle, lease, report, canary, expect="gated")
+    return _roll_out(ctx, cycle, lease, report, expect="gated")
 
 
-def _approved(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
-              canary: Callable[..., Any] | None) -> Cycle:
+def _approved(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report) -> Cycle:
     from shipyard.models.reviews import latest_review
 
     found = latest_review(ctx, str(cycle.challenger), "rollout")
@@ -170,60 +166,58 @@ def _approved(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, repor
                        reason="the rollout was rejected in review")
     if status != "approved":
         return cycle  # still waiting
-    return _roll_out(ctx, cycle, lease, report, canary, expect="awaiting_approval")
+    return _roll_out(ctx, cycle, lease, report, expect="awaiting_approval")
 
 
-def _roll_out(ctx: Context, cycle: Cycle, lease: Lease, report: Report, canary: Callable[..., Any] | None, *,
-              expect: str) -> Cycle:
-    """The challenger as the deployment's canary, decided by its automated analysis: promoted or rolled back."""
-    from shipyard.deployments.revisions import DEPLOYMENT_REVISION
-    from shipyard.serving.canary import run_canary
-    from shipyard.store.lineage import Node
+def _roll_out(ctx: Context, cycle: Cycle, lease: Lease, report: Report, *, expect: str) -> Cycle:
+    """The challenger as the deployment's canary at its analysis policy's first step; later passes judge it."""
+    from shipyard.deployments.analysis import analysis_policy
+    from shipyard.serving.canary import start_canary
 
     challenger = cycle.challenger
     assert challenger is not None
-    cycle = advance(ctx, cycle.id, "canary", {"model": challenger}, expect=expect, lease=lease)
-    final = (canary or run_canary)(ctx, cycle.deployment, challenger, report=report)
-    primary = final.primary
-    promoted = primary is not None and f"{primary.model}/{primary.version}" == cycle.challenger
-    evidence = {"revision": final.revision, "analysis": final.analysis}
-    return advance(ctx, cycle.id, "promoted" if promoted else "rolled_back", evidence, expect="canary",
-                   reason=None if promoted else f"the canary analysis rolled {cycle.challenger} back; "
-                                                f"{cycle.champion} keeps serving",
-                   outputs=[Node(DEPLOYMENT_REVISION, final.id)], lease=lease)
+    revision = start_canary(ctx, cycle.deployment, challenger, analysis_policy(ctx, cycle.deployment), report=report)
+    return advance(ctx, cycle.id, "canary", {"model": challenger, "revision": revision.revision}, expect=expect,
+                   lease=lease)
 
 
-def _settle_canary(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report,
-                   canary: Callable[..., Any] | None) -> Cycle:
-    """A controller stopped during the canary (killed, or its lease lost): the next one settles it from what
-    the deployment serves. Promoted already: recorded so. Still a canary: rolled back to the champion, since
-    the analysis that was judging it is gone; a canary never stays half-deployed unattended."""
+def _canary(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report) -> Cycle:
+    """One look at the canary, by the deployment's automated analysis: it waits for evidence (the cycle stays
+    here until the next pass), advances a step, or ends promoted or rolled back. What the deployment serves is
+    read afresh each time, so a controller that restarts (or takes over) mid-canary carries on where the last
+    one stopped; a canary changed by hand (promoted, rolled back) is recorded as it ended."""
+    from shipyard.deployments.analysis import analysis_policy
     from shipyard.deployments.revisions import DEPLOYMENT_REVISION, get_deployment
-    from shipyard.deployments.strategies import rollback
+    from shipyard.serving.canary import canary_step
     from shipyard.store.lineage import Node
 
     current = get_deployment(ctx, cycle.deployment).current
+    canary = current.canary
+    decision = None
+    if canary is not None and canary.version_id == cycle.challenger:
+        over = (now_ms() - cycle.updated) / 1000 > spec.canary_timeout  # updated: when the canary began
+        current, decision = canary_step(
+            ctx, cycle.deployment, analysis_policy(ctx, cycle.deployment), current,
+            (now_ms() - current.created) / 1000, report=lambda line: report(f"cycle {cycle.id}: {line}"),
+            timed_out=f"no decision within retrain.{cycle.deployment}.canary_timeout ({spec.canary_timeout:.0f} s)"
+            if over else None)
+        if decision in ("wait", "advance"):
+            return cycle
     primary = current.primary
-    if primary is not None and primary.version_id == cycle.challenger:
-        report(f"cycle {cycle.id}: found {cycle.challenger} promoted")
-        return advance(ctx, cycle.id, "promoted", {"revision": current.revision, "settled": "after a restart"},
-                       expect="canary", outputs=[Node(DEPLOYMENT_REVISION, current.id)], lease=lease)
-    for _ in range(10):  # each rollback goes one revision back: through the canary's steps to the champion
-        route = current.canary
-        if route is None or route.version_id != cycle.challenger:
-            break
-        current = rollback(ctx, cycle.deployment, reason=f"retraining cycle {cycle.id}: the canary's analysis "
-                                                        "stopped with the controller; back to the champion")
-    report(f"cycle {cycle.id}: the canary of {cycle.challenger} was cut short; rolled back")
-    return advance(ctx, cycle.id, "rolled_back", {"revision": current.revision, "settled": "after a restart"},
-                   expect="canary", reason=f"the controller stopped during the canary of {cycle.challenger}; "
-                                           f"rolled back, {cycle.champion} keeps serving",
+    promoted = primary is not None and primary.version_id == cycle.challenger and current.canary is None
+    evidence = {"revision": current.revision, "analysis": current.analysis,
+                **({} if decision else {"settled": "the deployment was changed outside the cycle"})}
+    return advance(ctx, cycle.id, "promoted" if promoted else "rolled_back", evidence, expect="canary",
+                   reason=None if promoted else f"the canary analysis rolled {cycle.challenger} back; "
+                                                f"{cycle.champion} keeps serving" if decision else
+                   f"the canary of {cycle.challenger} was ended outside the cycle; "
+                   f"{primary.version_id if primary else 'nothing'} serves",
                    outputs=[Node(DEPLOYMENT_REVISION, current.id)], lease=lease)
 
 
 _STEPS: dict[str, Callable[..., Cycle]] = {"triggered": _train, "training": _register, "registered": _gate,
                                            "gated": _approve_or_roll_out, "awaiting_approval": _approved,
-                                           "canary": _settle_canary}
+                                           "canary": _canary}
 
 
 def begin(ctx: Context, decision: Decision, lease: Lease) -> Cycle:
@@ -245,35 +239,50 @@ class Outcome:
     decision: str  # why a cycle started, or why not
     cycle: Cycle | None = None
     error: str | None = None
+    held_elsewhere: bool = False  # another controller holds the deployment's lease
 
     def to_dict(self) -> dict[str, Any]:
         return {"deployment": self.deployment, "decision": self.decision, "error": self.error,
+                "held_elsewhere": self.held_elsewhere,
                 "cycle": self.cycle.to_dict() if self.cycle is not None else None}
 
 
+def lease_name(deployment: str) -> str:
+    """The lease a controller holds while it acts for `deployment`."""
+    return f"{LEASE}:{deployment}"
+
+
 def watch_once(ctx: Context, *, holder: str | None = None, report: Report = print,
-               canary: Callable[..., Any] | None = None) -> list[Outcome] | None:
-    """One pass over every deployment with a `retrain:` policy, under the controller's lease: run its monitor,
-    then resume its open cycle or start one when due. None when another controller holds the lease. A failure in
-    one deployment is reported with it and does not stop the others."""
+               release: bool = True, only: list[str] | None = None) -> list[Outcome]:
+    """One pass over every deployment with a `retrain:` policy: under that deployment's lease, run its monitor,
+    then resume its open cycle or start one when due. A deployment whose lease another controller holds is
+    left to it; several controllers against one store share the deployments this way, each acted on by one
+    at a time. No step blocks the pass (a canary is looked at once per pass), and a failure in one deployment
+    is reported with it and does not stop the others. With `release=False` the leases stay with `holder` until
+    they expire (a watching loop keeps them from pass to pass; `release_all` gives them up when it ends);
+    `only` limits the pass to those deployments."""
     from shipyard.monitoring.monitors import run_monitor
     from shipyard.policy.retrain import declared_retraining, retrain_spec
     from shipyard.store import leases
 
     me = holder or leases.holder_id()
-    lease = leases.acquire(ctx.store, ctx.actor, LEASE, me, LEASE_SECONDS)
-    if lease is None:
-        held = leases.current(ctx.store, LEASE)
-        report(f"another controller holds the lease ({held.holder if held else 'unknown'}); this one waits")
-        return None
     outcomes: list[Outcome] = []
-    try:
-        document = ctx.policy.document()
-        for name in declared_retraining(document):
-            spec = retrain_spec(document, name)
-            assert spec is not None
-            outcome = Outcome(name, "")
-            try:
+    document = ctx.policy.document()
+    for name in declared_retraining(document):
+        if only is not None and name not in only:
+            continue
+        spec = retrain_spec(document, name)
+        assert spec is not None
+        outcome = Outcome(name, "")
+        outcomes.append(outcome)
+        lease = leases.acquire(ctx.store, ctx.actor, lease_name(name), me, LEASE_SECONDS)
+        if lease is None:
+            held = leases.current(ctx.store, lease_name(name))
+            outcome.decision = f"another controller acts for it ({held.holder if held else 'unknown'})"
+            outcome.held_elsewhere = True
+            continue
+        try:
+            with leases.kept(ctx.store, lease, LEASE_SECONDS):
                 cycle = open_cycle(ctx, name)
                 if cycle is None:
                     run_monitor(ctx, spec.monitor or name)
@@ -285,16 +294,22 @@ def watch_once(ctx: Context, *, holder: str | None = None, report: Report = prin
                 else:
                     outcome.decision = f"resuming cycle {cycle.id} ({cycle.state})"
                 if cycle is not None:
-                    outcome.cycle = drive(ctx, cycle, spec, lease, report=report, canary=canary)
-            except ShipyardError as exc:
-                outcome.error = exc.message
-                report(f"{name}: {exc.message}")
-            outcomes.append(outcome)
-            renewed = leases.renew(ctx.store, lease, LEASE_SECONDS)
-            if renewed is None:
-                report("the controller's lease was lost; another controller acts now")
-                break
-            lease = renewed
-    finally:
-        leases.release(ctx.store, ctx.actor, lease)
+                    outcome.cycle = drive(ctx, cycle, spec, lease, report=report)
+        except ShipyardError as exc:
+            outcome.error = exc.message
+            report(f"{name}: {exc.message}")
+        finally:
+            if release:
+                leases.release(ctx.store, ctx.actor, lease)
     return outcomes
+
+
+def release_all(ctx: Context, holder: str) -> None:
+    """Give up the deployments' leases `holder` still has (a watching loop that ends)."""
+    from shipyard.policy.retrain import declared_retraining
+    from shipyard.store import leases
+
+    for name in declared_retraining(ctx.policy.document()):
+        held = leases.current(ctx.store, lease_name(name))
+        if held is not None and held.holder == holder and held.expires > now_ms():
+            leases.release(ctx.store, ctx.actor, held)

@@ -29,6 +29,7 @@ class RetrainSpec(BaseModel):
     cooldown: Seconds = 6 * 3600.0  # after a cycle ends, the next waits at least this long
     max_per_day: int = Field(default=3, ge=1)
     approval: bool = False  # a person approves (`shipyard review approve`) before the canary starts
+    canary_timeout: Seconds = 3600.0  # a canary the analysis has not decided by then is rolled back
 
     @model_validator(mode="after")
     def _rules(self) -> RetrainSpec:

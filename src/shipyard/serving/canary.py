@@ -111,38 +111,65 @@ def run_canary(ctx: Context, name: str, model: str, *, poll_seconds: float = 5.0
                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Revision:
     """Start `model` as the canary of `name` at the policy's first step and drive it to promotion or rollback.
     Returns the final revision; a timeout rolls it back (a canary never stays half-deployed unattended)."""
-    from shipyard.deployments.analysis import analysis_policy, record_decision
+    from shipyard.deployments.analysis import analysis_policy
+
+    policy = analysis_policy(ctx, name)
+    revision = start_canary(ctx, name, model, policy, sticky_by=sticky_by, report=report)
+    began = step_began = clock()
+    while True:
+        timed_out = timeout is not None and clock() - began > timeout
+        revision, decision = canary_step(ctx, name, policy, revision, clock() - step_began, report=report,
+                                         timed_out=f"no decision within {timeout:.0f} s" if timed_out else None)
+        if decision in ("promote", "rollback"):
+            return revision
+        if decision == "wait":
+            sleep(poll_seconds)
+        else:
+            step_began = clock()
+
+
+def start_canary(ctx: Context, name: str, model: str, policy: AnalysisPolicy, *, sticky_by: str | None = None,
+                 report: Callable[[str], None] = print) -> Revision:
+    """`model` as the canary of `name` at the policy's first step (the revision in force when it is that
+    already, so a restarted caller does not start it twice)."""
     from shipyard.deployments.revisions import get_deployment
     from shipyard.deployments.strategies import canary as start
 
-    policy = analysis_policy(ctx, name)
+    current = get_deployment(ctx, name).current
+    route = current.canary
+    if route is not None and route.version_id == model:
+        return current
     revision = start(ctx, name, model, policy.steps[0], sticky_by=sticky_by,
                      reason=f"automated canary: step {policy.steps[0]}%")
     report(f"Canary {model} at {policy.steps[0]}% (revision {revision.revision}); policy from {policy.source}.")
-    began = step_began = clock()
-    while True:
-        numbers = route_numbers(ctx, revision)
-        verdict = judge(policy, numbers, clock() - step_began)
-        timed_out = timeout is not None and clock() - began > timeout
-        if verdict.decision == "wait" and timed_out:
-            verdict = Verdict("rollback", verdict.numbers, [f"no decision within {timeout:.0f} s: "
-                                                            + "; ".join(verdict.reasons)])
-        if verdict.decision == "wait":
-            sleep(poll_seconds)
-            continue
-        weight = next(r.weight for r in revision.routes if r.role == "canary")
-        decision = verdict.decision
-        if decision == "advance" and policy.next_step(weight) in (None, 100):
-            decision = "promote"
-        revision = record_decision(ctx, name, decision, verdict.numbers, reasons=verdict.reasons,
-                                   revision=revision.revision)
-        report(f"{decision}: {'; '.join(verdict.reasons)} -> revision {revision.revision} "
-               f"({', '.join(f'{r.label} {r.version_id} {r.weight}%' for r in revision.routes if r.answers)})")
-        if decision in ("promote", "rollback"):
-            return revision
-        step_began = clock()
-        current = get_deployment(ctx, name)
-        revision = current.current
+    return revision
+
+
+def canary_step(ctx: Context, name: str, policy: AnalysisPolicy, revision: Revision, elapsed: float, *,
+                report: Callable[[str], None] = print, timed_out: str | None = None) -> tuple[Revision, str]:
+    """One look at the canary of `revision`, `elapsed` seconds into its step: the decision (wait, advance,
+    promote or rollback) and the revision in force after it. A decision is recorded in the revision it makes;
+    `timed_out` (why waiting is over) turns a wait into a rollback."""
+    from shipyard.deployments.analysis import record_decision
+    from shipyard.deployments.revisions import get_deployment
+
+    numbers = route_numbers(ctx, revision)
+    verdict = judge(policy, numbers, elapsed)
+    if verdict.decision == "wait" and timed_out is not None:
+        verdict = Verdict("rollback", verdict.numbers, [f"{timed_out}: " + "; ".join(verdict.reasons)])
+    if verdict.decision == "wait":
+        return revision, "wait"
+    weight = next(r.weight for r in revision.routes if r.role == "canary")
+    decision = verdict.decision
+    if decision == "advance" and policy.next_step(weight) in (None, 100):
+        decision = "promote"
+    revision = record_decision(ctx, name, decision, verdict.numbers, reasons=verdict.reasons,
+                               revision=revision.revision)
+    report(f"{decision}: {'; '.join(verdict.reasons)} -> revision {revision.revision} "
+           f"({', '.join(f'{r.label} {r.version_id} {r.weight}%' for r in revision.routes if r.answers)})")
+    if decision == "advance":
+        revision = get_deployment(ctx, name).current
+    return revision, decision
 
 
 def prediction_shift(primary: pd.Series, canary: pd.Series, statistic: str = "psi") -> float:

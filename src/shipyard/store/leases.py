@@ -8,7 +8,10 @@ from __future__ import annotations
 import math
 import os
 import socket
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,8 +45,11 @@ def acquire(store: MetadataStore, actor: str, name: str, holder: str, seconds: f
     _check(name, seconds)
     at = now_ms() if now is None else now
     expires = at + math.ceil(seconds * 1000)
-    if _taken(current(store, name), holder, at):
+    found = current(store, name)
+    if _taken(found, holder, at):
         return None  # a waiting taker polls without writing (nor auditing) anything
+    if found is not None and found.holder == holder and found.expires > at:  # held already: kept, not audited
+        return renew(store, found, seconds, now=at)
     payload: dict[str, object] = {"holder": holder}
     try:
         with store.mutation(actor, "lease.acquire", "lease", name, payload) as conn:
@@ -84,6 +90,26 @@ def renew(store: MetadataStore, lease: Lease, seconds: float, *, now: int | None
         done = conn.execute(leases.update().where(c.name == lease.name, c.holder == lease.holder,
                                                   c.token == lease.token).values(expires=expires))
     return Lease(lease.name, lease.holder, lease.token, expires) if done.rowcount == 1 else None
+
+
+@contextmanager
+def kept(store: MetadataStore, lease: Lease, seconds: float) -> Iterator[None]:
+    """Renew `lease` every third of `seconds` while the block runs (a long step keeps what fences it). A lost
+    renewal stops the keeping; the fenced writes of the block then fail, as they must."""
+    done = threading.Event()
+
+    def keep() -> None:
+        while not done.wait(seconds / 3):
+            if renew(store, lease, seconds) is None:
+                return
+
+    keeper = threading.Thread(target=keep, name=f"lease {lease.name}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
 
 
 def release(store: MetadataStore, actor: str, lease: Lease) -> bool:
