@@ -59,7 +59,8 @@ def running_server(workspace: Path, *args: str, env: dict[str, str] | None = Non
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "shipyard"), "serve", *args, "--port", str(port)],
-        cwd=workspace, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, stdout=subprocess.PIPE,
+        cwd=workspace, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]), **(env or {})},
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
