@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import string
 import sys
@@ -198,13 +199,19 @@ def demo(workspace: Path, infrastructure: dict[str, float]) -> int:
     # 8. Monitoring: the deployment's traffic against the training data, its health, its report.
     status = status or monitor_deployment(workspace)
 
+    # 9. The world changes; the controller notices, retrains, gates, and rolls the challenger out.
+    status = status or retraining_loop(workspace)
+
+    champion = shipyard.models.get("models:/credit@champion")
     print("\nLook further:")
-    print(f"  model card:       {workspace / 'cards' / 'credit' / str(version) / 'card.html'}")
+    print(f"  model card:       {workspace / 'cards' / 'credit' / str(champion.version) / 'card.html'}")
     print(f"  readiness report: {readiness}")
     print(f"  monitor report:   {workspace / 'reports' / 'credit-api.html'}")
+    print(f"  .venv/bin/shipyard -C {workspace} deploy history credit-api")
+    print(f"  .venv/bin/shipyard -C {workspace} watch history")
     print(f"  .venv/bin/shipyard -C {workspace} models show credit@champion")
     print(f"  .venv/bin/shipyard -C {workspace} runs list --experiment pipelines")
-    print(f"  .venv/bin/shipyard -C {workspace} lineage show credit/{version}")
+    print(f"  .venv/bin/shipyard -C {workspace} lineage show {champion.version_id}")
     print(f"  .venv/bin/shipyard -C {workspace} audit log")
     return status
 
@@ -302,9 +309,13 @@ deploy:
     model: credit@champion
     strategy: canary
     steps: [50, 100]          # half the requests, then all of them
-    min_requests: 200         # per step and route: enough that the share of predicted defaults is not noise
+    min_requests: 100         # per step and route, before the numbers are judged
     duration: 2s
-    analysis: {max_error_rate_increase: 0.01, max_p99_latency_ratio: 20, max_prediction_shift: 0.25}  # latency judged loosely: a demo shares its machine
+    analysis:
+      max_error_rate_increase: 0.01
+      max_p99_latency_ratio: 20     # latency judged loosely: a demo shares its machine
+      max_prediction_shift: 0.25    # without feedback, the canary must answer like the primary
+      min_feedback_delta: -0.02     # with feedback, it must be as right as the primary (within 2 points)
 """
 
 
@@ -326,7 +337,7 @@ def deploy_second_version(holdout: pd.DataFrame) -> int:
     version = max(v.version for v in shipyard.models.versions("credit"))
     features = [c for c in holdout.columns if c not in ("application_id", "default")]
     spec.write_text(spec.read_text() + DEPLOY)
-    records = json.loads(holdout[features].head(200).to_json(orient="records", date_format="iso"))
+    records = json.loads(holdout[features].to_json(orient="records", date_format="iso"))
     with Server("--deployment", "credit-api") as server:
         print(f"$ shipyard deploy shadow credit-api --model credit/{version}")
         shipyard_cli(["deploy", "shadow", "credit-api", "--model", f"credit/{version}"])
@@ -382,6 +393,98 @@ def monitor_deployment(workspace: Path) -> int:
         return status
     shipyard_cli(["monitor", "report", "credit-api", "--format", "html", "--output",
                   str(workspace / "reports" / "credit-api.html")])
+    return 0
+
+
+RETRAIN = """
+retrain:
+  credit-api:
+    triggers: [data_drift, prediction_drift, performance]
+    cooldown: 1h
+    canary_timeout: 3m
+"""
+
+
+def retraining_loop(workspace: Path) -> int:
+    """Another population applies, and what predicts default changes with it: the monitor sees the drift and the
+    feedback, and one controller pass retrains on the new data, gates the challenger against the champion, and
+    rolls it out as a canary judged on the live feedback — promoted, or rolled back with the reason."""
+    import json
+    import threading
+    import time
+
+    from shipyard.synthetic import credit as applications
+
+    print("\n# The world changes: younger applicants asking for more, and debt now says less about default")
+    spec = Path("shipyard.yaml")
+    spec.write_text(spec.read_text() + RETRAIN)
+    incoming = applications(4000, seed=31, start="2026-04-01", population_shift=1.0, concept_shift=0.7)
+    features = [c for c in incoming.columns if c not in ("application_id", "default")]
+    records = json.loads(incoming[features].to_json(orient="records", date_format="iso"))
+    truth = incoming["default"].tolist()
+    with Server("--deployment", "credit-api") as server:
+        sent = {"requests": 0, "failed": 0}
+
+        def apply(count: int | None, stop: threading.Event | None = None) -> None:
+            """Applications one per request, and each one's outcome reported as feedback, twenty at a time."""
+            owed: list[dict[str, object]] = []
+            i = sent["requests"]
+            while (count is None or i < count) and not (stop is not None and stop.is_set()):
+                row = i % len(records)
+                try:
+                    server.call("/predict/credit-api", [records[row]], request_id=f"apr-{i}")
+                    owed.append({"request_id": f"apr-{i}", "value": truth[row]})
+                except OSError as exc:
+                    sent["failed"] += 1
+                    print(f"  a request failed: {exc}", file=sys.stderr)
+                i += 1
+                sent["requests"] = i
+                if len(owed) == 20:
+                    server.call("/v2/models/credit-api/feedback", {"feedback": owed})
+                    owed = []
+
+        apply(600)
+        print(f"Sent {sent['requests']} applications from the new population, and their outcomes as feedback.")
+        shipyard.data.add("credit", applications(6000, seed=41, start="2026-04-01", population_shift=1.0,
+                                                 concept_shift=0.7), message="applications Apr-Jun 2026",
+                          key=["application_id"])
+        shipyard.data.add("credit-holdout", applications(2000, seed=47, start="2026-04-01", population_shift=1.0,
+                                                         concept_shift=0.7), message="held-out applications Apr-Jun",
+                          key=["application_id"])
+        print("Versioned credit@2 and credit-holdout@2: the new quarter's applications with their outcomes.")
+        contract = Path("schemas/credit.yaml")  # reviewed by the team: larger loans are offered from April
+        contract.write_text(re.sub(r"(loan_amount: \{.*max: )[0-9.]+", r"\g<1>500000", contract.read_text()))
+        print("The team raised loan_amount's maximum in schemas/credit.yaml to 500,000: larger loans are offered now.")
+        stop = threading.Event()
+        customers = threading.Thread(target=apply, args=(None, stop), daemon=True)
+        customers.start()  # they keep applying while the controller works: the canary is judged on them
+        began = time.monotonic()
+        try:
+            print("$ shipyard watch --once")
+            status = shipyard_cli(["watch", "--once", "--poll-seconds", "1"])
+        finally:
+            stop.set()
+            customers.join(60)
+        print(f"The controller's pass took {time.monotonic() - began:.0f} s; customers sent {sent['requests']} "
+              f"applications, {sent['failed']} failed.")
+    if status:
+        return status
+    print("$ shipyard watch history")
+    shipyard_cli(["watch", "history"])
+    from shipyard.context import open_context
+    from shipyard.control.cycles import cycles
+
+    [cycle, *_] = cycles(open_context(), "credit-api")
+    print("$ shipyard deploy history credit-api")
+    shipyard_cli(["deploy", "history", "credit-api"])
+    shipyard_cli(["monitor", "report", "credit-api", "--format", "html", "--output",
+                  str(workspace / "reports" / "credit-api.html")])
+    if cycle.state != "promoted":
+        print(f"\nThe challenger {cycle.challenger or '(none)'} was not promoted: {cycle.state}: {cycle.reason}",
+              file=sys.stderr)
+        return 3
+    shipyard_cli(["models", "card", "credit@champion"])
+    print(f"Retraining cycle {cycle.id}: {cycle.champion} -> {cycle.challenger}, promoted after its gates and canary.")
     return 0
 
 

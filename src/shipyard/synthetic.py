@@ -20,8 +20,9 @@ def credit(n: int = 5000, *, seed: int = 0, start: str = "2026-01-01", days: int
     - `income_shift` moves incomes (as a fraction);
     - `population_shift` (0 to 1) brings in another applicant population: younger, more on contracts, asking
       for larger loans, so more indebted;
-    - `concept_shift` (0 to 1) changes the relationship between the features and the outcome: at 1, debt no
-      longer raises the risk, contract and self-employment raise it far more, and a short credit history most."""
+    - `concept_shift` (0 to 1) changes the relationship between the features and the outcome: at 1, debt
+      raises the risk far less, contract and self-employment raise it far more, and a short credit history
+      most."""
     import numpy as np
     import pandas as pd
 
@@ -50,9 +51,9 @@ def credit(n: int = 5000, *, seed: int = 0, start: str = "2026-01-01", days: int
     logit = (-2.2 + 3.0 * debt_ratio + 0.9 * prior - 0.045 * history - 0.000012 * (income - 40_000)
              + 0.5 * (employment == "unemployed") + 0.25 * (employment == "contract") + 0.01 * (term - 36))
     if concept_shift:
-        changed = (-0.4 - 1.0 * debt_ratio + 0.4 * prior - 0.11 * np.minimum(history, 20)
-                   + 1.6 * (employment == "contract") + 1.4 * (employment == "self-employed")
-                   - 0.000004 * (income - 40_000) - 0.02 * (term - 36))
+        changed = (-0.8 + 0.0 * debt_ratio + 0.8 * prior - 0.22 * np.minimum(history, 20)
+                   + 3.2 * (employment == "contract") + 2.8 * (employment == "self-employed")
+                   - 0.000008 * (income - 40_000) - 0.04 * (term - 36))
         logit = (1 - concept_shift) * logit + concept_shift * changed
     default = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     applied = pd.Timestamp(start) + pd.to_timedelta(rng.integers(0, days * 86_400, n), unit="s")

@@ -212,5 +212,8 @@ def test_a_canary_left_by_a_stopped_controller_is_carried_on_by_the_next(workspa
     if cut == "by hand":
         assert settled.state == "rolled_back" and "ended outside the cycle" in (settled.reason or "")
         assert now.primary.version_id == "credit/1"
+        assert shipyard.models.get("models:/credit@champion").version_id == "credit/1"
     else:  # carried on: the traffic logged meanwhile is judged, and the canary promoted
         assert settled.state == "promoted" and now.primary.version_id == "credit/2"
+        assert shipyard.models.get("models:/credit@champion").version_id == "credit/2"  # the registry follows
+        assert settled.evidence["promoted"]["champion"] == "credit/2 is credit@champion"

@@ -61,6 +61,9 @@ def test_inferred_schema(base: tuple[pa.Table, dict[str, Any], Schema]) -> None:
     assert cols["ratio"].allow_non_finite
     assert cols["note"].categories is None and cols["active"].type == "bool"
     assert schema.key == KEY
+    ids = cols["customer_id"]  # an identifier: new rows bring new ids, so no range is inferred for it
+    assert ids.type == "int64" and not ids.nullable and (ids.min, ids.max) == (None, None)
+    assert infer_schema(*base[:2], now=NOW).columns["customer_id"].max is not None  # not declared a key
     assert schema.row_count is not None and (schema.row_count.min, schema.row_count.max) == (100_000, 300_000)
 
 

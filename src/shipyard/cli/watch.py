@@ -53,8 +53,11 @@ def watch(
             if once and not in_canary:
                 break
             time.sleep(min(interval, poll_seconds) if in_canary else interval)
-            outcomes.update((o.deployment, o) for o in watch_once(
-                ctx, holder=me, report=say, release=once, only=in_canary if once else None))
+            for later in watch_once(ctx, holder=me, report=say, release=once, only=in_canary if once else None):
+                earlier = outcomes.get(later.deployment)
+                if earlier is not None and later.decision.startswith("resuming"):  # keep why the cycle started
+                    later.decision = earlier.decision
+                outcomes[later.deployment] = later
     finally:
         if not once:
             release_all(ctx, me)

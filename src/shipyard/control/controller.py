@@ -207,12 +207,37 @@ def _canary(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report:
     promoted = primary is not None and primary.version_id == cycle.challenger and current.canary is None
     evidence = {"revision": current.revision, "analysis": current.analysis,
                 **({} if decision else {"settled": "the deployment was changed outside the cycle"})}
+    if promoted:
+        evidence["champion"] = _crown(ctx, cycle, report)
     return advance(ctx, cycle.id, "promoted" if promoted else "rolled_back", evidence, expect="canary",
                    reason=None if promoted else f"the canary analysis rolled {cycle.challenger} back; "
                                                 f"{cycle.champion} keeps serving" if decision else
                    f"the canary of {cycle.challenger} was ended outside the cycle; "
                    f"{primary.version_id if primary else 'nothing'} serves",
                    outputs=[Node(DEPLOYMENT_REVISION, current.id)], lease=lease)
+
+
+def _crown(ctx: Context, cycle: Cycle, report: Report) -> str:
+    """The registry follows the deployment: the promoted challenger becomes the model's champion (through the
+    gated promotion, so its gates and reviews are checked again), and what happened is kept as evidence."""
+    from shipyard.errors import GateFailed
+    from shipyard.gates.promotion import promote
+    from shipyard.models.registry import get_model_version
+
+    challenger = str(cycle.challenger)
+    model = challenger.split("/")[0]
+    try:
+        if get_model_version(ctx, f"{model}@champion").version_id == challenger:
+            return f"{challenger} is {model}@champion"
+    except ShipyardError:
+        pass  # no champion yet
+    try:
+        promote(ctx, challenger, reason=f"retraining cycle {cycle.id}: gates passed and the canary of "
+                                        f"{cycle.deployment} promoted it")
+    except GateFailed as exc:
+        report(f"cycle {cycle.id}: {challenger} serves, but {model}@champion stays: {exc.message}")
+        return f"{model}@champion not moved: {exc.message}"
+    return f"{challenger} is {model}@champion"
 
 
 _STEPS: dict[str, Callable[..., Cycle]] = {"triggered": _train, "training": _register, "registered": _gate,

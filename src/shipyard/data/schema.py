@@ -312,8 +312,9 @@ def infer_schema(
     Types come from Arrow; nullable from the null counts (with max_null_fraction twice the observed
     share, rounded up to 0.01); min and max from the profile; categories for categorical columns with at
     most 50 values; freshness_days = 30 for timestamp columns whose newest value is within 30 days of
-    `now` (older data is historical and gets no freshness rule); row-count bounds ±50% with a 50%
-    change limit; skew thresholds 0.1. Without a profile, the table is profiled here.
+    `now` (older data is historical and gets no freshness rule); no range for the key's columns (identifiers);
+    row-count bounds ±50% with a 50% change limit; skew thresholds 0.1. Without a profile, the table is
+    profiled here.
     """
     if not profile:
         profile = profile_table(table)
@@ -331,6 +332,8 @@ def infer_schema(
         if stats is None:
             stats = profile_column(table.column(field.name))
         columns[field.name] = _infer_column(type_name(field.type), stats, rows, now)
+    for name in key or []:  # identifiers: new rows bring new values, so the range seen says nothing
+        columns[name] = columns[name].model_copy(update={"min": None, "max": None})
     margin = DEFAULT_ROW_COUNT_MARGIN
     return Schema(
         columns=columns,
