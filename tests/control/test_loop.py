@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import pandas as pd
 import pytest
 
 import shipyard
-from shipyard.context import Context, open_context
+from shipyard.context import Context, close_all, open_context
 from shipyard.control.cycles import RETRAIN_CYCLE, Cycle, cycles
 from shipyard.deployments.revisions import DEPLOYMENT_REVISION
 from shipyard.monitoring.monitors import MONITOR_REPORT
@@ -54,21 +55,42 @@ deploy:
 ROWS = 40
 #: The stream while the controller runs stops when it exits; this bounds it should the controller hang.
 MOST_REQUESTS = 3000
-#: A drifted population whose debts no longer predict default as they did: the champion gets worse on it.
-DRIFT = {"population_shift": 1.0, "concept_shift": 1.0}
+#: Seconds between the stream's requests: a steady client, which leaves the machine to the controller's training.
+PAUSE = 0.05
 
 
-def deploy_champion(workspace: Path) -> Context:
-    """credit/1 trained on credit@1 by the standard pipeline, the champion, serving credit-api alone."""
+def drifted(n: int, seed: int) -> pd.DataFrame:
+    """Applications from another population, whose debts no longer predict default as they did: the champion,
+    trained before, gets worse on it."""
+    return credit(n, seed=seed, population_shift=1.0, concept_shift=1.0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace where credit/1, trained on credit@1 by the standard pipeline, is the champion and serves
+    credit-api alone. Built once; each test works on a copy of its own."""
     from shipyard.pipelines.lifecycle import run_standard
 
-    shipyard.data.add("credit", credit(3000, seed=0))
-    spec = workspace / "shipyard.yaml"
-    spec.write_text(spec.read_text() + SPEC)
-    ctx = open_context()
-    run_standard(ctx, promote=True)
-    shipyard.deployments.apply("credit-api")
-    return ctx
+    root = shipyard.init_workspace(tmp_path_factory.mktemp("champion") / "ws")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("SHIPYARD_")]:
+            patch.delenv(name)
+        patch.setenv("SHIPYARD_USER", "tester")
+        patch.chdir(root)
+        shipyard.data.add("credit", credit(3000, seed=0))
+        (root / "shipyard.yaml").write_text((root / "shipyard.yaml").read_text() + SPEC)
+        run_standard(open_context(), promote=True)
+        shipyard.deployments.apply("credit-api")
+        close_all()
+    return root
+
+
+@pytest.fixture
+def champion(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the trained workspace, made the current folder."""
+    root = Path(shutil.copytree(trained, tmp_path / "ws"))
+    monkeypatch.chdir(root)
+    return root
 
 
 def watch_once(workspace: Path) -> subprocess.Popen[str]:
@@ -91,11 +113,11 @@ def logged(ctx: Context, request_ids: list[str]) -> None:
 
 
 def retrain_live(workspace: Path, new_data: pd.DataFrame) -> tuple[Context, Stream, dict[str, Any]]:
-    """The champion serving a drifted stream with feedback; `new_data` collected as credit@2; then a
+    """The champion of `workspace` serving a drifted stream with feedback; `new_data` collected as credit@2; then a
     `shipyard watch --once` process while the stream goes on until it exits. Returns the stream (every answer)
     and what the controller printed."""
-    ctx = deploy_champion(workspace)
-    traffic = credit(2400, seed=4, **DRIFT)
+    ctx = open_context()
+    traffic = drifted(2400, seed=4)
     with running_server(workspace, "--deployment", "credit-api") as (url, server):
         stream = Stream(url, traffic, rows=ROWS)
         before = stream.send(30)
@@ -103,7 +125,9 @@ def retrain_live(workspace: Path, new_data: pd.DataFrame) -> tuple[Context, Stre
         shipyard.data.add("credit", new_data)
         controller = watch_once(workspace)
         stop = threading.Event()
-        client = threading.Thread(target=stream.until, args=(stop, MOST_REQUESTS))
+        # One client: each request's labels are stored before the next is sent, so whenever the analysis looks,
+        # every logged request but at most one has its feedback, and the feedback limit is judged on it.
+        client = threading.Thread(target=stream.until, args=(stop, MOST_REQUESTS), kwargs={"pause": PAUSE})
         client.start()
         try:
             out, err = controller.communicate(timeout=300)
@@ -173,8 +197,8 @@ def the_cycle(ctx: Context, controller: dict[str, Any]) -> Cycle:
 
 
 def test_a_drifted_stream_retrains_and_the_better_challenger_is_promoted_without_a_failed_request(
-        workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ctx, stream, controller = retrain_live(workspace, credit(3000, seed=7, **DRIFT))
+        champion: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ctx, stream, controller = retrain_live(champion, drifted(3000, seed=7))
     cycle = the_cycle(ctx, controller)
     assert cycle.state == "promoted" and cycle.reason is None
     numbers = cycle.evidence["promoted"]["analysis"]["numbers"]
@@ -189,10 +213,10 @@ def test_a_drifted_stream_retrains_and_the_better_challenger_is_promoted_without
 
 
 def test_a_worse_challenger_is_rolled_back_and_the_champion_keeps_serving_without_a_failed_request(
-        workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    collected = credit(3000, seed=7, **DRIFT)
+        champion: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    collected = drifted(3000, seed=7)
     flipped = collected.assign(default=1 - collected["default"])  # what the live feedback says, reversed
-    ctx, stream, controller = retrain_live(workspace, flipped)
+    ctx, stream, controller = retrain_live(champion, flipped)
     cycle = the_cycle(ctx, controller)
     assert cycle.state == "rolled_back"
     assert cycle.reason == "the canary analysis rolled credit/2 back; credit/1 keeps serving"
