@@ -118,7 +118,7 @@ def retrain_live(workspace: Path, new_data: pd.DataFrame) -> tuple[Context, Stre
     and what the controller printed."""
     ctx = open_context()
     traffic = drifted(2400, seed=4)
-    with running_server(workspace, "--deployment", "credit-api") as (url, server):
+    with running_server(workspace, "--deployment", "credit-api") as (url, _):
         stream = Stream(url, traffic, rows=ROWS)
         before = stream.send(30)
         logged(ctx, [a.request_id for a in before])
@@ -137,7 +137,7 @@ def retrain_live(workspace: Path, new_data: pd.DataFrame) -> tuple[Context, Stre
             if controller.poll() is None:
                 controller.kill()
                 controller.wait()
-        assert controller.returncode == 0, err
+        assert not client.is_alive() and controller.returncode == 0, err
         revision = shipyard.deployments.status("credit-api").current.revision
         follows(stream, revision)
         served = stream.send(10)
@@ -191,6 +191,9 @@ def the_cycle(ctx: Context, controller: dict[str, Any]) -> Cycle:
     [cycle] = cycles(ctx, "credit-api")
     assert outcome["error"] is None and outcome["cycle"]["id"] == cycle.id and outcome["cycle"]["state"] == cycle.state
     assert "data_drift" in {a["rule"] for a in cycle.trigger["alerts"]}  # the monitor fired on the stream
+    fired = {a.rule: a for a in shipyard.monitoring.list_alerts(monitor="credit-api")}
+    assert fired["data_drift"].state == "firing" and fired["data_drift"].first_report == cycle.trigger["report"]
+    assert "retrain_failed" not in fired or fired["retrain_failed"].state == "resolved"
     assert cycle.champion == "credit/1" and cycle.challenger == "credit/2"
     assert list(cycle.evidence) == ["triggered", "training", "registered", "gated", "canary", cycle.state]
     return cycle
