@@ -207,6 +207,9 @@ def test_a_drifted_stream_retrains_and_the_better_challenger_is_promoted_without
     numbers = cycle.evidence["promoted"]["analysis"]["numbers"]
     assert numbers["canary"]["feedback_score"] > numbers["primary"]["feedback_score"]  # better on live labels
     assert min(numbers[r]["feedback_rows"] for r in ("canary", "primary")) >= 25 * ROWS - ROWS
+    [promotion, *_] = shipyard.deployments.history("credit-api")
+    assert promotion.revision == cycle.evidence["promoted"]["revision"]
+    assert promotion.reason == "automated analysis: promote (within every limit)"
     now = shipyard.deployments.status("credit-api").current
     assert (now.strategy, [r.version_id for r in now.routes]) == ("single", ["credit/2"])
     assert {(a.version, a.route) for a in controller["served"]} == {("credit/2", "primary")}  # the server follows
