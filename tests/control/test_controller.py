@@ -45,6 +45,7 @@ deploy:
     steps: [50, 100]
     min_requests: 5
     duration: 0s
+    sticky_by: X-Customer
     analysis: {{max_p99_latency_ratio: null, max_prediction_shift: null}}
 """
 
@@ -109,8 +110,9 @@ def test_a_drifted_stream_retrains_gates_waits_for_approval_and_rolls_back_an_un
     monkeypatch.setenv("SHIPYARD_USER", ctx.actor)
     cycle = controller.drive(ctx, cycle, policy, lease, report=said.append)
     assert cycle.state == "canary"  # no traffic reaches it: the analysis waits, the pass goes on
-    canary = shipyard.deployments.status("credit-api").current.canary
-    assert canary is not None and (canary.version_id, canary.weight) == ("credit/2", 50)
+    current = shipyard.deployments.status("credit-api").current
+    assert current.canary is not None and (current.canary.version_id, current.canary.weight) == ("credit/2", 50)
+    assert current.sticky_by == "X-Customer"  # routed as the deployment declares
     assert controller.drive(ctx, cycle, policy, lease, report=said.append).state == "canary"
     path = workspace / "shipyard.yaml"
     path.write_text(path.read_text().replace("{cooldown: 1h, approval: true}",

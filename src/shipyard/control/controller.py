@@ -174,9 +174,13 @@ def _roll_out(ctx: Context, cycle: Cycle, lease: Lease, report: Report, *, expec
     from shipyard.deployments.analysis import analysis_policy
     from shipyard.serving.canary import start_canary
 
+    from shipyard.policy.deploy import deployment_spec
+
     challenger = cycle.challenger
     assert challenger is not None
-    revision = start_canary(ctx, cycle.deployment, challenger, analysis_policy(ctx, cycle.deployment), report=report)
+    declared = deployment_spec(ctx.policy.document(), cycle.deployment)  # routed by its key, when it has one
+    revision = start_canary(ctx, cycle.deployment, challenger, analysis_policy(ctx, cycle.deployment),
+                            sticky_by=declared.sticky_by if declared is not None else None, report=report)
     return advance(ctx, cycle.id, "canary", {"model": challenger, "revision": revision.revision}, expect=expect,
                    lease=lease)
 
