@@ -1,4 +1,5 @@
-"""`make demo` runs the whole lifecycle: here it runs into a temporary folder and its results are read back.
+"""`make demo` runs the whole lifecycle, to the retraining loop: here it runs into a temporary folder and its
+results are read back.
 
 Nothing here depends on how fast the machine is: the lifecycle runs with its timing budgets relaxed a
 thousandfold (`--budget-scale 1000`), and the refusal with budgets no model can meet."""
@@ -46,11 +47,25 @@ def test_demo_runs_the_lifecycle(tmp_path: Path) -> None:
     assert "Deployment 'credit-api' is at revision 4 (single): primary credit/2 100%." in proc.stdout
     assert "automated analysis: promote (within every limit)" in proc.stdout
     shipyard_cli = str(Path(sys.executable).with_name("shipyard"))
-    check = subprocess.run([shipyard_cli, "-C", str(workspace), "readiness", "credit/1", "--json"],
+    # the loop: the shifted population fires the monitor, one controller pass retrains, gates and rolls out
+    assert "credit-api: retraining (firing: " in proc.stdout and "data_drift" in proc.stdout
+    assert "cycle 1: gates passed: evaluation PASS, behavioural PASS, fairness PASS, infrastructure PASS" \
+        in proc.stdout
+    assert "Retraining cycle 1: credit/2 -> credit/3, promoted after its gates and canary." in proc.stdout
+    assert ", 0 failed." in proc.stdout  # no customer's request failed while the model changed
+    history = json.loads(subprocess.run([shipyard_cli, "-C", str(workspace), "watch", "history", "--json"],
+                                        capture_output=True, text=True, timeout=120).stdout)
+    assert [(c["state"], c["champion"], c["challenger"]) for c in history] == [("promoted", "credit/2", "credit/3")]
+    assert list(history[0]["evidence"]) == ["triggered", "training", "registered", "gated", "canary", "promoted"]
+    assert history[0]["evidence"]["promoted"]["champion"] == "credit/3 is credit@champion"
+    card = json.loads((workspace / "cards" / "credit" / "3" / "card.json").read_text())  # the new model's card
+    assert card["model_details"]["path"] == "models:/credit/3"
+    assert "cards/credit/3/card.html" in proc.stdout and "watch history" in proc.stdout
+    check = subprocess.run([shipyard_cli, "-C", str(workspace), "readiness", "credit@champion", "--json"],
                            capture_output=True, text=True, timeout=120)
     items = {i["name"]: i["status"] for i in json.loads(check.stdout)["items"]}
-    assert {k: items[k] for k in ("data", "model", "pipeline", "governance")} == dict.fromkeys(
-        ("data", "model", "pipeline", "governance"), "PASS")
+    assert {k: items[k] for k in ("data", "model", "pipeline", "deployment", "governance")} == dict.fromkeys(
+        ("data", "model", "pipeline", "deployment", "governance"), "PASS")
     runs = subprocess.run([shipyard_cli, "-C", str(workspace), "runs", "list", "--experiment", "pipelines",
                            "--filter", "tags.shipyard.cache = 'hit'", "--all", "--json", "-n", "100"],
                           capture_output=True, text=True, timeout=120)
