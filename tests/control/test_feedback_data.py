@@ -18,7 +18,7 @@ import yaml
 import shipyard
 from shipyard.context import Context, open_context
 from shipyard.control import controller, cycles
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, ValidationError
 from shipyard.serving.feedback import FeedbackItem, record_feedback
 from shipyard.store import leases
 from shipyard.synthetic import credit
@@ -241,18 +241,23 @@ def test_too_few_labels_or_a_contract_that_refuses_the_rows_fail_the_cycle_with_
 
 
 def test_versions_built_from_feedback_never_stack_and_combine_none_keeps_the_labelled_rows_alone(
-        workspace: Path) -> None:
+        backend_workspace: Path) -> None:
     from shipyard.policy.retrain import FeedbackSpec
     from shipyard.serving.feedback_data import build_feedback_version
 
-    ctx = setup_workspace(workspace)
-    contract = workspace / "schemas" / "credit.yaml"  # the labelled rows alone must pass it too
+    ctx = setup_workspace(backend_workspace)
+    contract = backend_workspace / "schemas" / "credit.yaml"  # the labelled rows alone must pass it too
     rules = yaml.safe_load(contract.read_text())
     rules["row_count"] = None
     for name in DROPPED:
         rules["columns"][name]["max_null_fraction"] = 1.0
     contract.write_text(yaml.safe_dump(rules))
     taken = traffic(ctx)
+    with pytest.raises(ValidationError, match=r"Only 0 labelled rows for training: 0 rows of credit were logged "
+                                              r"through deployment 'other-api' up to .*, 0 of them with feedback\. "
+                                              r"feedback.min_rows asks for 10"):
+        build_feedback_version(ctx, "other-api", "credit", FeedbackSpec(min_rows=10), until_ms=int(time.time() * 1000),
+                               note="by hand")
     first = build_feedback_version(ctx, "credit-api", "credit", FeedbackSpec(window=3600, min_rows=10),
                                    until_ms=int(time.time() * 1000), note="by hand")
     assert (first.version, first.created, first.feedback_rows) == ("credit@2", True, 349)

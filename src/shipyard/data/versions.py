@@ -198,6 +198,8 @@ def _commit(
     total = sum(e.size for e in entries)
     payload = {"kind": kind, "files": len(entries), "bytes": total, "rows": row_count,
                "manifest_digest": digest, "source": source, "parents": parent_ids}
+    if sources:
+        payload["sources"] = [str(node) for node, _ in sources]
     now = now_ms()
     try:
         with ctx.store.mutation(ctx.actor, "dataset.add_version", "dataset", name, payload) as conn:

@@ -73,7 +73,7 @@ def build_feedback_version(ctx: Context, deployment: str, model: str, settings: 
         raise ConfigError(f"shipyard.yaml: data.target {target!r} is not a column of {base.version_id}; the "
                           f"columns are {', '.join(shape.column_names)}.")
     since_ms = None if settings.window is None else until_ms - round(settings.window * 1000)
-    rows = labelled_requests(ctx, deployment, model, since_ms, until_ms)
+    rows, logged = labelled_requests(ctx, deployment, model, since_ms, until_ms)
     inputs = _inputs(rows, shape.column_names, target, dataset, model)
     labels, kept, skipped, example = _labels(rows, shape.schema.field(target).type)
     period = (f"from {_iso(since_ms)} to {_iso(until_ms)}" if since_ms is not None else f"up to {_iso(until_ms)}")
@@ -82,7 +82,7 @@ def build_feedback_version(ctx: Context, deployment: str, model: str, settings: 
         problems = (f"; {skipped} more had a label that is not a value of {target}'s type "
                     f"({shape.schema.field(target).type}), e.g. {example['value']!r}" if skipped and example else "")
         raise ValidationError(
-            f"Only {len(taken)} labelled rows for training: {rows.attrs['logged']} rows of {model} were logged "
+            f"Only {len(taken)} labelled rows for training: {logged} rows of {model} were logged "
             f"through deployment '{deployment}' {period}, {len(rows)} of them with feedback{problems}. "
             f"{where}.min_rows asks for {settings.min_rows}: send more feedback (POST /v2/models/{model}/feedback "
             f"or `shipyard feedback record`), widen {where}.window, or lower {where}.min_rows.",
@@ -100,7 +100,8 @@ def build_feedback_version(ctx: Context, deployment: str, model: str, settings: 
     message = (f"{len(taken)} labelled rows of {requests} requests answered by {', '.join(models)} through "
                f"deployment {deployment} {period}" + (f", after the {shape.num_rows} rows of {base.version_id}"
                                                        if combined else "") + f" ({note})")
-    result = add_version(ctx, dataset, table, message=message, parents=[base.version_id] if combined else [],
+    result = add_version(ctx, dataset, table, message=message, key=base.key_columns,
+                         parents=[base.version_id] if combined else [],
                          sources=[(Node("model_version", m), RELATION) for m in models])
     return FeedbackVersion(
         result.version.version_id, result.created, base.version_id if combined else None,
@@ -108,11 +109,12 @@ def build_feedback_version(ctx: Context, deployment: str, model: str, settings: 
         skipped, example, empty)
 
 
-def labelled_requests(ctx: Context, deployment: str, model: str, since_ms: int | None, until_ms: int) -> pd.DataFrame:
+def labelled_requests(ctx: Context, deployment: str, model: str, since_ms: int | None,
+                      until_ms: int) -> tuple[pd.DataFrame, int]:
     """The rows of `model`'s requests answered through `deployment` in [since_ms, until_ms] (all its versions
-    and the routes that answered: a shadow's copies are the same requests), without failed rows, with the
-    feedback received by `until_ms` in `feedback` (the row's own, else the request's); oldest first.
-    `attrs["logged"]` counts the answered rows before the join."""
+    and the routes that answered: a shadow's copies are the same requests) that have feedback received by
+    `until_ms`, with it in `feedback` (the row's own, else the request's), oldest first; and how many answered
+    rows there were in all."""
     from shipyard.serving.batches import read_predictions
     from shipyard.serving.feedback import attach_feedback, latest_feedback
 
@@ -129,9 +131,7 @@ def labelled_requests(ctx: Context, deployment: str, model: str, since_ms: int |
     given = given[(given["feedback_at"] <= pd.Timestamp(until_ms, unit="ms", tz="UTC"))
                   & given["request_id"].isin(set(logged["request_id"]))]
     joined = attach_feedback(logged, given)
-    joined = joined.sort_values(["timestamp", "request_id", "row"], kind="stable", ignore_index=True)
-    joined.attrs["logged"] = len(logged)
-    return joined
+    return joined.sort_values(["timestamp", "request_id", "row"], kind="stable", ignore_index=True), len(logged)
 
 
 def _base(ctx: Context, dataset: str) -> DatasetVersion:
