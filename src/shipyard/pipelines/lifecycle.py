@@ -21,10 +21,9 @@ def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool =
     """Run the spec's pipeline; `promote=False` overrides the spec (register and gate only); `candidate`
     gates the trained model without registering it (CI's default); `data` names the version of the spec's
     dataset to train on instead of data.dataset (e.g. credit@4)."""
+    from shipyard.data.refs import parse_ref
     from shipyard.data.versions import get_version
     from shipyard.pipelines.standard import build_pipeline
-
-    from shipyard.data.refs import parse_ref
 
     spec = lifecycle_spec(ctx)
     if data is not None and parse_ref(data).dataset != parse_ref(spec.data.dataset).dataset:

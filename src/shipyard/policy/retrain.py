@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 PLURAL = "deployment names to their retraining policy"
 #: The rules that start a cycle by default: the model's inputs or its results moved.
 DEFAULT_TRIGGERS = ("data_drift", "prediction_drift", "performance", "concept_drift")
-DATA_SOURCES = ("latest", "feedback")
 
 
 class FeedbackSpec(BaseModel):
@@ -38,7 +37,6 @@ class FeedbackSpec(BaseModel):
         if value is not None and value <= 0:
             raise ValueError("expected a positive duration such as 12h or 168h (or no window: every logged request)")
         return value
-
 
 
 class RetrainSpec(BaseModel):
