@@ -97,21 +97,46 @@ def announce(ctx: Context, cycle: Cycle) -> None:
 
 
 def _train(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report) -> Cycle:
+    """Record the data the cycle trains on: the dataset (its newest version when the pipeline runs), or with
+    `data: feedback` a version of it built now from the deployment's labelled requests up to the cycle's start
+    (built again after a restart, the same rows make no second version)."""
     from shipyard.pipelines.lifecycle import lifecycle_spec
 
     data = lifecycle_spec(ctx).data.dataset
-    report(f"cycle {cycle.id}: training on {data} (standard pipeline, not promoted)")
-    return advance(ctx, cycle.id, "training", {"data": data}, expect="triggered", lease=lease)
+    if spec.data == "latest":
+        report(f"cycle {cycle.id}: training on {data} (standard pipeline, not promoted)")
+        return advance(ctx, cycle.id, "training", {"data": data}, expect="triggered", lease=lease)
+    from shipyard.data.versions import DATASET_VERSION
+    from shipyard.serving.feedback_data import build_feedback_version
+    from shipyard.store.lineage import Node
+
+    error = (f"deployment '{cycle.deployment}' served no model when the cycle began, so none of its requests "
+             "has feedback") if cycle.champion is None else None
+    if cycle.champion is not None:
+        try:
+            built = build_feedback_version(ctx, cycle.deployment, cycle.champion.split("/")[0], spec.feedback_data,
+                                           until_ms=cycle.created, note=f"retraining cycle {cycle.id}",
+                                           where=f"retrain.{cycle.deployment}.feedback")
+        except ShipyardError as exc:
+            error = exc.message
+    if error is not None:
+        report(f"cycle {cycle.id}: no training data from feedback: {error}")
+        return advance(ctx, cycle.id, "failed", {"data": "feedback", "error": error}, expect="triggered",
+                       lease=lease, reason=f"no training data from feedback: {error}")
+    report(f"cycle {cycle.id}: training on {built.version}, {'built' if built.created else 'already built'} from "
+           f"{built.feedback_rows} labelled rows (standard pipeline, not promoted)")
+    return advance(ctx, cycle.id, "training", {"data": built.version, "feedback": built.to_dict()},
+                   expect="triggered", lease=lease, outputs=[Node(DATASET_VERSION, built.version)])
 
 
 def _register(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report) -> Cycle:
-    """Run the standard pipeline (again, after a restart: its cache makes the steps that finished free), then
-    record the challenger it registered and gated."""
+    """Run the standard pipeline on the data `training` recorded (again, after a restart: its cache makes the
+    steps that finished free), then record the challenger it registered and gated."""
     from shipyard.pipelines.lifecycle import run_standard
     from shipyard.store.lineage import Node
 
     try:
-        result = run_standard(ctx, promote=False)
+        result = run_standard(ctx, promote=False, data=(cycle.evidence.get("training") or {}).get("data"))
         outcome = result.output("gate_and_promote")
     except ShipyardError as exc:
         report(f"cycle {cycle.id}: training failed: {exc.message}")

@@ -193,8 +193,11 @@ def from_frame(frame: Any) -> pa.Table:
     import pandas as pd
     import pyarrow as pa
 
+    if isinstance(frame, pa.Table):  # kept as it is: its columns keep their types with missing values
+        check_column_names(frame.column_names, "The table")
+        return frame
     if not isinstance(frame, pd.DataFrame):
-        raise ValidationError(f"Expected a pandas DataFrame, got {type(frame).__name__}.")
+        raise ValidationError(f"Expected a pandas DataFrame or a pyarrow Table, got {type(frame).__name__}.")
     check_column_names([str(c) for c in frame.columns], "The DataFrame")
     try:
         return pa.Table.from_pandas(frame, preserve_index=False)

@@ -48,9 +48,11 @@ def add_version(
     kind: str = "auto",
     key: Sequence[str] | None = None,
     parents: Sequence[str] = (),
+    sources: Sequence[tuple[Node, str]] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> AddResult:
-    """Snapshot `source` (a path or a pandas DataFrame) as the next version of dataset `name`.
+    """Snapshot `source` (a path, a pandas DataFrame or a pyarrow Table) as the next version of dataset `name`.
+    `sources` are other lineage nodes it comes from, with their relation, recorded with the version.
 
     Content identical to the latest version makes no new version (created=False)."""
     started = time.perf_counter()
@@ -87,7 +89,7 @@ def add_version(
         table = formats.from_frame(source)
         _check_keys(table, key_columns)
         files_read = 0
-        source_text = "pandas.DataFrame"
+        source_text = f"{type(source).__module__.split('.')[0]}.{type(source).__name__}"
         entries = []
     table_digest = schema = profile = None
     row_count = None
@@ -105,7 +107,7 @@ def add_version(
     version = _commit(
         ctx, name, entries, kind="table" if table is not None else "files", row_count=row_count,
         table_digest=table_digest, schema=schema, profile=profile, key_columns=key_columns or None,
-        source=source_text, message=message, parent_ids=parent_ids,
+        source=source_text, message=message, parent_ids=parent_ids, sources=sources,
     )
     created = version is not None
     if version is None:
@@ -189,12 +191,15 @@ def _commit(
     source: str,
     message: str | None,
     parent_ids: list[str],
+    sources: Sequence[tuple[Node, str]] = (),
 ) -> DatasetVersion | None:
     """Insert the version and its manifest in one audited transaction; None when unchanged."""
     digest = manifest_digest(entries)
     total = sum(e.size for e in entries)
     payload = {"kind": kind, "files": len(entries), "bytes": total, "rows": row_count,
                "manifest_digest": digest, "source": source, "parents": parent_ids}
+    if sources:
+        payload["sources"] = [str(node) for node, _ in sources]
     now = now_ms()
     try:
         with ctx.store.mutation(ctx.actor, "dataset.add_version", "dataset", name, payload) as conn:
@@ -225,6 +230,7 @@ def _commit(
             )
             lineage.add_edges(conn, [(Node(DATASET_VERSION, parent), Node(DATASET_VERSION, vid), "derived")
                                      for parent in parent_ids])
+            lineage.add_edges(conn, [(node, Node(DATASET_VERSION, vid), relation) for node, relation in sources])
     except _Unchanged:
         return None
     except DBIntegrityError as exc:

@@ -16,14 +16,20 @@ def lifecycle_spec(ctx: Context) -> LifecycleSpec:
 
 
 def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool = True,
-                 promote: bool | None = None, candidate: bool = False, on_change: Any = None) -> PipelineResult:
+                 promote: bool | None = None, candidate: bool = False, on_change: Any = None,
+                 data: str | None = None) -> PipelineResult:
     """Run the spec's pipeline; `promote=False` overrides the spec (register and gate only); `candidate`
-    gates the trained model without registering it (CI's default)."""
+    gates the trained model without registering it (CI's default); `data` names the version of the spec's
+    dataset to train on instead of data.dataset (e.g. credit@4)."""
+    from shipyard.data.refs import parse_ref
     from shipyard.data.versions import get_version
     from shipyard.pipelines.standard import build_pipeline
 
     spec = lifecycle_spec(ctx)
-    version = get_version(ctx, spec.data.dataset)
+    if data is not None and parse_ref(data).dataset != parse_ref(spec.data.dataset).dataset:
+        raise ConfigError(f"{data} is not a version of {SPEC_FILE}'s data.dataset {spec.data.dataset!r}; the "
+                          "standard pipeline trains on versions of that dataset.")
+    version = get_version(ctx, data or spec.data.dataset)
     if version.kind != "table":
         raise ConfigError(f"{SPEC_FILE}: data.dataset = {spec.data.dataset!r} is a set of files; training needs a table.")
     kinds = {name: str(stats.get("kind")) for name, stats in ((version.profile or {}).get("columns") or {}).items()}
