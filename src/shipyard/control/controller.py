@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shipyard.control.cycles import Cycle, advance, last_ended, open_cycle, start_cycle, started_since
-from shipyard.errors import ShipyardError
+from shipyard.errors import ConflictError, ShipyardError
 from shipyard.store.db import now_ms
 
 if TYPE_CHECKING:
@@ -146,10 +146,18 @@ def _gate(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: R
 
 def _approve_or_roll_out(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report) -> Cycle:
     if spec.approval:
-        from shipyard.models.reviews import request_review
+        from shipyard.models.reviews import latest_review, request_review
 
-        review = request_review(ctx, str(cycle.challenger), "rollout",
-                                notes=f"retraining cycle {cycle.id} of deployment {cycle.deployment}")
+        try:
+            review = request_review(ctx, str(cycle.challenger), "rollout",
+                                    notes=f"retraining cycle {cycle.id} of deployment {cycle.deployment}")
+        except ConflictError:
+            # Deployments that retrained together share the pipeline's challenger, so another cycle asked for
+            # this version's rollout review already: its decision serves every cycle rolling the version out.
+            pending = latest_review(ctx, str(cycle.challenger), "rollout")
+            if pending is None or pending.status != "requested":
+                raise
+            review = pending
         report(f"cycle {cycle.id}: waiting for `shipyard review approve {cycle.challenger} --kind rollout`")
         return advance(ctx, cycle.id, "awaiting_approval", {"review": review.kind, "requested_by": review.requested_by},
                        expect="gated", lease=lease)
