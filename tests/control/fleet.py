@@ -65,8 +65,9 @@ def policy_yaml(names: list[str], *, broken: str, approving: set[str]) -> str:
     lines += [f"  {name}: {{cooldown: 1h, approval: {str(name in approving).lower()}}}" for name in names]
     lines.append("deploy:")
     for name in names:
-        lines += [f"  {name}:", "    model: credit@champion", "    strategy: canary", "    steps: [50, 100]", "    min_requests: 5",
-                  "    duration: 0s", "    analysis: {max_p99_latency_ratio: null, max_prediction_shift: null}"]
+        lines += [f"  {name}:", "    model: credit@champion", "    strategy: canary", "    steps: [50, 100]",
+                  "    min_requests: 5", "    duration: 0s",
+                  "    analysis: {max_p99_latency_ratio: null, max_prediction_shift: null}"]
     return "\n".join(lines) + "\n"
 
 

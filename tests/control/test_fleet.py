@@ -20,8 +20,9 @@ import shipyard
 from shipyard.context import Context, open_context
 from shipyard.control import controller, cycles
 from shipyard.models.reviews import decide_review, list_reviews
+from shipyard.monitoring.monitors import get_report
 from shipyard.store import leases
-from tests.control.fleet import Fleet, build, watch
+from tests.control.fleet import FEATURES, LOGGED_ROWS, build, watch
 from tests.services import postgres_schema
 
 QUIET = "no alert of monitor {} among data_drift, prediction_drift, performance, concept_drift is firing"
@@ -81,6 +82,7 @@ def test_one_pass_over_fifty_deployments_acts_for_each_and_waits_for_nothing(
 
     assert sorted(outcomes) == fleet.names
     assert report_counts(ctx) == Counter({n: 1 for n in fleet.names if n not in (held, fleet.broken)})
+    assert {get_report(ctx, n)["window"]["rows"] for n in report_counts(ctx)} == {LOGGED_ROWS}  # its own alone
     skipped = outcomes[held]
     assert (skipped.held_elsewhere, skipped.decision, skipped.cycle, skipped.error) == (
         True, "another controller acts for it (elsewhere:1:x)", None, None)
@@ -121,6 +123,43 @@ def test_one_pass_over_fifty_deployments_acts_for_each_and_waits_for_nothing(
     third = controller.watch_once(ctx, holder="fleet:1:a", report=said.append, only=fleet.drifted)
     assert {o.deployment: o.cycle.state if o.cycle else None for o in third} == {n: "canary" for n in fleet.drifted}
     assert looks == Counter(rolling * 3 + sorted(fleet.approving & set(fleet.drifted)))
+    assert_each_reads_its_own(ctx, monkeypatch)
+
+
+def assert_each_reads_its_own(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many deployments of one version share its log: a deployment's rows are read from the blobs that may hold
+    them (by their statistics), passing over those of other deployments; a blob holding several is read."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from shipyard.models.loading import load_model
+    from shipyard.serving.batches import build_batches, read_predictions, store_batch
+    from shipyard.serving.predlog import Prediction
+    from shipyard.synthetic import credit
+
+    frame = credit(30, seed=1)[FEATURES]
+    predicted = load_model(ctx, "credit/1").predict(frame)
+    now = time.time()
+    entries = [Prediction(f"mixed-{i}", now - 10 + i, "credit", 1, "predict", frame.iloc[i * 10:i * 10 + 10],
+                          predicted[i * 10:i * 10 + 10], None, 2.0, deployment=name, deployment_route="primary")
+               for i, name in enumerate(["mix-a", "mix-c", "mix-a"])]
+    for batch in build_batches(entries):  # one blob: mix-a and mix-c, whose range holds mix-b's name
+        store_batch(ctx, batch)
+    tables = Counter[str]()
+    read = pq.read_table
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        tables["read"] += 1
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", counted)
+    rows = {name: read_predictions(ctx, "credit", 1, deployment=name)
+            for name in ["mix-a", "mix-b", "mix-c", "fleet-00"]}
+    assert {n: len(f) for n, f in rows.items()} == {"mix-a": 20, "mix-b": 0, "mix-c": 10, "fleet-00": LOGGED_ROWS}
+    assert tables["read"] == 3 + 1  # the mixed blob for each mix- name, fleet-00's alone of the fleet's
+    assert set(rows["mix-a"]["request_id"]) == {"mixed-0", "mixed-2"}
+    pd.testing.assert_frame_equal(rows["mix-c"][FEATURES], frame.iloc[10:20].reset_index(drop=True),
+                                  check_dtype=False)
 
 
 @pytest.fixture
@@ -140,6 +179,9 @@ def test_two_controller_processes_share_the_fleet_on_postgresql(postgres_workspa
     done = [p.communicate(timeout=600) for p in processes]
     print(f"\ntwo controllers over {len(fleet.names)} deployments: {time.perf_counter() - began:.1f} s")
     outputs = [{o["deployment"]: o for o in json.loads(out)["deployments"]} for out, _ in done]
+    for i, (mine, process) in enumerate(zip(outputs, processes, strict=True)):
+        left = sum(o["held_elsewhere"] for o in mine.values())
+        print(f"controller {i + 1} (pid {process.pid}) acted for {len(mine) - left}, left {left} to the other")
     ctx = open_context()
     started = cycles.cycles(ctx)
     assert sorted(c.deployment for c in started) == fleet.drifted  # exactly one cycle per drifted deployment
