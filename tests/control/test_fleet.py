@@ -176,8 +176,15 @@ def test_two_controller_processes_share_the_fleet_on_postgresql(postgres_workspa
     fleet = build(postgres_workspace)
     began = time.perf_counter()
     processes = [watch(postgres_workspace), watch(postgres_workspace)]
-    done = [p.communicate(timeout=600) for p in processes]
+    try:
+        done = [p.communicate(timeout=600) for p in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=60)
     print(f"\ntwo controllers over {len(fleet.names)} deployments: {time.perf_counter() - began:.1f} s")
+    assert all(p.returncode in (0, 1) for p in processes), [err for _, err in done]
     outputs = [{o["deployment"]: o for o in json.loads(out)["deployments"]} for out, _ in done]
     for i, (mine, process) in enumerate(zip(outputs, processes, strict=True)):
         left = sum(o["held_elsewhere"] for o in mine.values())
