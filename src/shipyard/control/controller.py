@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shipyard.control.cycles import Cycle, advance, last_ended, open_cycle, start_cycle, started_since
-from shipyard.errors import ShipyardError
+from shipyard.errors import ConflictError, ShipyardError
 from shipyard.store.db import now_ms
 
 if TYPE_CHECKING:
@@ -171,10 +171,18 @@ def _gate(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: R
 
 def _approve_or_roll_out(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report) -> Cycle:
     if spec.approval:
-        from shipyard.models.reviews import request_review
+        from shipyard.models.reviews import latest_review, request_review
 
-        review = request_review(ctx, str(cycle.challenger), "rollout",
-                                notes=f"retraining cycle {cycle.id} of deployment {cycle.deployment}")
+        try:
+            review = request_review(ctx, str(cycle.challenger), "rollout",
+                                    notes=f"retraining cycle {cycle.id} of deployment {cycle.deployment}")
+        except ConflictError:
+            # Deployments that retrained together share the pipeline's challenger, so another cycle asked for
+            # this version's rollout review already: its decision serves every cycle rolling the version out.
+            pending = latest_review(ctx, str(cycle.challenger), "rollout")
+            if pending is None or pending.status != "requested":
+                raise
+            review = pending
         report(f"cycle {cycle.id}: waiting for `shipyard review approve {cycle.challenger} --kind rollout`")
         return advance(ctx, cycle.id, "awaiting_approval", {"review": review.kind, "requested_by": review.requested_by},
                        expect="gated", lease=lease)
@@ -312,9 +320,11 @@ def watch_once(ctx: Context, *, holder: str | None = None, report: Report = prin
     then resume its open cycle or start one when due. A deployment whose lease another controller holds is
     left to it; several controllers against one store share the deployments this way, each acted on by one
     at a time. No step blocks the pass (a canary is looked at once per pass), and a failure in one deployment
-    is reported with it and does not stop the others. With `release=False` the leases stay with `holder` until
-    they expire (a watching loop keeps them from pass to pass; `release_all` gives them up when it ends);
-    `only` limits the pass to those deployments."""
+    is reported with it and does not stop the others. The leases taken are given up when the pass ends, not
+    after each deployment, so a controller passing behind this one leaves the deployments acted on to it rather
+    than running their monitors again; with `release=False` they stay with `holder` until they expire (a
+    watching loop keeps them from pass to pass; `release_all` gives them up when it ends). `only` limits the
+    pass to those deployments."""
     from shipyard.monitoring.monitors import run_monitor
     from shipyard.policy.retrain import declared_retraining, retrain_spec
     from shipyard.store import leases
@@ -322,39 +332,42 @@ def watch_once(ctx: Context, *, holder: str | None = None, report: Report = prin
     me = holder or leases.holder_id()
     outcomes: list[Outcome] = []
     document = ctx.policy.document()
-    for name in declared_retraining(document):
-        if only is not None and name not in only:
-            continue
-        spec = retrain_spec(document, name)
-        assert spec is not None
-        outcome = Outcome(name, "")
-        outcomes.append(outcome)
-        lease = leases.acquire(ctx.store, ctx.actor, lease_name(name), me, LEASE_SECONDS)
-        if lease is None:
-            held = leases.current(ctx.store, lease_name(name))
-            outcome.decision = f"another controller acts for it ({held.holder if held else 'unknown'})"
-            outcome.held_elsewhere = True
-            continue
-        try:
-            with leases.kept(ctx.store, lease, LEASE_SECONDS):
-                cycle = open_cycle(ctx, name)
-                if cycle is None:
-                    run_monitor(ctx, spec.monitor or name)
-                    decision = due(ctx, name, spec)
-                    outcome.decision = decision.reason
-                    if decision.start:
-                        report(f"{name}: retraining ({decision.reason})")
-                        cycle = begin(ctx, decision, lease)
-                else:
-                    outcome.decision = f"resuming cycle {cycle.id} ({cycle.state})"
-                if cycle is not None:
-                    outcome.cycle = drive(ctx, cycle, spec, lease, report=report)
-        except ShipyardError as exc:
-            outcome.error = exc.message
-            report(f"{name}: {exc.message}")
-        finally:
-            if release:
-                leases.release(ctx.store, ctx.actor, lease)
+    taken: list[Lease] = []
+    try:
+        for name in declared_retraining(document):
+            if only is not None and name not in only:
+                continue
+            spec = retrain_spec(document, name)
+            assert spec is not None
+            outcome = Outcome(name, "")
+            outcomes.append(outcome)
+            lease = leases.acquire(ctx.store, ctx.actor, lease_name(name), me, LEASE_SECONDS)
+            if lease is None:
+                held = leases.current(ctx.store, lease_name(name))
+                outcome.decision = f"another controller acts for it ({held.holder if held else 'unknown'})"
+                outcome.held_elsewhere = True
+                continue
+            taken.append(lease)
+            try:
+                with leases.kept(ctx.store, lease, LEASE_SECONDS):
+                    cycle = open_cycle(ctx, name)
+                    if cycle is None:
+                        run_monitor(ctx, spec.monitor or name)
+                        decision = due(ctx, name, spec)
+                        outcome.decision = decision.reason
+                        if decision.start:
+                            report(f"{name}: retraining ({decision.reason})")
+                            cycle = begin(ctx, decision, lease)
+                    else:
+                        outcome.decision = f"resuming cycle {cycle.id} ({cycle.state})"
+                    if cycle is not None:
+                        outcome.cycle = drive(ctx, cycle, spec, lease, report=report)
+            except ShipyardError as exc:
+                outcome.error = exc.message
+                report(f"{name}: {exc.message}")
+    finally:
+        for lease in taken if release else []:
+            leases.release(ctx.store, ctx.actor, lease)
     return outcomes
 
 

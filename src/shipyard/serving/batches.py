@@ -27,6 +27,7 @@ from shipyard.store.tables import prediction_batches
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from shipyard.serving.predlog import Prediction
 
@@ -223,6 +224,9 @@ def read_predictions(ctx: Context, model: str, version: int | None = None, since
         if last_rows is not None and kept >= last_rows and batch.last_timestamp / 1000 < oldest:
             break  # every row of this batch and the older ones is older than the newest last_rows rows
         data = ctx.blobs.get_bytes(batch.digest)
+        if deployment is not None and not _may_hold(pq.ParquetFile(pa.BufferReader(data)).metadata, "deployment",
+                                                    deployment):
+            continue  # another deployment's requests: many deployments of one version share its log
         wanted = None
         if wanted_columns is not None:
             names = pq.read_schema(pa.BufferReader(data)).names
@@ -264,6 +268,20 @@ def read_predictions(ctx: Context, model: str, version: int | None = None, since
     last = [c for c in OUTPUTS if c in frame.columns]
     middle = [c for c in frame.columns if c not in first and c not in last]
     return frame[[*first, *middle, *last]]
+
+
+def _may_hold(metadata: pq.FileMetaData, column: str, value: str) -> bool:
+    """Whether a blob may hold rows whose text `column` is `value`, by its row groups' statistics: without the
+    column it holds none; without statistics (or text ones) it may."""
+    for group in range(metadata.num_row_groups):
+        for index in range(metadata.num_columns):
+            chunk = metadata.row_group(group).column(index)
+            if chunk.path_in_schema == column:
+                stats = chunk.statistics
+                if stats is None or not stats.has_min_max or not isinstance(stats.min, str) \
+                        or not isinstance(stats.max, str) or stats.min <= value <= stats.max:
+                    return True
+    return False
 
 
 def _empty(columns: Sequence[str] | None) -> pd.DataFrame:
