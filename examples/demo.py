@@ -6,7 +6,12 @@
    gates (evaluation, behavioural, fairness, infrastructure) and governance;
 3. `shipyard run`: validate → prepare → sweep → evaluate → register → gates → champion;
 4. run it again: every step is a cache hit and nothing new is registered;
-5. write the champion's model card and production-readiness report.
+5. write the champion's model card and production-readiness report;
+6. serve the champion over HTTP, record feedback, score the holdout in batch;
+7. deploy a second version as a shadow, then through an automated canary to promotion;
+8. monitor the deployment's traffic against the training data;
+9. shift the applicant population and what predicts default: one `shipyard watch --once` pass sees the
+   drift, retrains on the new data, gates the challenger, and rolls it out as a canary judged on feedback.
 
 Run it with `make demo` (or `python examples/demo.py DIR` to put the workspace elsewhere). When the gates
 keep the model from becoming champion, the demo says which gates failed with their numbers and exits 1.
