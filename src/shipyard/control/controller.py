@@ -146,10 +146,12 @@ def _gate(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: R
 
 def _approve_or_roll_out(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report: Report) -> Cycle:
     if spec.approval:
-        from shipyard.models.reviews import request_review
+        from shipyard.models.reviews import latest_review, request_review
 
-        review = request_review(ctx, str(cycle.challenger), "rollout",
-                                notes=f"retraining cycle {cycle.id} of deployment {cycle.deployment}")
+        review = latest_review(ctx, str(cycle.challenger), "rollout")
+        if review is None or review.status != "requested":  # else requested before a restart: wait for that one
+            review = request_review(ctx, str(cycle.challenger), "rollout",
+                                    notes=f"retraining cycle {cycle.id} of deployment {cycle.deployment}")
         report(f"cycle {cycle.id}: waiting for `shipyard review approve {cycle.challenger} --kind rollout`")
         return advance(ctx, cycle.id, "awaiting_approval", {"review": review.kind, "requested_by": review.requested_by},
                        expect="gated", lease=lease)
@@ -209,6 +211,11 @@ def _canary(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report:
             return cycle
     primary = current.primary
     promoted = primary is not None and primary.version_id == cycle.challenger and current.canary is None
+    if decision is None and current.canary is None and current.revision > cycle.evidence["canary"]["revision"]:
+        # the analysis ended the canary and the controller stopped before it recorded so: that is no change by hand
+        made = (current.analysis or {}).get("decision")
+        kept = primary is not None and primary.version_id == cycle.champion
+        decision = made if made == "promote" and promoted or made == "rollback" and kept else None
     evidence = {"revision": current.revision, "analysis": current.analysis,
                 **({} if decision else {"settled": "the deployment was changed outside the cycle"})}
     if promoted:
