@@ -70,9 +70,9 @@ def arm(point: str, when: str, hold: Path | None) -> None:
     from shipyard.control.cycles import STATES
 
     if point == "triggered":
-        controller.start_cycle = wrap(controller.start_cycle, when, hold)  # type: ignore[assignment]
+        controller.start_cycle = wrap(controller.start_cycle, when, hold)
     elif point in STATES:
-        controller.advance = wrap(controller.advance, when, hold,  # type: ignore[assignment]
+        controller.advance = wrap(controller.advance, when, hold,
                                   lambda args, kwargs: (args[2] if len(args) > 2 else kwargs.get("state")) == point)
     elif point in STEPS:
         module = importlib.import_module(STEPS[point][0])

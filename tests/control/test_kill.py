@@ -27,7 +27,7 @@ from shipyard.store import leases
 from shipyard.store.db import now_ms
 from shipyard.synthetic import credit
 from tests.control.test_controller import log, setup
-from tests.services import postgres_schema
+from tests.services import postgres_schema, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "credit-api"
@@ -233,6 +233,8 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
     if request.param == "sqlite":
         yield request.getfixturevalue("copied")
         return
+    if "SHIPYARD_TEST_POSTGRES_URL" not in os.environ:
+        unavailable("SHIPYARD_TEST_POSTGRES_URL is not set; set it to run the controllers on PostgreSQL")
     with postgres_schema() as url:
         monkeypatch.setenv("SHIPYARD_STORE_URL", url)
         workspace = shipyard.init_workspace(tmp_path / "ws")
@@ -250,24 +252,41 @@ def reached(process: subprocess.Popen[str], hold: Path) -> None:
         time.sleep(0.05)
 
 
-def held(workspace: Path, point: str, when: str, hold: Path, *options: str) -> subprocess.Popen[str]:
+@pytest.fixture
+def controllers() -> Iterator[list[subprocess.Popen[str]]]:
+    """The held controllers a test starts; any still running when it ends (it failed) are killed."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=WAIT_SECONDS)
+
+
+def held(controllers: list[subprocess.Popen[str]], workspace: Path, point: str, when: str, hold: Path,
+         *options: str) -> subprocess.Popen[str]:
+    """A controller that stops at `point` until the test creates HOLD/go."""
     hold.mkdir()
     process = start(workspace, command("watch", "--once", "--poll-seconds", "0.1", "--json", point=point, when=when,
                                        options=("--hold", str(hold), *options)))
+    controllers.append(process)
     reached(process, hold)
     return process
 
 
-def test_two_controllers_share_a_deployment_one_at_a_time(shared: Path, tmp_path: Path) -> None:
+def test_two_controllers_share_a_deployment_one_at_a_time(shared: Path, tmp_path: Path,
+                                                         controllers: list[subprocess.Popen[str]]) -> None:
+    from shipyard.models.registry import list_versions
+
     name = controller.lease_name(DEPLOYMENT)
     # A decided a cycle is due, then stalls (renewing nothing) until its lease has run out
-    first = held(shared, "triggered", "before", tmp_path / "a", "--lease-seconds", LEASE_SECONDS, "--no-renew")
+    first = held(controllers, shared, "triggered", "before", tmp_path / "a", "--lease-seconds", LEASE_SECONDS, "--no-renew")
     lease_lapses(open_context())
     # B takes the lease, starts the cycle, and is held inside training, the challenger just registered
-    second = held(shared, "register", "after", tmp_path / "b", "--lease-seconds", LEASE_SECONDS)
+    second = held(controllers, shared, "register", "after", tmp_path / "b", "--lease-seconds", LEASE_SECONDS)
     ctx = open_context()
     cycle = one_cycle(ctx)
-    assert cycle.state == "training"
+    assert cycle.state == "training" and "credit/2" in {v.version_id for v in list_versions(ctx, "credit")}
     holder = leases.current(ctx.store, name)
     assert holder is not None and holder.expires > now_ms()
     # A goes on with its stale decision: its lease is fenced off, no second cycle starts
