@@ -137,7 +137,7 @@ def assert_settled(ctx: Context, state: str, *, approval: bool = False) -> cycle
     once; the deployment serves what the cycle's end says, alone; the audit chain intact."""
     from shipyard.cli.main import main
     from shipyard.governance.audit import audit_log
-    from shipyard.models.registry import list_versions
+    from shipyard.models.registry import get_model_version, list_versions
 
     cycle = one_cycle(ctx)
     assert (cycle.state, cycle.champion, cycle.challenger) == (state, "credit/1", "credit/2"), cycle
@@ -146,6 +146,7 @@ def assert_settled(ctx: Context, state: str, *, approval: bool = False) -> cycle
     assert current.strategy == "single" and current.canary is None and current.primary is not None
     assert current.primary.version_id == ("credit/2" if state == "promoted" else "credit/1")
     assert sorted(v.version_id for v in list_versions(ctx, "credit")) == ["credit/1", "credit/2"]
+    assert get_model_version(ctx, "credit@champion").version_id == current.primary.version_id  # the registry too
     assert len(audit_log(ctx, action="model.register", object_id="credit")) == 2  # champion, challenger
     started = [r for r in history(ctx, DEPLOYMENT) if (r.reason or "").startswith("automated canary")]
     assert [(r.canary.version_id if r.canary else None) for r in started] == ["credit/2"]  # started once
