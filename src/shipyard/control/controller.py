@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shipyard.control.cycles import Cycle, advance, last_ended, open_cycle, start_cycle, started_since
-from shipyard.errors import ConflictError, ShipyardError
+from shipyard.errors import ShipyardError
 from shipyard.store.db import now_ms
 
 if TYPE_CHECKING:
@@ -173,16 +173,12 @@ def _approve_or_roll_out(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: L
     if spec.approval:
         from shipyard.models.reviews import latest_review, request_review
 
-        try:
+        # A review requested already — before a restart, or by another deployment's cycle rolling out the same
+        # challenger (deployments that retrained together share the pipeline's) — is waited for, not asked again.
+        review = latest_review(ctx, str(cycle.challenger), "rollout")
+        if review is None or review.status != "requested":
             review = request_review(ctx, str(cycle.challenger), "rollout",
                                     notes=f"retraining cycle {cycle.id} of deployment {cycle.deployment}")
-        except ConflictError:
-            # Deployments that retrained together share the pipeline's challenger, so another cycle asked for
-            # this version's rollout review already: its decision serves every cycle rolling the version out.
-            pending = latest_review(ctx, str(cycle.challenger), "rollout")
-            if pending is None or pending.status != "requested":
-                raise
-            review = pending
         report(f"cycle {cycle.id}: waiting for `shipyard review approve {cycle.challenger} --kind rollout`")
         return advance(ctx, cycle.id, "awaiting_approval", {"review": review.kind, "requested_by": review.requested_by},
                        expect="gated", lease=lease)
@@ -242,6 +238,11 @@ def _canary(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, report:
             return cycle
     primary = current.primary
     promoted = primary is not None and primary.version_id == cycle.challenger and current.canary is None
+    if decision is None and current.canary is None and current.revision > cycle.evidence["canary"]["revision"]:
+        # the analysis ended the canary and the controller stopped before it recorded so: that is no change by hand
+        made = (current.analysis or {}).get("decision")
+        kept = primary is not None and primary.version_id == cycle.champion
+        decision = made if made == "promote" and promoted or made == "rollback" and kept else None
     evidence = {"revision": current.revision, "analysis": current.analysis,
                 **({} if decision else {"settled": "the deployment was changed outside the cycle"})}
     if promoted:
