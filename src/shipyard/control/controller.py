@@ -201,9 +201,8 @@ def _approved(ctx: Context, cycle: Cycle, spec: RetrainSpec, lease: Lease, repor
 def _roll_out(ctx: Context, cycle: Cycle, lease: Lease, report: Report, *, expect: str) -> Cycle:
     """The challenger as the deployment's canary at its analysis policy's first step; later passes judge it."""
     from shipyard.deployments.analysis import analysis_policy
-    from shipyard.serving.canary import start_canary
-
     from shipyard.policy.deploy import deployment_spec
+    from shipyard.serving.canary import start_canary
 
     challenger = cycle.challenger
     assert challenger is not None
