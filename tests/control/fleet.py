@@ -15,25 +15,10 @@ from typing import Any
 import shipyard
 from shipyard.context import Context, open_context
 from shipyard.synthetic import credit
+from tests.control.lifecycle import FEATURES, lifecycle
 
 REPO = Path(__file__).resolve().parents[2]
-FEATURES = ["age", "income", "loan_amount", "term_months", "debt_ratio", "credit_history_years", "prior_defaults"]
-SPEC = """
-data:
-  dataset: credit
-  target: default
-features:
-  drop: [application_id, applied_at, sex, region, employment]
-model:
-  name: credit
-  estimator: sklearn.linear_model.LogisticRegression
-  params: {max_iter: 2000}
-evaluation:
-  metrics: [accuracy]
-gates:
-  credit:
-    evaluation: {dataset: split, target: default, thresholds: {accuracy: {min: 0.5}}}
-"""
+SPEC = lifecycle()
 LOGGED_ROWS = 200  # per deployment: 20 requests of ten rows, well above a monitor's min_rows
 
 

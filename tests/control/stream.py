@@ -13,7 +13,8 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-FEATURES = ["age", "income", "loan_amount", "term_months", "debt_ratio", "credit_history_years", "prior_defaults"]
+from tests.control.lifecycle import FEATURES
+
 
 
 @dataclass(frozen=True)

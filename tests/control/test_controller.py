@@ -18,26 +18,13 @@ from shipyard.control import controller, cycles
 from shipyard.store import leases
 from shipyard.synthetic import credit
 
-FEATURES = ["age", "income", "loan_amount", "term_months", "debt_ratio", "credit_history_years", "prior_defaults"]
+from tests.control.lifecycle import FEATURES, lifecycle
+
 SPEC = """
-data:
-  dataset: credit
-  target: default
-features:
-  drop: [application_id, applied_at, sex, region, employment]
-model:
-  name: credit
-  estimator: sklearn.linear_model.LogisticRegression
-  params: {{max_iter: 2000}}
-evaluation:
-  metrics: [accuracy]
-gates:
-  credit:
-    evaluation: {{dataset: split, target: default, thresholds: {{accuracy: {{min: {minimum}}}}}}}
 monitor:
-  credit-api: {{deployment: credit-api, window: {{last: 1h}}, performance: null, health: null}}
+  credit-api: {deployment: credit-api, window: {last: 1h}, performance: null, health: null}
 retrain:
-  credit-api: {{cooldown: 1h, approval: true}}
+  credit-api: {cooldown: 1h, approval: true}
 deploy:
   credit-api:
     model: credit@champion
@@ -46,13 +33,13 @@ deploy:
     min_requests: 5
     duration: 0s
     sticky_by: X-Customer
-    analysis: {{max_p99_latency_ratio: null, max_prediction_shift: null}}
+    analysis: {max_p99_latency_ratio: null, max_prediction_shift: null}
 """
 
 
 def setup(workspace: Path, minimum: float) -> Context:
     shipyard.data.add("credit", credit(3000, seed=0))
-    (workspace / "shipyard.yaml").write_text((workspace / "shipyard.yaml").read_text() + SPEC.format(minimum=minimum))
+    (workspace / "shipyard.yaml").write_text((workspace / "shipyard.yaml").read_text() + lifecycle(minimum) + SPEC)
     ctx = open_context()
     from shipyard.pipelines.lifecycle import run_standard
 

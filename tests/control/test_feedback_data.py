@@ -23,24 +23,10 @@ from shipyard.serving.feedback import FeedbackItem, record_feedback
 from shipyard.store import leases
 from shipyard.synthetic import credit
 
-FEATURES = ["age", "income", "loan_amount", "term_months", "debt_ratio", "credit_history_years", "prior_defaults"]
+from tests.control.lifecycle import FEATURES, lifecycle
+
 DROPPED = ["application_id", "applied_at", "sex", "region", "employment"]
-SPEC = """
-data:
-  dataset: credit
-  target: default
-  schema: schemas/credit.yaml
-features:
-  drop: [application_id, applied_at, sex, region, employment]
-model:
-  name: credit
-  estimator: sklearn.linear_model.LogisticRegression
-  params: {max_iter: 2000}
-evaluation:
-  metrics: [accuracy]
-gates:
-  credit:
-    evaluation: {dataset: split, target: default, thresholds: {accuracy: {min: 0.5}}}
+SPEC = lifecycle(schema="schemas/credit.yaml") + """
 monitor:
   credit-api: {deployment: credit-api, window: {last: 1h}, performance: null, health: null}
 retrain:

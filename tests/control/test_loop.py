@@ -28,17 +28,11 @@ from shipyard.monitoring.monitors import MONITOR_REPORT
 from shipyard.store.lineage import Node, Tree
 from shipyard.synthetic import credit
 from tests.cli.helpers import cli, cli_json
+from tests.control.lifecycle import lifecycle
 from tests.control.stream import Stream
 from tests.serving.test_server import REPO, running_server
 
-SPEC = """
-data: {dataset: credit, target: default}
-features: {drop: [application_id, applied_at, sex, region, employment]}
-model: {name: credit, estimator: sklearn.linear_model.LogisticRegression, params: {max_iter: 2000}}
-evaluation: {metrics: [accuracy]}
-gates:
-  credit:
-    evaluation: {dataset: split, target: default, thresholds: {accuracy: {min: 0.6}}}
+SPEC = lifecycle(0.6) + """
 monitor:
   credit-api: {deployment: credit-api, window: {last: 1h}, performance: null, health: null}
 retrain:
