@@ -288,8 +288,8 @@ def _merge_info(info: ViewInfo | None, view: str, version: str, prepared: _Prepa
     for column, known, given in zip(info.entities, info.key_kinds, prepared.kinds, strict=True):
         if known and given and known != given:
             raise ValidationError(f"{view}.{column} holds {_kind_words(known)} in the online store; these rows give "
-                                  f"{_kind_words(given)}. Convert the column (for example .astype({known}) ) so keys "
-                                  "match.", view=view, column=column)
+                                  f"{_kind_words(given)}. Convert the column (for example .astype({known})) so the "
+                                  "keys match.", view=view, column=column)
         kinds.append(known or given)
     features = info.features + tuple(f for f in prepared.features if f not in info.features)
     return replace(info, key_kinds=tuple(kinds), features=features)
