@@ -72,14 +72,14 @@ class SQLiteOnlineStore(OnlineStore):
             self._pid = os.getpid()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            from shipyard.store.db import _use_wal
+            from shipyard.store.db import use_wal
 
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
                                        check_same_thread=False)
                 conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-                _use_wal(conn.cursor(), self.busy_timeout_ms)
+                use_wal(conn.cursor(), self.busy_timeout_ms)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(_SCHEMA)
             except (sqlite3.Error, OSError) as exc:
