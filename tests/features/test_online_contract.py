@@ -175,7 +175,7 @@ def test_a_read_of_many_views_and_entities_is_one_round_trip(store: OnlineStore,
     assert list(result.values.columns) == ["customer", "total", "count", "name"]
     assert result.values["total"].iloc[:100].tolist() == [float(i) for i in ids]
     assert result.status["count"].tolist() == [PRESENT] * 50 + [MISSING] * 51
-    assert result.values["name"].iloc[100] is None and result.status["name"].iloc[100] == MISSING
+    assert pd.isna(result.values["name"].iloc[100]) and result.status["name"].iloc[100] == MISSING
 
     with round_trips(store, monkeypatch) as sent:
         single = lookup(store, wanted, [{"customer": 7}], at=T0)
@@ -231,8 +231,9 @@ def test_missing_entities_and_multiple_entity_columns(store: OnlineStore) -> Non
     assert result.status["spent"].tolist() == [PRESENT, PRESENT, MISSING, MISSING]
     assert result.values["spent"].iloc[:2].tolist() == [2.0, 3.0] and result.values["spent"].iloc[2:].isna().all()
     assert result.values[["merchant", "customer"]].values.tolist() == [["b", 1], ["a", 2], ["b", 2], ["c", 1]]
-    [row] = store.read([("pair", 1, (1, "b"))])
-    assert row is not None and row.values == {"spent": 2.0}
+    assert result.values.index.tolist() == result.status.index.tolist() == [10, 11, 12, 13]
+    [row, same] = store.read([("pair", 1, (1, "b")), ("pair", "1", (np.int64(1), "b"))])
+    assert row is not None and row.values == {"spent": 2.0} and same == row
 
 
 def test_many_views_in_one_lookup_and_full_names(store: OnlineStore) -> None:

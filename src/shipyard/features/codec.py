@@ -24,6 +24,8 @@ _SUPPORTED = "whole numbers, floats, strings, booleans, timestamps, None, or lis
 
 def encode_key(values: Sequence[int | str]) -> str:
     """An entity key as text: a JSON list, so 42 and "42" stay different keys."""
+    if all(type(v) is int for v in values):  # the common case, spelled as json.dumps would
+        return "[" + ",".join(map(str, values)) + "]"
     return json.dumps(list(values), separators=(",", ":"), ensure_ascii=False)
 
 

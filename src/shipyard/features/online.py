@@ -40,6 +40,7 @@ Key = tuple[int | str, ...]
 PRESENT = "present"
 MISSING = "missing"
 EXPIRED = "expired"
+_STATUSES = [PRESENT, MISSING, EXPIRED]
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 
@@ -220,7 +221,6 @@ class _Prepared:
     entities: tuple[str, ...]
     kinds: tuple[str | None, ...]
     features: tuple[str, ...]
-    frame: pd.DataFrame  # latest row per key, in key order
     keys: list[str]
     event_ns: list[int]
     created_ns: list[int]
@@ -273,7 +273,7 @@ def _prepare(view: str, entities: Sequence[str], frame: pd.DataFrame, timestamp:
     chosen = sorted(latest.values())
     picked = keyed.iloc[chosen].reset_index(drop=True)
     encoders = [value_encoder(picked[name], f"{view}.{name}") for name in features]
-    return _Prepared(entities, kinds, features, picked, [keys[i] for i in chosen],
+    return _Prepared(entities, kinds, features, [keys[i] for i in chosen],
                      [int(event_ns[i]) for i in chosen], [int(created_ns[i]) for i in chosen], encoders)
 
 
@@ -312,9 +312,10 @@ class Wanted:
 
 @dataclass(frozen=True)
 class OnlineFeatures:
-    """The result of `lookup`: one row per entity row asked for. `values` holds the entity columns then the
-    features (null where not present); `status` has the same feature columns, each value `present`, `missing`
-    (no row for the entity) or `expired` (a row exists, but is not valid at the request time under the TTL)."""
+    """The result of `lookup`: one row per entity row asked for, with its index. `values` holds the entity columns then the
+    features (null where not present); `status` has the same feature columns, each value (categorical) `present`,
+    `missing` (no row for the entity) or `expired` (a row exists, but is not valid at the request time under
+    the TTL)."""
 
     values: pd.DataFrame
     status: pd.DataFrame
@@ -361,7 +362,7 @@ def lookup(store: OnlineStore, wanted: Sequence[Wanted], entity_rows: pd.DataFra
                                for k in keys))
     infos, found = store._fetch(views, fetch)
 
-    values: dict[str, Any] = {e: rows[e] for e in dict.fromkeys(e for _, _, es in requested for e in es)}
+    values: dict[str, Any] = {e: rows[e].to_numpy() for e in dict.fromkeys(e for _, _, es in requested for e in es)}
     status: dict[str, Any] = {}
     for w, (view, version, entities), (keys, kinds) in zip(wanted, requested, keys_per_view, strict=True):
         info = _known(infos, view, version, store)
@@ -372,13 +373,12 @@ def lookup(store: OnlineStore, wanted: Sequence[Wanted], entity_rows: pd.DataFra
         valid = here & live(event.astype("datetime64[ns]"), at_ns.astype("datetime64[ns]"), w.ttl_seconds)
         decoded = [decode_values(h[2]) if ok and h is not None else None
                    for h, ok in zip(hits, valid.tolist(), strict=True)]
-        state = np.where(valid, PRESENT, np.where(here, EXPIRED, MISSING))
+        state = pd.Categorical.from_codes(np.where(valid, 0, np.where(here, 2, 1)), categories=_STATUSES)
         for name in w.features:
             column = f"{view}:{name}" if full_names else str(name)
             values[column] = _typed([d.get(name) if d is not None else None for d in decoded])
             status[column] = state
-    return OnlineFeatures(pd.DataFrame(values, index=range(count)),
-                          pd.DataFrame(status, index=range(count), columns=columns))
+    return OnlineFeatures(pd.DataFrame(values, index=rows.index), pd.DataFrame(status, index=rows.index, columns=columns))
 
 
 def _check_request(info: ViewInfo, entities: tuple[str, ...], kinds: tuple[str | None, ...],
@@ -399,29 +399,32 @@ def _check_request(info: ViewInfo, entities: tuple[str, ...], kinds: tuple[str |
                                   view=view, feature=name)
 
 
-def _typed(values: list[Any]) -> pd.Series:
+def _typed(values: list[Any]) -> Any:
     """A feature column in the dtype its values share, nulls (None) standing for missing and expired values as
     the offline join gives them: timestamps as datetime64[ns, UTC], numbers as int64 (float64 with nulls),
     booleans as bool when none is null; anything else as objects."""
+    import numpy as np
     import pandas as pd
 
     present = [v for v in values if v is not None]
     complete = len(present) == len(values)
     if present and all(isinstance(v, pd.Timestamp) for v in present):
-        return pd.Series(pd.to_datetime(values, utc=True))
+        return pd.DatetimeIndex(values, tz="UTC").array
     if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
         whole = complete and all(isinstance(v, int) for v in present)
-        return pd.Series(values, dtype="int64" if whole else "float64")
+        return np.array([np.nan if v is None else v for v in values], dtype=np.int64 if whole else np.float64)
     if present and complete and all(isinstance(v, bool) for v in present):
-        return pd.Series(values, dtype=bool)
-    return pd.Series(values, dtype=object)
+        return np.array(values, dtype=bool)
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
 
 
 def _entity_frame(entity_rows: Any, names: list[str]) -> pd.DataFrame:
     import pandas as pd
 
     if isinstance(entity_rows, pd.DataFrame):
-        frame = entity_rows.reset_index(drop=True)
+        frame = entity_rows
     elif isinstance(entity_rows, Sequence) and not isinstance(entity_rows, str | bytes) and all(
             isinstance(r, Mapping) for r in entity_rows):
         frame = pd.DataFrame(list(entity_rows), columns=list(dict.fromkeys(names))) if not entity_rows \
@@ -575,7 +578,8 @@ def _require_column(frame: pd.DataFrame, column: str, where: str) -> None:
 def _request_key(key: Any) -> tuple[str, tuple[str, ...]]:
     if not isinstance(key, tuple) or not key:
         raise ValidationError(f"An entity key must be a tuple of whole numbers or strings, got {key!r}.")
-    return encode_key(key), tuple(key_kind(v) for v in key)
+    kinds = tuple(key_kind(v) for v in key)
+    return encode_key([v if kind == "str" else int(v) for v, kind in zip(key, kinds, strict=True)]), kinds
 
 
 def _check_key(info: ViewInfo, kinds: tuple[str, ...], key: str) -> None:
@@ -610,8 +614,15 @@ def _stored(event_ns: int, created_ns: int, payload: str) -> StoredRow:
 def _instant_ns(value: Any, what: str) -> int:
     import pandas as pd
 
-    stamp = to_utc(pd.Series([pd.Timestamp(value)]), what)
-    return int(utc_ns(stamp)[0])
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{what} must be a timestamp, got {value!r}: {exc}.") from None
+    if stamp is pd.NaT:
+        raise ValidationError(f"{what} must be a timestamp, got {value!r}.")
+    # The rule of to_utc for one value: naive is UTC, aware is converted.
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.as_unit("ns").value)
 
 
 def _ts(ns: int | None) -> pd.Timestamp | None:
