@@ -564,3 +564,27 @@ def test_the_workspace_redis_store_is_namespaced(workspace: Path, monkeypatch: p
         assert client.keys(f"shipyard:{name}:*") == [] and neighbour.views() != []
         neighbour.clear()
     client.close()
+
+
+def test_a_redis_write_redoes_its_check_when_another_writer_changed_the_view(
+        tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_store("redis", tmp_path, namespace) as store, open_store("redis", tmp_path, namespace) as other:
+        store.write("spend", 1, ["customer"], rows([1], [T0], total=[1.0]))
+        original = online._merge_info
+        calls: list[int] = []
+
+        def with_a_writer_in_between(*args: Any) -> online.ViewInfo:
+            calls.append(1)
+            if len(calls) == 1:  # between this writer's read of the info and its EXEC
+                other.write("spend", 1, ["customer"], rows([2], [T0], extra=["x"]))
+            return original(*args)
+
+        monkeypatch.setattr(online, "_merge_info", with_a_writer_in_between)
+        assert store.write("spend", 1, ["customer"], rows([3], [T0], total=[3.0])) == 1
+        # This writer's check, the other writer's, then this writer's again: WATCH refused its first EXEC.
+        assert len(calls) == 3
+        [info] = store.views()
+        assert info.features == ("total", "extra")
+        assert [r.values for r in store.read([("spend", 1, (i,)) for i in (1, 2, 3)]) if r] == [
+            {"total": 1.0}, {"extra": "x"}, {"total": 3.0}]
+        store.clear()
