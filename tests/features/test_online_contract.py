@@ -568,7 +568,9 @@ def test_the_workspace_redis_store_is_namespaced(workspace: Path, monkeypatch: p
 
 def test_a_redis_write_redoes_its_check_when_another_writer_changed_the_view(
         tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    with open_store("redis", tmp_path, namespace) as store, open_store("redis", tmp_path, namespace) as other:
+    store = open_store("redis", tmp_path, namespace)
+    other = open_store("redis", tmp_path, namespace)
+    try:
         store.write("spend", 1, ["customer"], rows([1], [T0], total=[1.0]))
         original = online._merge_info
         calls: list[int] = []
@@ -587,4 +589,7 @@ def test_a_redis_write_redoes_its_check_when_another_writer_changed_the_view(
         assert info.features == ("total", "extra")
         assert [r.values for r in store.read([("spend", 1, (i,)) for i in (1, 2, 3)]) if r] == [
             {"total": 1.0}, {"extra": "x"}, {"total": 3.0}]
+    finally:
         store.clear()
+        store.close()
+        other.close()
