@@ -23,17 +23,8 @@ import pytest
 
 from shipyard.errors import ConflictError, NotFoundError, ValidationError
 from shipyard.features import online
-from shipyard.features.online import (
-    EXPIRED,
-    MISSING,
-    PRESENT,
-    OnlineStore,
-    Wanted,
-    lookup,
-    materialize_frame,
-    open_online_store,
-    online_store,
-)
+from shipyard.features.online import OnlineStore, materialize_frame, open_online_store, online_store
+from shipyard.features.online_lookup import EXPIRED, MISSING, PRESENT, Wanted, lookup
 from shipyard.features.online_redis import RedisOnlineStore
 from shipyard.features.online_sqlite import SQLiteOnlineStore
 from shipyard.features.timing import live

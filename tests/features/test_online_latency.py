@@ -10,7 +10,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from shipyard.features.online import PRESENT, OnlineStore, Wanted, lookup
+from shipyard.features.online import OnlineStore
+from shipyard.features.online_lookup import PRESENT, Wanted, lookup
 from tests.features.test_online_contract import kind, namespace, store  # noqa: F401 (fixtures)
 
 ROWS = 20_000
