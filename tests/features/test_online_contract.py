@@ -233,8 +233,11 @@ def test_many_views_in_one_lookup_and_full_names(store: OnlineStore) -> None:
     store.write("merchant", 2, ["merchant"], pd.DataFrame({"merchant": ["m"], "event_timestamp": [T0], "risk": [0.5]}))
     wanted = [Wanted("spend", 1, ["customer"], ["total"], 3600), Wanted("refunds", 1, ["customer"], ["total"], 3600),
               Wanted("merchant", 2, ["merchant"], ["risk"])]
-    with pytest.raises(ValidationError, match="More than one feature would be named total.*full_names=True"):
+    with pytest.raises(ValidationError, match="More than one column would be named total.*full_names=True"):
         lookup(store, wanted, [{"customer": 1, "merchant": "m"}], at=T0)
+    with pytest.raises(ValidationError, match="More than one column would be named merchant"):
+        lookup(store, [Wanted("merchant", 2, ["merchant"], ["risk"]), Wanted("spend", 1, ["customer"], ["total"])]
+               + [Wanted("names", 1, ["customer"], ["merchant"])], [{"customer": 1, "merchant": "m"}], at=T0)
     result = lookup(store, wanted, [{"customer": 1, "merchant": "m"}], at=T0, full_names=True)
     assert list(result.values.columns) == ["customer", "merchant", "spend:total", "refunds:total", "merchant:risk"]
     assert result.status.iloc[0].tolist() == [PRESENT, EXPIRED, PRESENT]
@@ -255,7 +258,8 @@ def test_value_types_round_trip(store: OnlineStore) -> None:
         "name": ["", "naïve ✓", None],
         "flag": [True, False, True],
         "seen": [when, when, pd.NaT],
-        "naive_seen": pd.to_datetime(["2025-01-01 00:00:00.000001", "2025-01-01 00:00:00", "2025-01-02 00:00:00"], format="ISO8601"),
+        "naive_seen": pd.to_datetime(["2025-01-01 00:00:00.000001", "2025-01-01 00:00:00", "2025-01-02 00:00:00"],
+                                     format="ISO8601"),
         "anything": [None, 1, "x"],
         "vector": [[1.5, 2.0], [], None],
         "maybe": pd.array([1, None, 3], dtype="Int64"),
@@ -456,7 +460,8 @@ def test_bad_keys_are_refused_with_the_fix(store: OnlineStore) -> None:
         store.read([("spend", 1, (1.5,))])
     with pytest.raises(ValidationError, match="must be a tuple"):
         store.read([("spend", 1, 1)])  # type: ignore[list-item]
-    with pytest.raises(ValidationError, match=r"holds whole numbers \(int\) in the online store; these rows give strings"):
+    with pytest.raises(ValidationError,
+                       match=r"holds whole numbers \(int\) in the online store; these rows give strings"):
         store.write("spend", 1, ["customer"], rows(["a"], [T0], total=[1.0]))
     with pytest.raises(ValidationError, match="mixes whole numbers and strings"):
         store.write("spend", 1, ["customer"], rows([1, "a"], [T0, T0], total=[1.0, 2.0]))

@@ -49,10 +49,10 @@ class Wanted:
 
 @dataclass(frozen=True)
 class OnlineFeatures:
-    """The result of `lookup`: one row per entity row asked for, with its index. `values` holds the entity columns then the
-    features (null where not present); `status` has the same feature columns, each value (categorical) `present`,
-    `missing` (no row for the entity) or `expired` (a row exists, but is not valid at the request time under
-    the TTL)."""
+    """The result of `lookup`: one row per entity row asked for, with its index. `values` holds the entity
+    columns then the features (null where not present); `status` has the same feature columns, each value
+    (categorical) `present`, `missing` (no row for the entity) or `expired` (a row exists, but is not valid at
+    the request time under the TTL)."""
 
     values: pd.DataFrame
     status: pd.DataFrame
@@ -85,10 +85,11 @@ def lookup(store: OnlineStore, wanted: Sequence[Wanted], entity_rows: pd.DataFra
             raise ValidationError(f"The TTL of view '{w.view}' must be a number of seconds >= 0 (or None for no "
                                   f"expiry), got {w.ttl_seconds!r}.")
         columns += [f"{w.view}:{f}" if full_names else str(f) for f in w.features]
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    keys = {e for _, _, entities in requested for e in entities}
+    repeated = sorted({c for c in columns if columns.count(c) > 1 or c in keys})
     if repeated:
         hint = "" if full_names else " Pass full_names=True to name the columns view:feature."
-        raise ValidationError(f"More than one feature would be named {', '.join(repeated)}.{hint}")
+        raise ValidationError(f"More than one column would be named {', '.join(repeated)}.{hint}")
 
     keys_per_view: list[tuple[list[str], tuple[str | None, ...]]] = []
     for view, _, entities in requested:
@@ -115,7 +116,8 @@ def lookup(store: OnlineStore, wanted: Sequence[Wanted], entity_rows: pd.DataFra
             column = f"{view}:{name}" if full_names else str(name)
             values[column] = _typed([d.get(name) if d is not None else None for d in decoded])
             status[column] = state
-    return OnlineFeatures(pd.DataFrame(values, index=rows.index), pd.DataFrame(status, index=rows.index, columns=columns))
+    return OnlineFeatures(pd.DataFrame(values, index=rows.index),
+                          pd.DataFrame(status, index=rows.index, columns=columns))
 
 
 def _check_request(info: ViewInfo, entities: tuple[str, ...], kinds: tuple[str | None, ...],
