@@ -364,7 +364,7 @@ def test_an_interrupted_load_leaves_the_old_state(store: OnlineStore, monkeypatc
     assert (done.written, done.watermark_after) == (200, T0 + pd.Timedelta("1h"))
 
 
-def test_a_killed_loader_leaves_the_old_state(kind: str, tmp_path: Path, namespace: str,
+def test_a_killed_loader_leaves_the_old_state_and_readers_see_it_meanwhile(kind: str, tmp_path: Path, namespace: str,
                                               store: OnlineStore) -> None:
     materialize_frame(store, "spend", 1, ["customer"], history(), end=T0)
     ready = tmp_path / "ready"
@@ -397,6 +397,9 @@ def test_a_killed_loader_leaves_the_old_state(kind: str, tmp_path: Path, namespa
             except subprocess.TimeoutExpired:
                 pass
         assert ready.exists(), "the loader did not reach the middle of its load"
+        # While the load is open, readers go on seeing the old state (on SQLite: without waiting for its lock).
+        assert [r.values["total"] for r in store.read([("spend", 1, (1,)), ("spend", 1, (3,))]) if r] == [0.0]
+        assert store.watermark("spend", 1) == T0
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
