@@ -1,4 +1,4 @@
-"""Real services for tests: PostgreSQL (configured by URL) and a moto S3 server started on loopback.
+"""Real services for tests: PostgreSQL and Redis (configured by URL) and a moto S3 server started on loopback.
 
 When a service is unreachable its tests skip with the reason, unless SHIPYARD_REQUIRE_SERVICES=1
 (set by CI), where they fail instead."""
@@ -15,12 +15,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 POSTGRES_URL = os.environ.get(
     "SHIPYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+REDIS_URL = os.environ.get("SHIPYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRED = os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1"
 
 
@@ -61,6 +63,21 @@ def postgres_schema() -> Iterator[str]:
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+def redis_client() -> Any:
+    """A client of the test Redis server (REDIS_URL), checked to answer; skips (or fails) when it does not."""
+    try:
+        import redis
+    except ModuleNotFoundError:
+        unavailable("the redis package is not installed; install the test extras: pip install -e '.[test]'")
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        client.close()
+        unavailable(f"Redis at {REDIS_URL} is unreachable: {exc}")
+    return client
 
 
 class MotoServer:

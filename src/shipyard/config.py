@@ -33,6 +33,8 @@ tracking:
   flush_max_points: 5000                    # ... or when this many are waiting
   heartbeat_seconds: 30.0                   # open runs tell the store they are alive this often
   lost_after_seconds: 300.0                 # a running run silent for this long is listed as lost
+online:
+  url: sqlite:///.shipyard/online.db        # the online feature store; or redis://host:6379/0
 """
 
 

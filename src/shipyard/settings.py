@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,31 @@ class TrackingSettings(_Section):
         return value
 
 
+class OnlineSettings(_Section):
+    url: str = "sqlite:///.shipyard/online.db"
+    # Redis keys start with shipyard:NAMESPACE:; unset, the metadata store's id (workspaces sharing a store share it).
+    namespace: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
+            raise ValueError("expected a sqlite:///path or redis://host:port/db URL")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", value):
+            raise ValueError("expected 1-100 letters, digits, '_', '.' or '-'")
+        return value
+
+
 class Settings(_Section):
     store: StoreSettings = Field(default_factory=StoreSettings)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    online: OnlineSettings = Field(default_factory=OnlineSettings)
 
 
 def setting_keys() -> dict[str, str]:

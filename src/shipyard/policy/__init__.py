@@ -2,7 +2,7 @@
 file is parsed once per change), one model per section, one translator of errors, and a digest that runs
 and gate results record, so that evidence names the policy it was judged by.
 
-Sections are registered here by name: the settings (store, artifacts, tracking) and the lifecycle
+Sections are registered here by name: the settings (store, artifacts, tracking, online) and the lifecycle
 sections below; later building blocks add theirs with `register_section`."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ SECTIONS: dict[str, str] = {
     "store": "the metadata database (settings)",
     "artifacts": "the artifact store (settings)",
     "tracking": "experiment tracking (settings)",
+    "online": "the online feature store (settings)",
     "project": "the project's name and description",
     "data": "the dataset the standard pipeline trains on",
     "features": "feature preparation of the standard pipeline",

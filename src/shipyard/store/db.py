@@ -233,7 +233,7 @@ def _create_engine(url: str, busy_timeout_ms: int) -> Engine:
         ) from exc
 
 
-def _use_wal(cur: Any, busy_timeout_ms: int) -> None:
+def use_wal(cur: Any, busy_timeout_ms: int) -> None:
     """Switch a database to WAL (a persistent setting of the file). While several processes open a
     brand-new file at once, the switch can fail with 'database is locked' without SQLite waiting on
     its busy handler, so it is retried here until the busy timeout."""
@@ -264,7 +264,7 @@ def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        _use_wal(cur, busy_timeout_ms)
+        use_wal(cur, busy_timeout_ms)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
