@@ -106,7 +106,8 @@ def cmd_materialize(args: argparse.Namespace) -> dict[str, Any]:
     store.materialize(start - dt.timedelta(days=2), start - dt.timedelta(days=1))
     before = peak_mb()
     seconds, _ = timed(lambda: store.materialize(start, end))
-    return {"source_rows": spec["feature_rows"], "entities_written": online_rows(repo), "seconds": seconds,
+    return {"source_rows": spec["feature_rows"], "entities": spec["entities"], "entities_written": online_rows(repo),
+            "seconds": seconds,
             "peak_mb_before": before, "peak_mb": peak_mb()}
 
 
