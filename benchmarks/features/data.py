@@ -133,6 +133,7 @@ def reference_historical(features: pd.DataFrame, labels: pd.DataFrame) -> pd.Dat
                            direction="backward", allow_exact_matches=True)
     expired = (joined["_at"] - joined["_event"]) > TTL_SECONDS * 1_000_000
     out = joined[[ENTITY, "_at"]].copy()
+    out["_age"] = joined["_at"] - joined["_event"]  # of the latest row not after the label, expired or not
     out["_tied"] = joined["_tied"].fillna(False).astype(bool) & ~expired
     for name in FEATURES:
         out[name] = joined[name].astype("float64").where(~expired)
@@ -191,11 +192,19 @@ def compare_historical(tool: pd.DataFrame, ref: pd.DataFrame, cases: pd.DataFram
              "another value": int((~tool_null & ~ref_null).sum())}
     other = diff[~tool_null & ~ref_null]
     missing_by_case = missing["case"].value_counts().to_dict()
+    # The bounds of the rule: a row exactly as old as the label (age 0), exactly a TTL old, one second more.
+    got = ref[key + ["_age"]].merge(tool, on=key, how="left")
+    has_value = got[list(FEATURES)].notna().any(axis=1)
+    bounds = {}
+    for name, age in (("age 0", 0), ("age = TTL", TTL_SECONDS * 1_000_000),
+                      ("age = TTL + 1 s", (TTL_SECONDS + 1) * 1_000_000)):
+        at = got["_age"] == age
+        bounds[name] = {"rows": int(at.sum()), "with_values": int((at & has_value).sum())}
     # Why rows are missing: does the rule give them a value, or nulls?
     missing_vals = missing.merge(ref, on=key, how="left")
     missing_null = int(missing_vals[list(FEATURES)].isna().all(axis=1).sum())
     return {"rows": len(tool), "duplicate_rows": dup, "missing_rows": len(missing),
-            "missing_rows_null_by_rule": missing_null, "missing_by_case": missing_by_case,
+            "missing_rows_null_by_rule": missing_null, "missing_by_case": missing_by_case, "bounds": bounds,
             "extra_rows": int((extra["_merge"] == "left_only").sum()), "mismatches": len(diff),
             "mismatch_kinds": kinds, "other_value_rows": which_rows(other, f),
             "tied_mismatches": int(diff["_tied"].sum()),

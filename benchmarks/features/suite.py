@@ -233,6 +233,11 @@ def _render_agreement(result: dict[str, Any], console: Any) -> None:
         if other:
             console.note(f"{label}, rows with another value: the row taken has " +
                          "; ".join(f"{k}: {v:,}" for k, v in other.items()))
+        bounds = c.get("bounds", {})
+        if bounds:
+            console.note(f"{label}, bounds of the rule (label rows whose latest earlier feature row is that old: "
+                         "answered with values / rows): " +
+                         ", ".join(f"{k} {b['with_values']:,}/{b['rows']:,}" for k, b in bounds.items()))
         if c["missing_by_case"]:
             console.note(f"{label}, missing rows by planted case: " +
                          ", ".join(f"{k} {v:,}" for k, v in sorted(c["missing_by_case"].items())))
