@@ -15,6 +15,7 @@ store's API is not in this checkout, each prints ``{"unavailable": reason}`` ins
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -51,6 +52,13 @@ def cmd_setup(args: argparse.Namespace) -> dict[str, Any]:
     return {"workspace": str(root), "apply_seconds": seconds}
 
 
+def timestamp_argument(fn: Any) -> dict[str, str]:
+    """The label rows' time column by name, for a `get_historical` that takes one (else it finds it itself)."""
+    params = inspect.signature(fn).parameters
+    return next(({name: LABEL_TS} for name in ("timestamp", "timestamp_column", "event_timestamp", "at")
+                 if name in params), {})
+
+
 def cmd_historical(args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
     from shipyard import features
@@ -58,9 +66,10 @@ def cmd_historical(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(args.folder)
     load_s, entity_df = timed(lambda: pd.read_parquet(folder / LABELS_FILE, columns=[ENTITY, LABEL_TS, "label"]))
     refs = feature_refs()
-    features.get_historical(entity_df.head(WARMUP_LABELS), refs)  # off the clock
+    extra = timestamp_argument(features.get_historical)
+    features.get_historical(entity_df.head(WARMUP_LABELS), refs, **extra)  # off the clock
     before = peak_mb()
-    seconds, result = timed(lambda: features.get_historical(entity_df, refs))
+    seconds, result = timed(lambda: features.get_historical(entity_df, refs, **extra))
     peak = peak_mb()
     result.to_parquet(folder / "shipyard_historical.parquet", index=False)
     return {"label_rows": len(entity_df), "rows": len(result), "load_seconds": load_s, "seconds": seconds,
