@@ -41,6 +41,8 @@ class Context:
     verbose: bool = False
     project_python: Path = field(default_factory=lambda: Path(sys.executable))
     peers_python: Path = PEERS_PYTHON
+    #: Suite-specific sizes given on the command line (e.g. the features suite's row counts); None when not given.
+    params: dict[str, Any] = field(default_factory=dict)
 
     def log(self, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/run.py                 # every suite
     .venv/bin/python benchmarks/run.py --only tracking # one suite
     .venv/bin/python benchmarks/run.py --quick         # small counts, smoke run
+    .venv/bin/python benchmarks/run.py --only features --feature-rows 100000 --label-rows 10000
 
 Peer tools live in their own virtualenv (benchmarks/.venv-peers), created on
 first use by benchmarks/setup_peers.sh. Results are printed as tables and
@@ -36,6 +37,7 @@ SUITES: dict[str, str] = {
     "serving": "serving.suite",
     "deployments": "deployments.suite",
     "monitoring": "monitoring.suite",
+    "features": "features.suite",
 }
 
 
@@ -102,9 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where to write <suite>.json")
     parser.add_argument("--no-setup", action="store_true", help="do not run setup_peers.sh first")
     parser.add_argument("--plain", action="store_true", help="plain-text tables even if rich is installed")
+    parser.add_argument("--feature-rows", type=int, help="features suite: feature rows (default 1,000,000; "
+                        "--quick 100,000)")
+    parser.add_argument("--label-rows", type=int, help="features suite: label rows (default 100,000; --quick 10,000)")
     args = parser.parse_args(argv)
 
-    ctx = Context(quick=args.quick, keep=args.keep, tmp_base=args.tmpdir, peers_python=PEERS_PYTHON)
+    params = {"feature_rows": args.feature_rows, "label_rows": args.label_rows}
+    ctx = Context(quick=args.quick, keep=args.keep, tmp_base=args.tmpdir, peers_python=PEERS_PYTHON, params=params)
     if args.tmpdir:
         args.tmpdir.mkdir(parents=True, exist_ok=True)
     if not args.no_setup:

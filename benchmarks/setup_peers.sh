@@ -2,8 +2,9 @@
 # Create benchmarks/.venv-peers with the pinned peer tools from
 # benchmarks/peers-requirements.txt (MLflow for the tracking, registry and serving
 # suites, DVC for the data suite, Prefect for the pipelines suite, Evidently for
-# the monitoring suite), resolved together: `pip check` must stay clean. Idempotent: does nothing when every
-# pinned package is already installed at its pinned version.
+# the monitoring suite, Feast for the features suite), resolved together: `pip check`
+# must stay clean. Idempotent: does nothing when every pinned package is already
+# installed at its pinned version.
 #
 # Usage: bash benchmarks/setup_peers.sh [--force]
 #   PYTHON=python3.11 bash benchmarks/setup_peers.sh   # choose the interpreter
