@@ -85,8 +85,8 @@ def lookup(store: OnlineStore, wanted: Sequence[Wanted], entity_rows: pd.DataFra
             raise ValidationError(f"The TTL of view '{w.view}' must be a number of seconds >= 0 (or None for no "
                                   f"expiry), got {w.ttl_seconds!r}.")
         columns += [f"{w.view}:{f}" if full_names else str(f) for f in w.features]
-    keys = {e for _, _, entities in requested for e in entities}
-    repeated = sorted({c for c in columns if columns.count(c) > 1 or c in keys})
+    entity_columns = {e for _, _, entities in requested for e in entities}
+    repeated = sorted({c for c in columns if columns.count(c) > 1 or c in entity_columns})
     if repeated:
         hint = "" if full_names else " Pass full_names=True to name the columns view:feature."
         raise ValidationError(f"More than one column would be named {', '.join(repeated)}.{hint}")
