@@ -1,0 +1,303 @@
+"""Point-in-time-correct training sets: for each entity row, each requested feature's latest value at or before
+the row's time and still valid (timing.live), never a later one, by an as-of join per view.
+
+Ties between source rows of one entity at one event time: the higher created timestamp wins, then the later
+row of the source (also when the view has no created timestamp, or the created timestamps are equal too)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shipyard.context import Context
+from shipyard.errors import NotFoundError, ValidationError, did_you_mean
+from shipyard.features.registry import RegisteredView, get_view, parse_view_ref
+from shipyard.features.timing import live, to_utc
+from shipyard.features.views import TYPES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shipyard.data.records import DatasetVersion
+
+DEFAULT_TIMESTAMP = "event_timestamp"
+_ROW, _AT, _EVENT = "__shipyard_row", "__shipyard_at", "__shipyard_event"
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """One requested feature: the view (NAME, or NAME@V for a version) and the feature's name."""
+
+    view: str
+    feature: str
+
+    def __str__(self) -> str:
+        return f"{self.view}:{self.feature}"
+
+
+def parse_features(items: Sequence[str] | str) -> list[FeatureRef]:
+    """`["view:feature", "view@2:other"]`; an item may list several features of one view ("view:a,b"), and an
+    item without a view takes the previous item's ("view:a", "b")."""
+    if isinstance(items, str):
+        items = [items]
+    refs: list[FeatureRef] = []
+    view: str | None = None
+    for item in items:
+        if not isinstance(item, str):
+            raise ValidationError(f"A feature reference is text such as 'customer_stats:spend_30d', got {item!r}.")
+        for part in item.split(","):
+            part = part.strip()
+            head, sep, feature = part.rpartition(":")
+            if sep:
+                view = head.strip()
+            feature = feature.strip()
+            if not part or not feature or view is None or (sep and not view):
+                raise ValidationError(f"Invalid feature reference {part or item!r}: expected VIEW:FEATURE, e.g. "
+                                      "'customer_stats:spend_30d' (or 'customer_stats@2:spend_30d' for a version).")
+            parse_view_ref(view)
+            refs.append(FeatureRef(view, feature))
+    if not refs:
+        raise ValidationError("Name at least one feature, as VIEW:FEATURE, e.g. 'customer_stats:spend_30d'.")
+    seen = set()
+    for ref in refs:
+        if str(ref) in seen:
+            raise ValidationError(f"Feature {str(ref)!r} is requested twice.")
+        seen.add(str(ref))
+    return refs
+
+
+@dataclass
+class Retrieval:
+    """A point-in-time-correct frame and what it was made from."""
+
+    frame: pd.DataFrame
+    views: list[RegisteredView]
+    dataset_versions: list[str] = field(default_factory=list)  # the source datasets read, and the entity data's
+    matched: dict[str, int] = field(default_factory=dict)  # per output column, the rows that got a value
+
+
+def historical(ctx: Context, entity_df: pd.DataFrame | str, features: Sequence[str] | str, *,
+               timestamp: str = DEFAULT_TIMESTAMP, version: int | None = None,
+               full_names: bool = False) -> Retrieval:
+    """Join the requested features onto `entity_df` (a DataFrame, or a dataset version NAME@V) as they were at
+    each row's time. The rows and columns of `entity_df` come back in their order, the features after them."""
+    import pandas as pd
+
+    entity_version: str | None = None
+    if isinstance(entity_df, str):
+        entity_frame, found = _load_dataset(ctx, entity_df)
+        entity_version = found.version_id
+    elif isinstance(entity_df, pd.DataFrame):
+        entity_frame = entity_df
+    else:
+        raise ValidationError(f"entity_df must be a pandas DataFrame or a dataset version (NAME@V), got "
+                              f"{type(entity_df).__name__}.")
+    refs = parse_features(features)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise ValidationError(f"Invalid version {version!r}: a feature view version is a positive number.")
+    groups: dict[str, list[str]] = {}
+    for ref in refs:
+        groups.setdefault(ref.view, []).append(ref.feature)
+    views = {}
+    for name, wanted in groups.items():
+        view = get_view(ctx, name if "@" in name or version is None else f"{name}@{version}")
+        for feature in wanted:
+            if feature not in view.features:
+                raise NotFoundError(
+                    f"Feature view {view.version_id} has no feature '{feature}'.{did_you_mean(feature, view.features)}"
+                    f" Its features: {', '.join(view.features)}.", view=view.version_id, feature=feature)
+        views[name] = view
+    outputs = {str(ref): (f"{views[ref.view].name}__{ref.feature}" if full_names else ref.feature) for ref in refs}
+    _check_output_names(entity_frame, outputs)
+    if timestamp not in entity_frame.columns:
+        raise ValidationError(
+            f"The entity data has no timestamp column '{timestamp}'.{did_you_mean(timestamp, map(str, entity_frame.columns))}"
+            f" Columns: {', '.join(map(str, entity_frame.columns))}. Name the column that holds each row's time "
+            "(timestamp=...).", column=timestamp)
+    at = to_utc(entity_frame[timestamp].reset_index(drop=True), f"the entity data's timestamp column '{timestamp}'")
+    result = entity_frame.copy()
+    retrieval = Retrieval(result, list(views.values()), [entity_version] if entity_version else [])
+    for name, wanted in groups.items():
+        view = views[name]
+        values, source_version = _join_view(ctx, view, entity_frame, at, wanted)
+        if source_version is not None and source_version not in retrieval.dataset_versions:
+            retrieval.dataset_versions.append(source_version)
+        for feature, column in values.items():
+            out = outputs[f"{name}:{feature}"]
+            column.index = result.index
+            result[out] = column
+            retrieval.matched[out] = int(column.notna().sum())
+    ordered = [*entity_frame.columns, *outputs.values()]
+    retrieval.frame = result[ordered]
+    return retrieval
+
+
+def _check_output_names(entity_frame: pd.DataFrame, outputs: dict[str, str]) -> None:
+    taken = {str(c) for c in entity_frame.columns}
+    seen: dict[str, str] = {}
+    for ref, column in outputs.items():
+        if column in taken:
+            raise ValidationError(f"Feature {ref!r} would be written to column '{column}', which the entity data "
+                                  "already has: rename that column, or pass full_names=True (columns VIEW__FEATURE).")
+        if column in seen:
+            raise ValidationError(f"Features {seen[column]!r} and {ref!r} would both be column '{column}': pass "
+                                  "full_names=True (columns VIEW__FEATURE).")
+        seen[column] = ref
+
+
+def _load_dataset(ctx: Context, ref: str) -> tuple[pd.DataFrame, DatasetVersion]:
+    from shipyard.data.versions import get_version
+    from shipyard.data.workspace_files import load_arrow
+
+    found = get_version(ctx, ref)
+    return load_arrow(ctx, found).to_pandas(), found
+
+
+def _join_view(ctx: Context, view: RegisteredView, entity_frame: pd.DataFrame, at: pd.Series,
+               wanted: list[str]) -> tuple[dict[str, pd.Series], str | None]:
+    """Per wanted feature, its values aligned with the entity rows (by position); and the dataset version read."""
+    import numpy as np
+    import pandas as pd
+
+    from shipyard.features import sources
+    from shipyard.features.loading import resolve_transform
+
+    d = view.definition
+    keys, ts, created = view.entities, d["timestamp"], d["created_timestamp"]
+    for key in keys:
+        if key not in entity_frame.columns:
+            raise ValidationError(
+                f"The entity data has no column '{key}', an entity key of feature view {view.version_id}."
+                f"{did_you_mean(key, map(str, entity_frame.columns))} Columns: "
+                f"{', '.join(map(str, entity_frame.columns))}.", column=key)
+    transform = resolve_transform(view)
+    declared = [*keys, ts, *([created] if created else []), *wanted]
+    source = sources.locate(ctx, d["source"])
+    frame = sources.read(ctx, view, source, None if transform is not None else declared)
+    if transform is not None:
+        frame = _transformed(view, transform, frame)
+        missing = [c for c in declared if c not in frame.columns]
+        if missing:
+            raise ValidationError(
+                f"Feature view {view.version_id}: after its transform the source has no column {missing[0]!r}, which "
+                f"the view declares.{did_you_mean(missing[0], map(str, frame.columns))} Columns: "
+                f"{', '.join(map(str, frame.columns))}.", view=view.version_id, column=missing[0])
+    n = len(entity_frame)
+    right = pd.DataFrame({_EVENT: to_utc(frame[ts].reset_index(drop=True),
+                                         f"the timestamp column '{ts}' of feature view {view.version_id}")})
+    right["__shipyard_order"] = np.arange(len(frame))
+    if created:
+        right["__shipyard_created"] = to_utc(frame[created].reset_index(drop=True),
+                                             f"the created timestamp column '{created}' of feature view "
+                                             f"{view.version_id}")
+    left = pd.DataFrame({_AT: at, _ROW: np.arange(n)})
+    usable_left = at.notna().to_numpy().copy()
+    usable_right = right[_EVENT].notna().to_numpy().copy()
+    for i, key in enumerate(keys):
+        name = f"__shipyard_key{i}"
+        mine, theirs = _key_columns(view, key, entity_frame[key].reset_index(drop=True),
+                                    frame[key].reset_index(drop=True))
+        left[name], right[name] = mine, theirs
+        usable_left &= mine.notna().to_numpy()
+        usable_right &= theirs.notna().to_numpy()
+    for feature in wanted:
+        right[feature] = _typed(view, feature, frame[feature].reset_index(drop=True))
+    by = [f"__shipyard_key{i}" for i in range(len(keys))]
+    right = right[usable_right]
+    order = [_EVENT, *by, *(["__shipyard_created"] if created else []), "__shipyard_order"]
+    right = right.sort_values(order, kind="stable", na_position="first")
+    right = right.drop_duplicates([*by, _EVENT], keep="last")  # the tie rule: see the module's docstring
+    left = left[usable_left].sort_values(_AT, kind="stable")
+    for name in by:  # nulls are gone: plain integers join faster than nullable ones
+        if isinstance(left[name].dtype, pd.Int64Dtype):
+            left[name], right[name] = left[name].astype("int64"), right[name].astype("int64")
+    joined = pd.merge_asof(left, right[[_EVENT, *by, *wanted]], left_on=_AT, right_on=_EVENT, by=by,
+                           direction="backward", allow_exact_matches=True)
+    valid = joined[_EVENT].notna().to_numpy().copy()
+    valid[valid] = live(joined[_EVENT].dt.tz_localize(None).to_numpy()[valid],
+                        joined[_AT].dt.tz_localize(None).to_numpy()[valid], view.ttl_seconds)
+    positions = np.full(n, -1, dtype=np.int64)
+    matched_rows = joined[_ROW].to_numpy()[valid]
+    positions[matched_rows] = np.flatnonzero(valid)
+    values = {}
+    for feature in wanted:
+        array = joined[feature].array.take(positions, allow_fill=True)
+        values[feature] = pd.Series(array, dtype=TYPES[view.features[feature]])
+    return values, source.dataset_version
+
+
+def _transformed(view: RegisteredView, transform: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        out = transform(frame)
+    except Exception as exc:  # the user's transformation failed
+        raise ValidationError(f"The transform of feature view {view.version_id} failed: {type(exc).__name__}: "
+                              f"{exc}. Fix the function (--debug shows the traceback).", view=view.version_id) from exc
+    if not isinstance(out, pd.DataFrame):
+        raise ValidationError(f"The transform of feature view {view.version_id} returned {type(out).__name__}; it "
+                              "must return a DataFrame.", view=view.version_id)
+    return out
+
+
+def _kind(series: pd.Series) -> str:
+    import pandas as pd
+
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "integer"
+    if pd.api.types.is_float_dtype(dtype):
+        present = series.dropna()
+        return "integer" if len(present) and (present == present.round()).all() and series.isna().any() else "float"
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        return "timestamp"
+    if pd.api.types.is_string_dtype(dtype):
+        present = series.dropna()
+        kinds = {type(v).__name__ for v in present.iloc[:1000]}
+        if kinds <= {"str"}:
+            return "string"
+        return "/".join(sorted(kinds))
+    return str(dtype)
+
+
+def _key_columns(view: RegisteredView, key: str, mine: pd.Series, theirs: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Both sides of one entity key in one dtype, or an error when their kinds differ (str against int)."""
+    a, b = _kind(mine), _kind(theirs)
+    if a != b:
+        example = mine.dropna().iloc[0] if mine.notna().any() else None
+        raise ValidationError(
+            f"Entity key '{key}' is {a} in the entity data (e.g. {example!r}) but {b} in the source of feature view "
+            f"{view.version_id}: convert the entity data's column, e.g. df['{key}'] = df['{key}'].astype(...).",
+            column=key)
+    if a == "integer":
+        return mine.astype("Int64"), theirs.astype("Int64")
+    if a == "float":
+        return mine.astype("float64"), theirs.astype("float64")
+    if a == "timestamp":
+        return to_utc(mine, f"entity key '{key}'"), to_utc(theirs, f"entity key '{key}'")
+    return mine.astype(object), theirs.astype(object)
+
+
+def _typed(view: RegisteredView, feature: str, values: pd.Series) -> pd.Series:
+    """A source column in its declared type (nullable), or an error naming the feature, the type and a value."""
+    kind = view.features[feature]
+    dtype = TYPES[kind]
+    try:
+        if kind == "timestamp":
+            return to_utc(values, f"feature '{feature}' of view {view.version_id}")
+        ok = {"float64": "float", "float32": "float", "int64": "integer", "int32": "integer", "bool": "bool",
+              "string": "string"}[kind]
+        found = _kind(values)
+        if values.notna().any() and found != ok and not (ok == "float" and found == "integer"):
+            raise TypeError(found)
+        return values.astype(dtype)
+    except (TypeError, ValueError) as exc:
+        example = values.dropna().iloc[0] if values.notna().any() else None
+        raise ValidationError(
+            f"Feature '{feature}' of view {view.version_id} is declared {kind}, but its source column holds "
+            f"{_kind(values)} values such as {example!r}. Change the declared type (and apply the view again), or "
+            "convert the column in the view's transform.", view=view.version_id, feature=feature) from exc
+
