@@ -103,8 +103,8 @@ class TransformRef:
 
 
 def transform_source(fn: Callable[..., Any]) -> str:
-    """The transformation's source code, normalised: formatting and comments do not count (a function is
-    parsed and unparsed); a lambda's line is taken as written, without surrounding whitespace."""
+    """The transformation's source code, normalised: formatting, comments and the function's name do not count
+    (a function is parsed and unparsed); a lambda's line is taken as written, without surrounding whitespace."""
     try:
         text = textwrap.dedent(inspect.getsource(fn))
     except (OSError, TypeError) as exc:
@@ -113,9 +113,13 @@ def transform_source(fn: Callable[..., Any]) -> str:
             "with `def` in a Python file, so its code can be fingerprinted and imported again."
         ) from None
     try:
-        return ast.unparse(ast.parse(text))
+        tree = ast.parse(text)
     except SyntaxError:  # a lambda inside a larger expression: its lines are not a statement on their own
         return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            node.name = "transform"
+    return ast.unparse(tree)
 
 
 def transform_ref(fn: Callable[..., Any]) -> TransformRef:
