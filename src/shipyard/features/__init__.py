@@ -81,7 +81,7 @@ def get_historical(
     row's time: the latest value at or before it and within the view's TTL, null when there is none.
 
     `version` pins the views named without a version to that version. `full_names` names the columns
-    VIEW__FEATURE. `save_as` also versions the frame as dataset `save_as`, with lineage from the feature view
+    VIEW__FEATURE (with the view as written: orders@2__amount for "orders@2:amount"). `save_as` also versions the frame as dataset `save_as`, with lineage from the feature view
     versions and datasets it was made from."""
     if save_as is not None:
         return build_training_set(save_as, entity_df, features, timestamp=timestamp, version=version,

@@ -109,7 +109,7 @@ def historical(ctx: Context, entity_df: pd.DataFrame | str, features: Sequence[s
                     f"Feature view {view.version_id} has no feature '{feature}'.{did_you_mean(feature, view.features)}"
                     f" Its features: {', '.join(view.features)}.", view=view.version_id, feature=feature)
         views[name] = view
-    outputs = {str(ref): (f"{views[ref.view].name}__{ref.feature}" if full_names else ref.feature) for ref in refs}
+    outputs = {str(ref): (f"{ref.view}__{ref.feature}" if full_names else ref.feature) for ref in refs}
     _check_output_names(entity_frame, outputs)
     if timestamp not in entity_frame.columns:
         raise ValidationError(
