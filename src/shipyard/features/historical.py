@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shipyard.context import Context
 from shipyard.errors import NotFoundError, ValidationError, did_you_mean
 from shipyard.features.registry import RegisteredView, get_view, parse_view_ref
+from shipyard.features.sources import value_kind
 from shipyard.features.timing import live, to_utc
 from shipyard.features.views import TYPES
 
@@ -162,54 +163,36 @@ def _join_view(ctx: Context, view: RegisteredView, entity_frame: pd.DataFrame, a
     import pandas as pd
 
     from shipyard.features import sources
-    from shipyard.features.loading import resolve_transform
 
-    d = view.definition
-    keys, ts, created = view.entities, d["timestamp"], d["created_timestamp"]
+    keys, created = view.entities, view.definition["created_timestamp"]
     for key in keys:
         if key not in entity_frame.columns:
             raise ValidationError(
                 f"The entity data has no column '{key}', an entity key of feature view {view.version_id}."
                 f"{did_you_mean(key, map(str, entity_frame.columns))} Columns: "
                 f"{', '.join(map(str, entity_frame.columns))}.", column=key)
-    transform = resolve_transform(view)
-    declared = [*keys, ts, *([created] if created else []), *wanted]
-    source = sources.locate(ctx, d["source"])
-    frame = sources.read(ctx, view, source, None if transform is not None else declared)
-    if transform is not None:
-        frame = _transformed(view, transform, frame)
-        missing = [c for c in declared if c not in frame.columns]
-        if missing:
-            raise ValidationError(
-                f"Feature view {view.version_id}: after its transform the source has no column {missing[0]!r}, which "
-                f"the view declares.{did_you_mean(missing[0], map(str, frame.columns))} Columns: "
-                f"{', '.join(map(str, frame.columns))}.", view=view.version_id, column=missing[0])
+    source = sources.rows(ctx, view, wanted)
     n = len(entity_frame)
-    event = to_utc(frame[ts].reset_index(drop=True), f"the timestamp column '{ts}' of feature view {view.version_id}")
-    right = pd.DataFrame({"ev": _ns(event), "o": np.arange(len(frame))})
-    usable_right = event.notna().to_numpy().copy()
-    if created:
-        stamp = to_utc(frame[created].reset_index(drop=True),
-                       f"the created timestamp column '{created}' of feature view {view.version_id}")
-        right["c"] = pd.array(_ns(stamp), dtype="Int64")
-        right.loc[stamp.isna().to_numpy(), "c"] = pd.NA  # an unknown created time is older than any known one
+    right = pd.DataFrame({"ev": _ns(source.event), "o": np.arange(len(source.event))})
+    usable_right = source.event.notna().to_numpy().copy()
+    if source.created is not None:
+        right["c"] = pd.array(_ns(source.created), dtype="Int64")
+        right.loc[source.created.isna().to_numpy(), "c"] = pd.NA  # an unknown created time is older than any known
     left = pd.DataFrame({"at": _ns(at), "r": np.arange(n)})
     usable_left = at.notna().to_numpy().copy()
     by = []
     for i, key in enumerate(keys):
-        mine, theirs = _key_columns(view, key, entity_frame[key].reset_index(drop=True),
-                                    frame[key].reset_index(drop=True))
+        mine, theirs = _key_columns(view, key, entity_frame[key].reset_index(drop=True), source.keys[key])
         left[f"k{i}"], right[f"k{i}"] = mine, theirs
         usable_left &= mine.notna().to_numpy()
         usable_right &= theirs.notna().to_numpy()
         by.append(f"k{i}")
-    typed = {feature: _typed(view, feature, frame[feature].reset_index(drop=True)) for feature in wanted}
-    rows, found, events, times = _asof(left[usable_left], right[usable_right], by, bool(created))
+    rows, found, events, times = _asof(left[usable_left], right[usable_right], by, created is not None)
     valid = live(events.view("datetime64[ns]"), times.view("datetime64[ns]"), view.ttl_seconds)
     positions = np.full(n, -1, dtype=np.int64)
     positions[rows[valid]] = found[valid]
     values = {feature: pd.Series(column.array.take(positions, allow_fill=True), dtype=TYPES[view.features[feature]])
-              for feature, column in typed.items()}
+              for feature, column in source.features.items()}
     return values, source.dataset_version
 
 
@@ -241,45 +224,9 @@ def _asof(left: pd.DataFrame, right: pd.DataFrame, by: list[str],
     return tuple(np.asarray(out[c], dtype=np.int64) for c in ("r", "o", "ev", "at"))  # type: ignore[return-value]
 
 
-def _transformed(view: RegisteredView, transform: Any, frame: pd.DataFrame) -> pd.DataFrame:
-    import pandas as pd
-
-    try:
-        out = transform(frame)
-    except Exception as exc:  # the user's transformation failed
-        raise ValidationError(f"The transform of feature view {view.version_id} failed: {type(exc).__name__}: "
-                              f"{exc}. Fix the function (--debug shows the traceback).", view=view.version_id) from exc
-    if not isinstance(out, pd.DataFrame):
-        raise ValidationError(f"The transform of feature view {view.version_id} returned {type(out).__name__}; it "
-                              "must return a DataFrame.", view=view.version_id)
-    return out
-
-
-def _kind(series: pd.Series) -> str:
-    import pandas as pd
-
-    dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return "bool"
-    if pd.api.types.is_integer_dtype(dtype):
-        return "integer"
-    if pd.api.types.is_float_dtype(dtype):
-        present = series.dropna()
-        return "integer" if len(present) and (present == present.round()).all() and series.isna().any() else "float"
-    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
-        return "timestamp"
-    if pd.api.types.is_string_dtype(dtype):
-        present = series.dropna()
-        kinds = {type(v).__name__ for v in present.iloc[:1000]}
-        if kinds <= {"str"}:
-            return "string"
-        return "/".join(sorted(kinds))
-    return str(dtype)
-
-
 def _key_columns(view: RegisteredView, key: str, mine: pd.Series, theirs: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Both sides of one entity key in one dtype, or an error when their kinds differ (str against int)."""
-    a, b = _kind(mine), _kind(theirs)
+    a, b = value_kind(mine), value_kind(theirs)
     if a != b:
         example = mine.dropna().iloc[0] if mine.notna().any() else None
         raise ValidationError(
@@ -293,25 +240,3 @@ def _key_columns(view: RegisteredView, key: str, mine: pd.Series, theirs: pd.Ser
     if a == "timestamp":
         return to_utc(mine, f"entity key '{key}'"), to_utc(theirs, f"entity key '{key}'")
     return mine.astype(object), theirs.astype(object)
-
-
-def _typed(view: RegisteredView, feature: str, values: pd.Series) -> pd.Series:
-    """A source column in its declared type (nullable), or an error naming the feature, the type and a value."""
-    kind = view.features[feature]
-    dtype = TYPES[kind]
-    try:
-        if kind == "timestamp":
-            return to_utc(values, f"feature '{feature}' of view {view.version_id}")
-        ok = {"float64": "float", "float32": "float", "int64": "integer", "int32": "integer", "bool": "bool",
-              "string": "string"}[kind]
-        found = _kind(values)
-        if values.notna().any() and found != ok and not (ok == "float" and found == "integer"):
-            raise TypeError(found)
-        return values.astype(dtype)
-    except (TypeError, ValueError) as exc:
-        example = values.dropna().iloc[0] if values.notna().any() else None
-        raise ValidationError(
-            f"Feature '{feature}' of view {view.version_id} is declared {kind}, but its source column holds "
-            f"{_kind(values)} values such as {example!r}. Change the declared type (and apply the view again), or "
-            "convert the column in the view's transform.", view=view.version_id, feature=feature) from exc
-
