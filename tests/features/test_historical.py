@@ -256,3 +256,14 @@ def test_a_failing_transform_is_named(workspace: Path) -> None:
         get_historical(entities, ["bad:seq"])
     with pytest.raises(ValidationError, match="returned dict; it must return a DataFrame"):
         get_historical(entities, ["odd:seq"])
+
+
+def test_empty_sources_null_keys_and_whole_float_keys(workspace: Path) -> None:
+    write_orders(workspace, [])
+    write_visits(workspace, [(1, "x", 0)])
+    apply([ORDERS, VISITS])
+    entities = _entities((1, BASE + MINUTE)).assign(store="x")
+    assert get_historical(entities, ["orders:seq"])["seq"].isna().all()  # an empty source: nulls
+    assert get_historical(entities.iloc[:0], ["visits:count"]).shape == (0, 4)  # no entity rows: none back
+    assert get_historical(entities.assign(customer_id=[None]), ["visits:count"])["count"].isna().all()
+    assert get_historical(entities.assign(customer_id=[1.0]), ["visits:count"])["count"].tolist() == [0]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from shipyard.context import Context
 from shipyard.errors import NotFoundError, ValidationError, did_you_mean
 from shipyard.features.registry import RegisteredView, get_view, parse_view_ref
-from shipyard.features.sources import value_kind
+from shipyard.features.sources import plain, value_kind
 from shipyard.features.timing import live, to_utc
 from shipyard.features.views import TYPES
 
@@ -227,8 +227,10 @@ def _asof(left: pd.DataFrame, right: pd.DataFrame, by: list[str],
 def _key_columns(view: RegisteredView, key: str, mine: pd.Series, theirs: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Both sides of one entity key in one dtype, or an error when their kinds differ (str against int)."""
     a, b = value_kind(mine), value_kind(theirs)
+    if mine.isna().all() or theirs.isna().all():  # nothing to compare: no row of this side can match anyway
+        a = b = a if theirs.isna().all() else b
     if a != b:
-        example = mine.dropna().iloc[0] if mine.notna().any() else None
+        example = plain(mine.dropna().iloc[0]) if mine.notna().any() else None
         raise ValidationError(
             f"Entity key '{key}' is {a} in the entity data (e.g. {example!r}) but {b} in the source of feature view "
             f"{view.version_id}: convert the entity data's column, e.g. df['{key}'] = df['{key}'].astype(...).",

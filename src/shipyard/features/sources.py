@@ -163,8 +163,8 @@ def _transformed(view: RegisteredView, transform: Any, frame: pd.DataFrame) -> p
 
 
 def value_kind(series: pd.Series) -> str:
-    """What a column holds, for comparing two columns and for messages: bool, integer (also whole floats with
-    nulls), float, timestamp, string, or the types found."""
+    """What a column holds, for comparing two columns and for messages: bool, integer (also floats that are all
+    whole numbers, as integers with nulls become), float, timestamp, string, or the types found."""
     import pandas as pd
 
     dtype = series.dtype
@@ -174,7 +174,7 @@ def value_kind(series: pd.Series) -> str:
         return "integer"
     if pd.api.types.is_float_dtype(dtype):
         present = series.dropna()
-        return "integer" if len(present) and (present == present.round()).all() and series.isna().any() else "float"
+        return "integer" if len(present) and (present == present.round()).all() else "float"
     if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
         return "timestamp"
     if pd.api.types.is_string_dtype(dtype):
@@ -200,8 +200,15 @@ def _typed(view: RegisteredView, feature: str, values: pd.Series) -> pd.Series:
             raise TypeError(found)
         return values.astype(dtype)
     except (TypeError, ValueError) as exc:
-        example = values.dropna().iloc[0] if values.notna().any() else None
+        example = plain(values.dropna().iloc[0]) if values.notna().any() else None
         raise ValidationError(
             f"Feature '{feature}' of view {view.version_id} is declared {kind}, but its source column holds "
             f"{value_kind(values)} values such as {example!r}. Change the declared type (and apply the view again), or "
             "convert the column in the view's transform.", view=view.version_id, feature=feature) from exc
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, for messages (1.0 rather than np.float64(1.0))."""
+    import numpy as np
+
+    return value.item() if isinstance(value, np.number | np.bool_) else value
