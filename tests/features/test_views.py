@@ -94,3 +94,14 @@ def test_the_definition_keeps_where_the_transform_lives() -> None:
     assert made["transform"]["module"] == __name__ and made["transform"]["qualname"] == "add_one"
     assert made["transform"]["file"] == __file__ and made["ttl_seconds"] == 30 * 86400
     assert made["entities"] == ["customer_id"] and made["source"] == "transactions"
+
+
+def test_importing_the_feature_store_loads_nothing_heavy() -> None:
+    import json
+    import subprocess
+    import sys
+
+    probe = "import json, sys\nimport shipyard.features\nprint(json.dumps(sorted(sys.modules)))"
+    loaded = set(json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                           check=True).stdout))
+    assert [m for m in ("pandas", "numpy", "pyarrow", "duckdb", "sqlalchemy") if m in loaded] == []
