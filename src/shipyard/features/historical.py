@@ -127,8 +127,7 @@ def historical(ctx: Context, entity_df: pd.DataFrame | str, features: Sequence[s
             retrieval.dataset_versions.append(source_version)
         for feature, column in values.items():
             out = outputs[f"{name}:{feature}"]
-            column.index = result.index
-            result[out] = column
+            result[out] = column.array  # by position: the entity data's index may repeat labels
             retrieval.matched[out] = int(column.notna().sum())
     ordered = [*entity_frame.columns, *outputs.values()]
     retrieval.frame = result[ordered]
