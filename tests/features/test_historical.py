@@ -267,3 +267,19 @@ def test_empty_sources_null_keys_and_whole_float_keys(workspace: Path) -> None:
     assert get_historical(entities.iloc[:0], ["visits:count"]).shape == (0, 4)  # no entity rows: none back
     assert get_historical(entities.assign(customer_id=[None]), ["visits:count"])["count"].isna().all()
     assert get_historical(entities.assign(customer_id=[1.0]), ["visits:count"])["count"].tolist() == [0]
+
+
+def test_a_csv_source_reads_its_timestamps_as_utc(workspace: Path) -> None:
+    (workspace / "rates.csv").write_text("customer_id,event_ts,rate,note\n1,2026-03-01T00:00:00Z,0.5,a\n"
+                                         "1,2026-03-01T02:00:00+01:00,0.7,b\n2,2026-03-01T00:00:00+00:00,0.9,c\n")
+    (workspace / "naive.csv").write_text("customer_id,event_ts,rate\n2,2026-03-01T00:00:00,0.9\n")
+    (workspace / "mixed.csv").write_text("customer_id,event_ts,rate\n1,2026-03-01T00:00:00Z,0.5\n"
+                                         "2,2026-03-01T00:00:00,0.9\n")
+    apply([FeatureView(name, entities=["customer_id"], source=f"{name}.csv", features={"rate": "float64"})
+           for name in ("rates", "naive", "mixed")])
+    # 02:00+01:00 is 01:00 UTC; a naive time is taken as UTC
+    got = get_historical(_entities((1, BASE + 30 * MINUTE), (1, BASE + 60 * MINUTE), (2, BASE)),
+                         ["rates:rate", "naive:rate"], full_names=True)
+    assert got["rates__rate"].tolist() == [0.5, 0.7, 0.9] and got["naive__rate"].tolist()[2] == 0.9
+    with pytest.raises(ValidationError, match="'event_ts' of feature view mixed@1 must hold timestamps"):
+        get_historical(_entities((1, BASE)), ["mixed:rate"])
