@@ -22,6 +22,7 @@ OWNERS = {
     "deployments": {"deployments", "deployment_revisions"},
     "monitoring": {"monitor_reports", "monitor_alerts", "alert_silences", "reference_sketches"},
     "control": {"retrain_cycles"},
+    "features": {"feature_views"},
 }
 
 

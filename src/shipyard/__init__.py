@@ -2,7 +2,7 @@
 
 The public Python API. Heavy dependencies load only when a call needs them."""
 
-from shipyard import data, deployments, models, monitoring, serving
+from shipyard import data, deployments, features, models, monitoring, serving
 from shipyard._version import __version__
 from shipyard.config import init_workspace
 from shipyard.errors import (
@@ -61,6 +61,7 @@ __all__ = [
     "deployments",
     "download_artifact",
     "end_run",
+    "features",
     "get_metric_history",
     "get_run",
     "init_workspace",

@@ -181,6 +181,9 @@ def _register() -> None:
 
     workspace.register(app)
     app.add_typer(data.app, name="data")
+    from shipyard.cli import features
+
+    app.add_typer(features.app, name="features")
     app.add_typer(models.app, name="models")
     app.add_typer(models.review_app, name="review")
     app.add_typer(pipelines.app, name="pipeline")

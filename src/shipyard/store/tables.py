@@ -485,3 +485,16 @@ retrain_cycles = Table(
     Column("ended", BigInteger),
     Index("ix_retrain_cycles_deployment", "deployment", "id"),
 )
+
+# A version of a feature view: its definition as declared in Python (JSON) and the fingerprint that decides whether
+# applying it again makes a new version.
+feature_views = Table(
+    "feature_views",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("definition", Text, nullable=False),  # JSON: entities, timestamps, source, features, TTL, transform
+    Column("created", BigInteger, nullable=False),
+    Column("created_by", String(KEY_LENGTH), nullable=False),
+)

@@ -1,0 +1,163 @@
+"""`shipyard features list|show|apply|get`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.text import Text
+
+from shipyard.cli.output import console, print_json, table, when
+from shipyard.cli.workspace import context
+
+app = typer.Typer(help="The feature store: feature views, their versions, point-in-time training sets.",
+                  no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@app.command("list")
+def list_(as_json: JsonFlag = False) -> None:
+    """List feature views with their latest versions."""
+    from shipyard.features.registry import list_views
+
+    found = list_views(context())
+    if as_json:
+        print_json(found)
+        return
+    rows = [[v["name"], v["versions"], v["latest"]["version_id"], ", ".join(v["latest"]["entities"]),
+             v["latest"]["source"], len(v["latest"]["features"]), v["latest"]["ttl"], when(v["latest"]["created"])]
+            for v in found]
+    console().print(table(None, ["view", "versions", "latest", "entities", "source", "features", "ttl", "applied"],
+                          rows))
+    if not rows:
+        console().print("No feature views yet. Register some with `shipyard features apply MODULE`.")
+
+
+@app.command("show")
+def show(ref: Annotated[str, typer.Argument(help="NAME (its latest version) or NAME@VERSION.")],
+         as_json: JsonFlag = False) -> None:
+    """One feature view version: its definition, and the versions of the view."""
+    from shipyard.features.registry import get_view, list_versions
+
+    ctx = context()
+    view = get_view(ctx, ref)
+    versions = list_versions(ctx, view.name)
+    if as_json:
+        print_json({**view.to_dict(), "versions": [v.version for v in versions]})
+        return
+    d = view.definition
+    out = console()
+    out.print(Text.assemble((view.version_id, "bold"), f"  applied {when(view.created)} by {view.created_by}"))
+    if d["description"]:
+        out.print(f"  {d['description']}")
+    out.print(f"  entities   {', '.join(view.entities)}")
+    out.print(f"  timestamp  {d['timestamp']}" + (f"  (created: {d['created_timestamp']})" if d["created_timestamp"]
+                                                   else ""))
+    out.print(f"  source     {d['source']}")
+    out.print(f"  ttl        {view.to_dict()['ttl']}")
+    if d["transform"]:
+        out.print(f"  transform  {d['transform']['qualname']} in {d['transform']['file'] or d['transform']['module']}")
+    out.print(f"  versions   {', '.join(str(v.version) for v in versions)}")
+    out.print(table("features", ["feature", "type"], [[k, t] for k, t in view.features.items()]))
+
+
+@app.command("apply")
+def apply(
+    module: Annotated[str, typer.Argument(help="A Python file (features/views.py) or a module (features.views) "
+                                                "whose top-level FeatureView objects are registered.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Register the feature views of MODULE: a new version of each whose definition changed."""
+    from shipyard.features.loading import load_views
+    from shipyard.features.registry import apply as register
+
+    ctx = context()
+    results = register(ctx, load_views(module))
+    if as_json:
+        print_json([r.to_dict() for r in results])
+        return
+    for r in results:
+        what = "registered" if r.created else "unchanged"
+        console().print(f"{r.view.version_id}: {what}")
+
+
+@app.command("get")
+def get(
+    entities: Annotated[str, typer.Option("--entities", help="The entity rows: a .csv or .parquet file, or a dataset "
+                                                             "version (labels@2), with the entity keys and a "
+                                                             "timestamp column.")],
+    features: Annotated[list[str], typer.Option("--features", help="VIEW:FEATURE[,FEATURE…] (repeatable), e.g. "
+                                                                   "customer_stats:spend_30d,orders_30d.")],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the training set here (.parquet "
+                                                                         "or .csv).")] = None,
+    timestamp: Annotated[str, typer.Option("--timestamp", help="The entity rows' time column.")] = "event_timestamp",
+    save_as: Annotated[Optional[str], typer.Option("--save-as", help="Also version it as this dataset, with "
+                                                                     "lineage.")] = None,
+    full_names: Annotated[bool, typer.Option("--full-names", help="Name the columns VIEW__FEATURE.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Build a point-in-time-correct training set: each feature as it was at each entity row's time."""
+    from shipyard.errors import ValidationError
+    from shipyard.features.historical import historical
+    from shipyard.features.training import build
+
+    if output is None and save_as is None:
+        raise ValidationError("Say where the training set goes: --output FILE (.parquet or .csv), --save-as NAME, "
+                              "or both.")
+    target = _output_path(output) if output is not None else None
+    ctx = context()
+    frame_or_ref = _entities(entities)
+    summary: dict[str, object] = {}
+    if save_as is not None:
+        built = build(ctx, save_as, frame_or_ref, features, timestamp=timestamp, full_names=full_names)
+        frame, matched = built.frame, built.matched
+        summary["dataset_version"] = built.version.version_id
+        summary["created"] = built.created
+    else:
+        found = historical(ctx, frame_or_ref, features, timestamp=timestamp, full_names=full_names)
+        frame, matched = found.frame, found.matched
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.suffix.lower() == ".csv":
+            frame.to_csv(target, index=False)
+        else:
+            frame.to_parquet(target, index=False)
+        summary["output"] = str(target)
+    summary.update({"rows": len(frame), "columns": [str(c) for c in frame.columns], "matched": matched})
+    if as_json:
+        print_json(summary)
+        return
+    got = ", ".join(f"{c} {n}/{len(frame)}" for c, n in matched.items())
+    where = " and ".join(str(x) for x in (summary.get("output"), summary.get("dataset_version")) if x)
+    console().print(f"{len(frame)} rows with {len(matched)} feature(s) to {where} (rows with a value: {got})")
+
+
+def _output_path(output: str) -> Path:
+    from shipyard.errors import ValidationError
+
+    target = Path(output)
+    if target.suffix.lower() not in (".parquet", ".csv"):
+        raise ValidationError(f"--output {output}: write a .parquet or a .csv file.")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValidationError(f"--output {output}: {parent} is a file, not a folder.")
+            break
+    return target
+
+
+def _entities(entities: str) -> object:
+    """A table file read into a DataFrame, else the text itself (a dataset version)."""
+    from shipyard.data import formats
+
+    path = Path(entities)
+    if formats.table_format(path) is None and not path.exists():
+        return entities
+    from shipyard.errors import NotFoundError
+
+    if not path.is_file():
+        raise NotFoundError(f"--entities {entities}: no such file. Give a .csv or .parquet file, or a dataset "
+                            "version (NAME@V).", path=entities)
+    return formats.read_table(path).to_pandas()
