@@ -1,4 +1,4 @@
-"""`shipyard features list|show|apply|get`."""
+"""`shipyard features list|show|apply|get|materialize`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from rich.text import Text
 from shipyard.cli.output import console, print_json, table, when
 from shipyard.cli.workspace import context
 
-app = typer.Typer(help="The feature store: feature views, their versions, point-in-time training sets.",
+app = typer.Typer(help="The feature store: feature views, their versions, point-in-time training sets, the online store.",
                   no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -87,7 +87,8 @@ def apply(
 def get(
     entities: Annotated[str, typer.Option("--entities", help="The entity rows: a .csv or .parquet file, or a dataset "
                                                              "version (labels@2), with the entity keys and a "
-                                                             "timestamp column.")],
+                                                             "timestamp column; with --online also JSON, e.g. "
+                                                             "'[{\"customer_id\": 1}]'.")],
     features: Annotated[list[str], typer.Option("--features", help="VIEW:FEATURE[,FEATURE…] (repeatable), e.g. "
                                                                    "customer_stats:spend_30d,orders_30d.")],
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the training set here (.parquet "
@@ -96,13 +97,26 @@ def get(
     save_as: Annotated[Optional[str], typer.Option("--save-as", help="Also version it as this dataset, with "
                                                                      "lineage.")] = None,
     full_names: Annotated[bool, typer.Option("--full-names", help="Name the columns VIEW__FEATURE.")] = False,
+    online: Annotated[bool, typer.Option("--online", help="Read the online store instead: each feature's current "
+                                                           "value and status (present, missing, expired).")] = False,
+    at: Annotated[Optional[str], typer.Option("--at", help="With --online: the request time (default now; naive "
+                                                            "times are UTC).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Build a point-in-time-correct training set: each feature as it was at each entity row's time."""
+    """Build a point-in-time-correct training set (each feature as it was at each entity row's time), or with
+    --online read the features' current values from the online store."""
     from shipyard.errors import ValidationError
     from shipyard.features.historical import historical
     from shipyard.features.training import build
 
+    if online:
+        if save_as is not None:
+            raise ValidationError("--save-as versions a training set; with --online use --output or --json.")
+        _get_online(entities, features, output, at, full_names, as_json)
+        return
+    if at is not None:
+        raise ValidationError(f"--at {at} is the request time of an --online read; a training set takes each "
+                              "entity row's time from its --timestamp column.")
     if output is None and save_as is None:
         raise ValidationError("Say where the training set goes: --output FILE (.parquet or .csv), --save-as NAME, "
                               "or both.")
@@ -132,6 +146,107 @@ def get(
     got = ", ".join(f"{c} {n}/{len(frame)}" for c, n in matched.items())
     where = " and ".join(str(x) for x in (summary.get("output"), summary.get("dataset_version")) if x)
     console().print(f"{len(frame)} rows with {len(matched)} feature(s) to {where} (rows with a value: {got})")
+
+
+def _get_online(entities: str, features: list[str], output: str | None, at: str | None, full_names: bool,
+                as_json: bool) -> None:
+    from shipyard.features.online_features import get_online
+
+    target = _output_path(output) if output is not None else None
+    found = get_online(context(), features, _online_entities(entities), at=at, full_names=full_names)
+    values, status = found.values, found.status
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        both = values.copy()
+        for column in status.columns:
+            both[f"{column}__status"] = status[column].astype(str).to_numpy()
+        if target.suffix.lower() == ".csv":
+            both.to_csv(target, index=False)
+        else:
+            both.to_parquet(target, index=False)
+    keys = [c for c in values.columns if c not in status.columns]
+    rows = [{"entities": {k: _plain(values[k].iloc[i]) for k in keys},
+             "values": {c: _plain(values[c].iloc[i]) for c in status.columns},
+             "status": {c: str(status[c].iloc[i]) for c in status.columns}} for i in range(len(values))]
+    if as_json:
+        print_json({"rows": rows, **({"output": str(target)} if target is not None else {})})
+        return
+    header = [*keys, *status.columns]
+    shown = [[*r["entities"].values(), *(f"{r['values'][c]}" if r["status"][c] == "present" else f"({r['status'][c]})"
+                                         for c in status.columns)] for r in rows]
+    console().print(table(None, header, shown))
+    if target is not None:
+        console().print(f"{len(rows)} rows with {len(status.columns)} feature(s) and their statuses to {target}")
+
+
+def _online_entities(entities: str) -> object:
+    """Entity rows given as JSON (a list of objects, or one object), else as for a training set."""
+    import json
+
+    import pandas as pd
+
+    from shipyard.errors import ValidationError
+
+    text = entities.strip()
+    if text.startswith(("[", "{")):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"--entities {entities}: not valid JSON ({exc.msg} at character {exc.pos}). Give "
+                                  "a list of objects of entity keys, e.g. '[{\"customer_id\": 1}]'.") from None
+        parsed = [parsed] if isinstance(parsed, dict) else parsed
+        if not isinstance(parsed, list) or not all(isinstance(r, dict) for r in parsed):
+            raise ValidationError(f"--entities {entities}: give a list of objects of entity keys, e.g. "
+                                  "'[{\"customer_id\": 1}]'.")
+        return parsed
+    found = _entities(entities)
+    if isinstance(found, str):
+        from shipyard.data.versions import get_version
+        from shipyard.data.workspace_files import load_arrow
+
+        return load_arrow(context(), get_version(context(), found)).to_pandas()
+    assert isinstance(found, pd.DataFrame)
+    return found
+
+
+def _plain(value: object) -> object:
+    """A cell as JSON takes it: numpy scalars as numbers, nulls as None, timestamps as ISO text."""
+    import pandas as pd
+
+    from shipyard.features.sources import plain
+
+    if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):  # type: ignore[arg-type]
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return plain(value)
+
+
+@app.command("materialize")
+def materialize(
+    views: Annotated[Optional[list[str]], typer.Argument(help="Views to load: NAME (its latest version) or "
+                                                             "NAME@VERSION; every registered view when none.")] = None,
+    start: Annotated[Optional[str], typer.Option("--start", help="On a view version's first load, take only rows "
+                                                                 "after this time (naive: UTC).")] = None,
+    end: Annotated[Optional[str], typer.Option("--end", help="Load rows up to this time and move the watermark to "
+                                                             "it (default: the latest event time).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Load the views' new source rows (after each version's watermark) into the online store."""
+    from shipyard.features.materialization import materialize as load
+
+    loads = load(context(), views or None, start=start, end=end)
+    if as_json:
+        print_json([r.to_dict() for r in loads])
+        return
+    rows = []
+    for r in loads:
+        d = r.to_dict()
+        rows.append([d["view"], d["rows_read"], d["rows_in_window"], d["written"], d["watermark"] or "-",
+                     "loaded" if d["changed"] else "nothing new"])
+    console().print(table(None, ["view", "rows read", "in window", "written", "watermark", ""], rows))
+    if not rows:
+        console().print("No feature views yet. Register some with `shipyard features apply MODULE`.")
 
 
 def _output_path(output: str) -> Path:

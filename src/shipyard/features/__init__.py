@@ -10,12 +10,14 @@ The functions here work on the workspace found from the current folder (or `work
                         features={"spend_30d": "float64"}, ttl="30d")
     apply([stats])
     training = get_historical(labels, ["customer_stats:spend_30d"])
+    materialize()  # every view's new rows into the online store
+    online = get_online(["customer_stats:spend_30d"], [{"customer_id": 42}])
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from shipyard.features.views import FeatureView
@@ -24,10 +26,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from shipyard.context import Context
+    from shipyard.features.materialization import ViewLoad
+    from shipyard.features.online_lookup import OnlineFeatures
     from shipyard.features.registry import ApplyResult, RegisteredView
     from shipyard.features.training import TrainingSet
 
-__all__ = ["FeatureView", "apply", "build_training_set", "get", "get_historical", "list_views", "versions"]
+__all__ = ["FeatureView", "apply", "build_training_set", "get", "get_historical", "get_online", "list_views",
+           "materialize", "versions"]
 
 PathLike = str | os.PathLike[str]
 
@@ -108,3 +113,32 @@ def build_training_set(
 
     return build(_ctx(workspace), name, entity_df, features, timestamp=timestamp, version=version,
                  full_names=full_names, message=message)
+
+
+def materialize(views: Sequence[str] | str | None = None, *, start: object = None, end: object = None,
+                workspace: PathLike | None = None) -> list[ViewLoad]:
+    """Load views ("name": its latest version, or "name@2"; every registered view when None) into the
+    workspace's online store, incrementally: each version's source rows after its watermark (after `start` on its
+    first load) up to `end` (else the latest event time). Every source is read and checked before anything is
+    written; each view's load is one online-store transaction, then one audit event. Nothing new: no write, no
+    event."""
+    from shipyard.features.materialization import materialize as load
+
+    return load(_ctx(workspace), [views] if isinstance(views, str) else views, start=start, end=end)
+
+
+def get_online(
+    features: Sequence[str] | str,
+    entity_rows: pd.DataFrame | Sequence[Mapping[str, object]],
+    *,
+    at: object = None,
+    full_names: bool = False,
+    workspace: PathLike | None = None,
+) -> OnlineFeatures:
+    """Features ("view:feature", "view@2:feature") for entity rows (a DataFrame or a list of dicts of entity keys)
+    from the online store, judged at `at` (a time or one per row; default now) with each view's TTL, in one round
+    trip: `.values` (entity columns, then the features in their declared types, null when not present) and
+    `.status` (per value: present, missing or expired)."""
+    from shipyard.features.online_features import get_online as read
+
+    return read(_ctx(workspace), features, entity_rows, at=at, full_names=full_names)
