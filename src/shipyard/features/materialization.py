@@ -4,12 +4,13 @@ watermark per view version), from the same source rows and transform as training
 Order of a load: every view is resolved and its source read and checked before anything is written; then per
 view, the rows and the watermark commit in one online-store transaction, and only after that commit is the
 load's audit event (`feature_view.materialize`) recorded, so the trail never claims a load that did not happen.
-A run that finds nothing new writes nothing and records no event."""
+A run that finds nothing new writes nothing and records no event, unless the store's watermark is not the last
+recorded one (a load committed whose event then failed): that load's event is recorded then, marked unrecorded."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from shipyard.context import Context
@@ -33,6 +34,7 @@ class ViewLoad:
     rows_read: int
     rows_skipped: int
     loaded: Materialized
+    unrecorded: bool = False  # nothing new, but the store's watermark was not the last recorded: recorded now
 
     @property
     def changed(self) -> bool:
@@ -42,7 +44,8 @@ class ViewLoad:
         m = self.loaded
         return {"view": self.view.version_id, "rows_read": self.rows_read, "rows_skipped": self.rows_skipped,
                 "rows_in_window": m.rows_in_window, "written": m.written, "watermark_before": _iso(m.watermark_before),
-                "watermark": _iso(m.watermark_after), "changed": self.changed}
+                "watermark": _iso(m.watermark_after), "changed": self.changed,
+                **({"unrecorded": True} if self.unrecorded else {})}
 
 
 def materialize(ctx: Context, views: Sequence[str] | None = None, *, start: Any = None,
@@ -108,7 +111,10 @@ def _load(ctx: Context, store: OnlineStore, view: RegisteredView, frame: pd.Data
                                created_timestamp=d["created_timestamp"], start=start, end=end)
     result = ViewLoad(view, read, skipped, loaded)
     if not result.changed:
-        return result
+        if _last_recorded_watermark(ctx, view) == _iso(loaded.watermark_after):
+            return result
+        # The store's watermark is not the last recorded one: a load committed there whose event failed.
+        result = replace(result, unrecorded=True)
     payload = {**result.to_dict(), "start": _iso_arg(start), "end": _iso_arg(end),
                "store": store.url.split("://", 1)[0]}
     try:
@@ -120,6 +126,14 @@ def _load(ctx: Context, store: OnlineStore, view: RegisteredView, frame: pd.Data
             f" {loaded.written} rows written), but its audit event could not be recorded: {exc}", view=view.version_id,
         ) from exc
     return result
+
+
+def _last_recorded_watermark(ctx: Context, view: RegisteredView) -> str | None:
+    from shipyard.store.audit import list_events
+
+    with ctx.store.read() as conn:
+        last = list_events(conn, object_kind=FEATURE_VIEW, object_id=view.version_id, action=ACTION, limit=1)
+    return last[0].payload.get("watermark") if last else None
 
 
 def _iso(stamp: pd.Timestamp | None) -> str | None:
