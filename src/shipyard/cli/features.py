@@ -11,8 +11,8 @@ from rich.text import Text
 from shipyard.cli.output import console, print_json, table, when
 from shipyard.cli.workspace import context
 
-app = typer.Typer(help="The feature store: feature views, their versions, point-in-time training sets, the online store.",
-                  no_args_is_help=True)
+app = typer.Typer(help="The feature store: feature views, their versions, point-in-time training sets, the online "
+                       "store.", no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -165,9 +165,10 @@ def _get_online(entities: str, features: list[str], output: str | None, at: str 
         else:
             both.to_parquet(target, index=False)
     keys = [c for c in values.columns if c not in status.columns]
-    rows = [{"entities": {k: _plain(values[k].iloc[i]) for k in keys},
-             "values": {c: _plain(values[c].iloc[i]) for c in status.columns},
-             "status": {c: str(status[c].iloc[i]) for c in status.columns}} for i in range(len(values))]
+    rows: list[dict[str, dict[str, object]]] = [
+        {"entities": {k: _plain(values[k].iloc[i]) for k in keys},
+         "values": {c: _plain(values[c].iloc[i]) for c in status.columns},
+         "status": {c: str(status[c].iloc[i]) for c in status.columns}} for i in range(len(values))]
     if as_json:
         print_json({"rows": rows, **({"output": str(target)} if target is not None else {})})
         return
@@ -215,7 +216,7 @@ def _plain(value: object) -> object:
 
     from shipyard.features.sources import plain
 
-    if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):  # type: ignore[arg-type]
+    if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):
         return None
     if isinstance(value, pd.Timestamp):
         return value.isoformat()

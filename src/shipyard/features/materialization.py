@@ -122,8 +122,10 @@ def _load(ctx: Context, store: OnlineStore, view: RegisteredView, frame: pd.Data
             pass
     except Exception as exc:  # the load is committed: say so, whatever stopped the event
         raise BackendError(
-            f"Feature view {view.version_id} was loaded into the online store (watermark {_iso(loaded.watermark_after)},"
-            f" {loaded.written} rows written), but its audit event could not be recorded: {exc}", view=view.version_id,
+            f"Feature view {view.version_id} was loaded into the online store (watermark "
+            f"{_iso(loaded.watermark_after)}, {loaded.written} rows written), but its audit event could not be "
+            f"recorded: {exc}. Run `shipyard features materialize {view.version_id}` again to record it.",
+            view=view.version_id,
         ) from exc
     return result
 

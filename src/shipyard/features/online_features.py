@@ -57,10 +57,10 @@ def get_online(ctx: Context, features: Sequence[str] | str,
     if repeated:
         raise ValidationError(f"More than one column would be named '{repeated[0]}': pass full_names=True (columns "
                               "VIEW__FEATURE).")
-    wanted = [Wanted(view.name, view.version, view.entities, groups[name], view.ttl_seconds)
+    reads = [Wanted(view.name, view.version, view.entities, groups[name], view.ttl_seconds)
               for name, view in views.items()]
     with online_store(ctx) as store:
-        found = lookup(store, wanted, entity_rows, at=at, full_names=True)
+        found = lookup(store, reads, entity_rows, at=at, full_names=True)
     renamed = {f"{views[ref.view].name}:{ref.feature}": outputs[str(ref)] for ref in refs}
     values = found.values.rename(columns=renamed)
     for ref in refs:
