@@ -3,13 +3,14 @@ TTLs) and read from the workspace's online store in one round trip, with a statu
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shipyard.context import Context
 from shipyard.errors import NotFoundError, ValidationError, did_you_mean
 from shipyard.features.historical import parse_features
-from shipyard.features.online import online_store
+from shipyard.features.online import _instant_ns, online_store
 from shipyard.features.online_lookup import OnlineFeatures, Wanted, lookup
 from shipyard.features.registry import RegisteredView, get_view
 from shipyard.features.views import TYPES
@@ -26,6 +27,8 @@ def get_online(ctx: Context, features: Sequence[str] | str,
     expired. Columns are named as get_historical names them (the feature; VIEW__FEATURE with `full_names`), in
     the declared types."""
     refs = parse_features(features)
+    if isinstance(at, str | dt.datetime):  # a bad time is named before any view is looked up
+        _instant_ns(at, "the request time `at`")
     groups: dict[str, list[str]] = {}
     for ref in refs:
         groups.setdefault(ref.view, []).append(ref.feature)
