@@ -80,10 +80,10 @@ def _frame(ctx: Context, view: RegisteredView) -> tuple[pd.DataFrame, int, int]:
 
     d = view.definition
     found = sources.rows(ctx, view)
-    frame = pd.DataFrame({k: found.keys[k].to_numpy() for k in view.entities})
-    frame[d["timestamp"]] = found.event.to_numpy()
+    frame = pd.DataFrame({k: found.keys[k].array for k in view.entities})
+    frame[d["timestamp"]] = found.event.array  # .to_numpy() would make a Timestamp object per row
     if found.created is not None:
-        frame[d["created_timestamp"]] = found.created.to_numpy()
+        frame[d["created_timestamp"]] = found.created.array
     for feature, values in found.features.items():
         frame[feature] = values.array
     usable = found.event.notna().to_numpy() & found.keys.notna().all(axis=1).to_numpy()
