@@ -36,7 +36,9 @@ T0 = pd.Timestamp("2026-01-01", tz="UTC")
 
 
 @pytest.fixture
-def views_ws(workspace: Path) -> Path:
+def views_ws(backend_workspace: Path) -> Path:
+    """Two applied views (a dataset source, a Parquet file) in a workspace on each metadata store."""
+    workspace = backend_workspace
     orders = pd.DataFrame({"customer_id": [1, 1, 2, 3], "event_ts": [T0, T0 + 2 * DAY, T0 + DAY, T0 + 2 * DAY],
                            "amount": [10.0, 30.0, 8.0, 5.0], "orders": [1, 3, 2, 1]})
     shipyard.data.add("orders", orders)
