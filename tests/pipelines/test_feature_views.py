@@ -1,0 +1,140 @@
+"""The standard pipeline trained through feature views (`features.views`): the label data joined point-in-time
+with two views (one from a dataset, one from a file with a transform), versioned as the training set, trained,
+evaluated, registered with the views it needs; an unchanged re-run changes nothing, a re-applied view makes a new
+training set and model; lineage reaches the view versions; a bad spec is refused before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import shipyard
+from shipyard.cli.main import main
+from shipyard.context import open_context
+from shipyard.errors import ConfigError
+from shipyard.features import FeatureView, apply, get_historical
+from shipyard.pipelines.lifecycle import run_standard
+from shipyard.store.lineage import Node, walk
+
+START = pd.Timestamp("2026-03-01", tz="UTC")
+CUSTOMERS = 40
+
+VIEWS = '''
+import pandas as pd
+
+from shipyard.features import FeatureView
+
+
+def per_item(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(amount_per_item=df["amount"] / df["items"])
+
+
+customer_stats = FeatureView("customer_stats", entities=["customer_id"], source="daily", timestamp="event_ts",
+                             features={"avg_amount": "float64", "n_orders": "int64"}, ttl="30d")
+
+last_order = FeatureView("last_order", entities=["customer_id"], source="orders.parquet", timestamp="event_ts",
+                         features={"amount_per_item": "float64", "channel": "string"}, transform=per_item)
+'''
+
+SPEC = """
+data:
+  dataset: churn
+  target: churned
+features:
+  views: ["customer_stats:avg_amount,n_orders", "last_order:*"]
+  drop: [note]
+model:
+  name: churn
+  estimator: sklearn.linear_model.LogisticRegression
+  params: {max_iter: 500}
+evaluation:
+  metrics: [accuracy]
+gates:
+  churn:
+    evaluation:
+      dataset: split
+      target: churned
+      thresholds: {accuracy: {min: 0.6}}
+"""
+
+
+def _sources(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    days = pd.date_range(START - pd.Timedelta(days=20), periods=20, freq="D")
+    daily = pd.DataFrame([(c, d) for c in range(CUSTOMERS) for d in days], columns=["customer_id", "event_ts"])
+    daily["avg_amount"] = daily["customer_id"] % 10 * 10.0 + rng.normal(size=len(daily))
+    daily["n_orders"] = (daily["customer_id"] % 7).astype("int64")
+    shipyard.data.add("daily", daily)
+    orders = pd.DataFrame({"customer_id": np.arange(CUSTOMERS), "event_ts": [START - pd.Timedelta(days=2)] * CUSTOMERS,
+                           "amount": np.arange(CUSTOMERS) * 3.0 + 1, "items": rng.integers(1, 4, CUSTOMERS),
+                           "channel": np.where(np.arange(CUSTOMERS) % 3 == 0, "web", "store")})
+    orders.to_parquet(root / "orders.parquet")
+
+
+def _labels(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 240
+    customers = rng.integers(0, CUSTOMERS, n)
+    labels = pd.DataFrame({"customer_id": customers,
+                           "event_timestamp": START + pd.to_timedelta(rng.integers(0, 72, n), unit="h"),
+                           "note": ["x"] * n})
+    labels["churned"] = (customers % 10 >= 5).astype(int)
+    return labels
+
+
+@pytest.fixture
+def project(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    _sources(workspace)
+    (workspace / "churn_views.py").write_text(VIEWS)
+    monkeypatch.syspath_prepend(str(workspace))
+    assert main(["features", "apply", "churn_views.py"]) == 0
+    shipyard.data.add("churn", _labels())
+    spec = workspace / "shipyard.yaml"
+    spec.write_text(spec.read_text() + SPEC)
+    return workspace
+
+
+def _upstream(node: Node) -> set[Node]:
+    with open_context().store.read() as conn:
+        tree = walk(conn, node, upstream=True)
+    found, stack = set(), [tree]
+    while stack:
+        current = stack.pop()
+        found.add(current.node)
+        stack.extend(current.children)
+    return found
+
+
+def test_the_pipeline_trains_on_the_point_in_time_training_set(project: Path) -> None:
+    result = run_standard(open_context())
+    assert list(result.steps)[:3] == ["validate_data", "join_features", "prepare"]
+    assert result.value() == {"version": "churn/1", "gates": {"evaluation": "PASS"}, "alias": "champion"}
+    assert result.output("join_features") == "churn-training@1"
+
+    expected = get_historical("churn@1", ["customer_stats:avg_amount", "customer_stats:n_orders",
+                                          "last_order:amount_per_item", "last_order:channel"])
+    stored = shipyard.data.load("churn-training@1")
+    pd.testing.assert_frame_equal(stored, expected, check_dtype=False)
+
+    version = shipyard.models.get("churn/1")
+    assert version.dataset_version == "churn-training@1"
+    assert version.details["features"] == {
+        "views": ["customer_stats@1", "last_order@1"],
+        "features": ["customer_stats@1:avg_amount", "customer_stats@1:n_orders", "last_order@1:amount_per_item",
+                     "last_order@1:channel"],
+        "entities": ["customer_id"], "timestamp": "event_timestamp",
+        "columns": {"avg_amount": "float64", "n_orders": "int64", "amount_per_item": "float64", "channel": "string"},
+    }
+    inputs = [c["name"] for c in version.signature["inputs"]]  # type: ignore[index]
+    assert inputs == ["avg_amount", "n_orders", "amount_per_item", "channel"]  # no key, time or dropped column
+    model = shipyard.models.load("churn/1")
+    assert len(model.predict(expected[inputs].head(5))) == 5
+
+    upstream = _upstream(Node("model_version", "churn/1"))
+    assert {Node("dataset_version", "churn-training@1"), Node("feature_view", "customer_stats@1"),
+            Node("feature_view", "last_order@1"), Node("dataset_version", "churn@1"),
+            Node("dataset_version", "daily@1"), Node("run", result.steps["register"].run_id)} <= upstream
