@@ -138,3 +138,103 @@ def test_the_pipeline_trains_on_the_point_in_time_training_set(project: Path) ->
     assert {Node("dataset_version", "churn-training@1"), Node("feature_view", "customer_stats@1"),
             Node("feature_view", "last_order@1"), Node("dataset_version", "churn@1"),
             Node("dataset_version", "daily@1"), Node("run", result.steps["register"].run_id)} <= upstream
+
+
+def _counts() -> tuple[int, int, list[str]]:
+    return (len(shipyard.data.log("churn-training")), len(shipyard.models.versions("churn")),
+            sorted(e.action for e in shipyard.audit_log() if e.action.startswith(("dataset.", "model.", "feature_view."))))
+
+
+def test_an_unchanged_rerun_is_a_cache_hit_and_a_changed_view_makes_a_new_training_set_and_model(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = open_context()
+    run_standard(ctx)
+    before = _counts()
+    again = run_standard(ctx)
+    assert again.steps["join_features"].cache == "hit" and again.steps["train"].cache == "hit"
+    assert again.value()["unchanged"] is True and again.value()["version"] == "churn/1"
+    assert _counts() == before  # no dataset or model version, no change to either
+
+    # the transform changes: a new version of last_order, so a new training set and a new model
+    # (a new file: this process imported the first one already)
+    (project / "churn_views_2.py").write_text(VIEWS.replace('df["amount"] / df["items"]', 'df["amount"] * df["items"]'))
+    assert main(["features", "apply", "churn_views_2.py"]) == 0
+    assert shipyard.features.get("last_order").version == 2
+    changed = run_standard(ctx)
+    assert changed.steps["validate_data"].cache == "hit"
+    assert changed.steps["join_features"].cache == "miss"
+    assert "params changed: features" in changed.steps["join_features"].reason
+    assert changed.output("join_features") == "churn-training@2"
+    assert changed.value()["version"] == "churn/2" and changed.value()["alias"] == "challenger"
+    version = shipyard.models.get("churn/2")
+    assert version.dataset_version == "churn-training@2"
+    assert version.details["features"]["views"] == ["customer_stats@1", "last_order@2"]
+    assert main(["lineage", "show", "churn/2", "--json"]) == 0
+    shown = capsys.readouterr().out
+    assert '"last_order@2"' in shown and '"customer_stats@1"' in shown and '"last_order@1"' not in shown
+
+
+def test_new_source_data_of_an_unchanged_view_misses_the_cache(project: Path) -> None:
+    ctx = open_context()
+    run_standard(ctx)
+    orders = pd.read_parquet(project / "orders.parquet")
+    orders["amount"] = orders["amount"][::-1].to_numpy()  # the file changes; the view's definition does not
+    orders.to_parquet(project / "orders.parquet")
+    again = run_standard(ctx)
+    assert again.steps["join_features"].cache == "miss"
+    assert again.output("join_features") == "churn-training@2"
+    assert shipyard.features.get("last_order").version == 1
+
+
+def test_the_entity_key_is_a_feature_when_the_spec_gives_it_a_role(project: Path) -> None:
+    spec = project / "shipyard.yaml"
+    spec.write_text(spec.read_text().replace("drop: [note]", "drop: [note]\n  categorical: [customer_id]"))
+    run_standard(open_context())
+    inputs = [c["name"] for c in shipyard.models.get("churn/1").signature["inputs"]]  # type: ignore[index]
+    assert inputs == ["customer_id", "avg_amount", "n_orders", "amount_per_item", "channel"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("customer_stats:avg_amount,n_orders", "customer_stat:avg_amount,n_orders"),
+     "features.views[0]: No feature view named 'customer_stat'. Did you mean 'customer_stats'?"),
+    (("customer_stats:avg_amount,n_orders", "customer_stats:avg_amont,n_orders"),
+     "features.views[0]: feature view customer_stats@1 has no feature 'avg_amont'. Did you mean 'avg_amount'?"),
+    (("customer_stats:avg_amount,n_orders", "customer_stats@3:avg_amount"),
+     "features.views[0]: Feature view 'customer_stats' has no version 3. Versions: customer_stats@1."),
+    (('"last_order:*"', '"last_order"'), "features.views[1] = 'last_order': expected VIEW:FEATURE"),
+    (("drop: [note]", "drop: [note]\n  timestamp: event_time"),
+     "features.timestamp: dataset 'churn@1' (data.dataset) has no column 'event_time'. Did you mean "
+     "'event_timestamp'?"),
+    (("categorical: []", "categorical: [chanel]"),
+     "features.categorical[0]: column 'chanel' is not in dataset 'churn@1'. Did you mean 'channel'?"),
+    (("categorical: []", "categorical: []\n  training_set: churn@training"),
+     "features.training_set: Invalid dataset name"),
+])
+def test_a_bad_spec_is_refused_before_anything_runs(project: Path, edit: tuple[str, str], message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    spec = project / "shipyard.yaml"
+    text = spec.read_text().replace("drop: [note]", "drop: [note]\n  categorical: []")
+    spec.write_text(text.replace(*edit, 1))
+    assert main(["run"]) == 1
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert not shipyard.search_runs(experiment="pipelines")  # nothing ran
+    with pytest.raises(shipyard.NotFoundError):
+        shipyard.data.get("churn-training")
+
+
+def test_label_data_without_the_entity_key_or_with_a_feature_named_like_a_column(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shipyard.data.add("churn", _labels().rename(columns={"customer_id": "customer"}))
+    assert main(["run"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("features.views[0]: feature view customer_stats@1 is keyed by 'customer_id', which dataset 'churn@2' "
+            "(data.dataset) does not have. Did you mean 'customer'?") in err
+    shipyard.data.add("churn", _labels().assign(channel="web"))
+    assert main(["run"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("features.views[1]: feature 'channel' of view last_order@1 would be column 'channel', which dataset "
+            "'churn@3' (data.dataset) already has. Rename that column of the label data, or leave the feature out "
+            "of features.views.") in err
+    assert not shipyard.search_runs(experiment="pipelines")
+    with pytest.raises(shipyard.NotFoundError):
+        shipyard.models.get("churn")
