@@ -129,6 +129,11 @@ def test_the_pipeline_trains_on_the_point_in_time_training_set(project: Path) ->
         "entities": ["customer_id"], "timestamp": "event_timestamp",
         "columns": {"avg_amount": "float64", "n_orders": "int64", "amount_per_item": "float64", "channel": "string"},
     }
+    from shipyard.governance.cards import build_card
+
+    train = build_card(open_context(), "churn/1")["model_parameters"]["data"]["train"]
+    assert train["name"] == "churn-training@1" and train["feature_views"] == ["customer_stats@1", "last_order@1"]
+    assert "joined point-in-time from feature views customer_stats@1, last_order@1" in train["note"]
     inputs = [c["name"] for c in version.signature["inputs"]]  # type: ignore[index]
     assert inputs == ["avg_amount", "n_orders", "amount_per_item", "channel"]  # no key, time or dropped column
     model = shipyard.models.load("churn/1")
