@@ -83,6 +83,7 @@ def _labels(seed: int = 0) -> pd.DataFrame:
                            "event_timestamp": START + pd.to_timedelta(rng.integers(0, 72, n), unit="h"),
                            "note": ["x"] * n})
     labels["churned"] = (customers % 10 >= 5).astype(int)
+    labels.loc[::40, "customer_id"] = 1000  # a customer no view knows: null features, which the model takes
     return labels
 
 
@@ -118,7 +119,7 @@ def test_the_pipeline_trains_on_the_point_in_time_training_set(project: Path) ->
     expected = get_historical("churn@1", ["customer_stats:avg_amount", "customer_stats:n_orders",
                                           "last_order:amount_per_item", "last_order:channel"])
     stored = shipyard.data.load("churn-training@1")
-    pd.testing.assert_frame_equal(stored, expected, check_dtype=False)
+    pd.testing.assert_frame_equal(stored, expected)  # the views' types too (n_orders Int64, channel string)
 
     version = shipyard.models.get("churn/1")
     assert version.dataset_version == "churn-training@1"
@@ -137,7 +138,9 @@ def test_the_pipeline_trains_on_the_point_in_time_training_set(project: Path) ->
     inputs = [c["name"] for c in version.signature["inputs"]]  # type: ignore[index]
     assert inputs == ["avg_amount", "n_orders", "amount_per_item", "channel"]  # no key, time or dropped column
     model = shipyard.models.load("churn/1")
-    assert len(model.predict(expected[inputs].head(5))) == 5
+    unknown = expected[expected["customer_id"] == 1000]
+    assert len(unknown) == 6 and unknown[inputs].isna().all().all()  # no view knows it: nulls (NA in n_orders)
+    assert len(model.predict(expected[inputs])) == len(expected)  # the model takes them, as served
 
     upstream = _upstream(Node("model_version", "churn/1"))
     assert {Node("dataset_version", "churn-training@1"), Node("feature_view", "customer_stats@1"),
