@@ -89,6 +89,16 @@ def _labels(seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture
 def project(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return _project(workspace, monkeypatch)
+
+
+@pytest.fixture
+def backend_project(backend_workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The project on each metadata store backend (SQLite, PostgreSQL)."""
+    return _project(backend_workspace, monkeypatch)
+
+
+def _project(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     _sources(workspace)
     (workspace / "churn_views.py").write_text(VIEWS)
     monkeypatch.syspath_prepend(str(workspace))
@@ -154,7 +164,8 @@ def _counts() -> tuple[int, int, list[str]]:
 
 
 def test_an_unchanged_rerun_is_a_cache_hit_and_a_changed_view_makes_a_new_training_set_and_model(
-        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        backend_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = backend_project
     ctx = open_context()
     run_standard(ctx)
     before = _counts()
