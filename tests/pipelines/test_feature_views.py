@@ -257,3 +257,13 @@ def test_label_data_without_the_entity_key_or_with_a_feature_named_like_a_column
     assert not shipyard.search_runs(experiment="pipelines")
     with pytest.raises(shipyard.NotFoundError):
         shipyard.models.get("churn")
+
+
+def test_ci_gates_a_candidate_trained_through_the_views_without_registering_it(project: Path) -> None:
+    from shipyard.pipelines.ci import run_ci
+
+    result = run_ci(open_context())
+    assert result.status == "passed", result.markdown
+    assert "churn-training@1" in [v.version_id for v in shipyard.data.log("churn-training")]
+    with pytest.raises(shipyard.NotFoundError):
+        shipyard.models.get("churn")  # a candidate is kept with its run, not registered
