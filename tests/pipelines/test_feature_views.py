@@ -228,6 +228,10 @@ def test_the_entity_key_is_a_feature_when_the_spec_gives_it_a_role(project: Path
      "features.categorical[0]: column 'chanel' is not in dataset 'churn@1'. Did you mean 'channel'?"),
     (("categorical: []", "categorical: []\n  training_set: churn@training"),
      "features.training_set: Invalid dataset name"),
+    (("target: churned", "target: churned\n  split: {holdout: churn@1}"),
+     "data.split.holdout: with features.views the model trains on the training set"),
+    (('views: ["customer_stats:avg_amount,n_orders", "last_order:*"]', "views: []\n  timestamp: event_timestamp"),
+     "features.timestamp is set, but features.views names no feature view to join"),
 ])
 def test_a_bad_spec_is_refused_before_anything_runs(project: Path, edit: tuple[str, str], message: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,11 +4,13 @@ point-in-time onto the label data and versions the result as the training set.""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shipyard.config import SPEC_FILE
 from shipyard.context import Context
+from shipyard.data.refs import check_dataset_name
 from shipyard.errors import ConfigError, ShipyardError, did_you_mean
 from shipyard.pipelines.steps import step
 from shipyard.policy.lifecycle import LifecycleSpec
@@ -101,8 +103,6 @@ def plan_views(ctx: Context, spec: LifecycleSpec, label: DatasetVersion) -> View
                           f"{'timestamp' if timestamp == spec.data.target else 'entity key'}; name the label column.",
                           path="data.target")
     name = features.training_set or f"{label.version_id.split('@', 1)[0]}-training"
-    from shipyard.data.refs import check_dataset_name
-
     try:
         check_dataset_name(name)
     except ShipyardError as exc:
@@ -114,8 +114,6 @@ def plan_views(ctx: Context, spec: LifecycleSpec, label: DatasetVersion) -> View
 def source_identity(ctx: Context, view: RegisteredView) -> str:
     """What a view version reads now: its source's dataset version, or a file by its SHA-256 (through the stat
     cache), so that new source data misses the join step's cache even when the view's definition is unchanged."""
-    import os
-
     from shipyard.data.statcache import FileStat, cached_digest
     from shipyard.data.versions import stat_cache
     from shipyard.features.sources import locate

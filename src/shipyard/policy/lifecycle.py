@@ -246,6 +246,11 @@ def _check_views(spec: LifecycleSpec, source: str) -> None:
             raise ConfigError(f"{source}: features.views[{i}] = {ref!r}: expected VIEW:FEATURE, e.g. "
                               "'customer_stats:spend_30d' (VIEW@2:FEATURE for a version, VIEW:a,b for several, "
                               "VIEW:* for all of a view's features).")
+    if features.views and spec.data.split.holdout:
+        raise ConfigError(f"{source}: data.split.holdout: with features.views the model trains on the training set "
+                          "joined from the label data, and evaluates on rows held out of it; a holdout dataset has no "
+                          "features joined. Remove data.split.holdout (split.test_size sets how many rows are held "
+                          "out).")
     if not features.views:
         for key in ("timestamp", "training_set"):
             if getattr(features, key) is not None:
