@@ -6,7 +6,6 @@ training set and model; lineage reaches the view versions; a bad spec is refused
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,8 +14,7 @@ import pytest
 import shipyard
 from shipyard.cli.main import main
 from shipyard.context import open_context
-from shipyard.errors import ConfigError
-from shipyard.features import FeatureView, apply, get_historical
+from shipyard.features import get_historical
 from shipyard.pipelines.lifecycle import run_standard
 from shipyard.store.lineage import Node, walk
 
@@ -153,9 +151,11 @@ def test_the_pipeline_trains_on_the_point_in_time_training_set(project: Path) ->
     assert len(model.predict(expected[inputs])) == len(expected)  # the model takes them, as served
 
     upstream = _upstream(Node("model_version", "churn/1"))
+    register_run = result.steps["register"].run_id
+    assert register_run is not None
     assert {Node("dataset_version", "churn-training@1"), Node("feature_view", "customer_stats@1"),
             Node("feature_view", "last_order@1"), Node("dataset_version", "churn@1"),
-            Node("dataset_version", "daily@1"), Node("run", result.steps["register"].run_id)} <= upstream
+            Node("dataset_version", "daily@1"), Node("run", register_run)} <= upstream
 
 
 def _counts() -> tuple[int, int, list[str]]:
