@@ -171,6 +171,11 @@ def _parameters(ctx: Context, version: ModelVersion, spec: GateSpec | None, eval
             train["note"] = (f"The model trained on {int(trained)} of the {total} rows of {version.dataset_version}; "
                              "the others were held out for evaluation or had no target value.")
         train["link"] = f"shipyard lineage show {version.dataset_version}"
+        views = (version.details.get("features") or {}).get("views")
+        if views:  # trained through the standard pipeline's features.views: what serving must fetch
+            train["feature_views"] = list(views)
+            joined = f"Its features were joined point-in-time from feature views {', '.join(views)}."
+            train["note"] = f"{train['note']} {joined}" if train.get("note") else joined
     else:
         train["note"] = ("Not recorded: call run.log_input(\"NAME@VERSION\") before run.log_model, or pass "
                          "dataset= when registering.")

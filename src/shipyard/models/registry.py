@@ -151,11 +151,13 @@ def register_artifact(
     dataset_version: str | None = None,
     metrics: dict[str, float] | None = None,
     description: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> Registration:
     """Register a model file already in the blob store (a pipeline step's output) exactly as it is, as
     the next version of `name` — unless a version of `name` already has this artifact: then nothing is
     written and that version comes back with `created=False`. `model` is the loaded artifact, to
-    describe it and infer its signature; it is not saved again."""
+    describe it and infer its signature; it is not saved again. `details` adds entries to the version's
+    details (e.g. `features`: the feature views it was trained with)."""
     from shipyard.models.flavors import get_flavor
 
     check_model_name(name)
@@ -165,6 +167,8 @@ def register_artifact(
                             digest=artifact.digest)
     info = {"flavor_meta": artifact.flavor_meta,
             **describe_model(model, chosen, input_example=input_example, signature_frame=signature_frame)}
+    if details:
+        info["details"] = {**info["details"], **details}
     registration = insert_version(ctx, name, chosen.name, artifact.digest, artifact.size, info, run_id=run_id,
                                   dataset_version=dataset_version, metrics=metrics, description=description,
                                   existing_ok=True)

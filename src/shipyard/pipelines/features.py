@@ -1,6 +1,6 @@
 """The feature preparation inside a standard-pipeline model: scikit-learn steps built from the spec's
-`features` section, so that the registered model takes the table's own columns. DateParts is saved with
-the models that use it, so loading such a model needs Shipyard installed."""
+`features` section, so that the registered model takes the table's own columns. DateParts and MissingText are
+saved with the models that use them, so loading such a model needs Shipyard installed."""
 
 from __future__ import annotations
 
@@ -63,6 +63,32 @@ def _booleans(values: Any) -> bool:
     return values.dtype == object and all(isinstance(v, bool | np.bool_) for v in present)
 
 
+class MissingText(TransformerMixin, BaseEstimator):
+    """Text columns whose missing values are pandas' NA (the `string` type of feature views) as Python objects with
+    NaN for a missing value, which the one-hot encoder takes as a value of its own."""
+
+    def fit(self, x: Any, y: Any = None) -> MissingText:
+        self.feature_names_in_ = np.asarray([str(c) for c in _columns(x)], dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        return self
+
+    def transform(self, x: Any) -> Any:
+        import pandas as pd
+
+        frame = x if isinstance(x, pd.DataFrame) else pd.DataFrame(x, columns=self.feature_names_in_)
+        return frame.astype(object).where(frame.notna(), np.nan)
+
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> Any:
+        names = input_features if input_features is not None else self.feature_names_in_
+        return np.asarray(list(names), dtype=object)
+
+
+def _text_with_na(values: Any) -> bool:
+    import pandas as pd
+
+    return isinstance(values.dtype, pd.StringDtype) and values.dtype.na_value is pd.NA
+
+
 def preprocessor(frame: Any, *, categorical: Sequence[str], datetime: Sequence[str], max_categories: int,
                  impute: bool, scale: bool) -> Any:
     """A ColumnTransformer for `frame`'s columns: numbers imputed (median) and scaled when asked, categorical
@@ -86,10 +112,15 @@ def preprocessor(frame: Any, *, categorical: Sequence[str], datetime: Sequence[s
 
     if numeric and (impute or scale):
         transformers.append(("numeric", numbers([], indicator=True), numeric))
-    if categorical:
-        encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=max_categories,
-                                sparse_output=False)
-        transformers.append(("categorical", encoder, list(categorical)))
+    def encoder() -> Any:
+        return OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=max_categories, sparse_output=False)
+
+    text = [c for c in categorical if _text_with_na(frame[c])]
+    plain = [c for c in categorical if c not in text]
+    if plain:
+        transformers.append(("categorical", encoder(), plain))
+    if text:  # the encoder cannot compare pandas' NA (nor can skops save it): it becomes NaN first
+        transformers.append(("categorical_text", Pipeline([("missing", MissingText()), ("encode", encoder())]), text))
     if datetime:
         transformers.append(("datetime", numbers([("parts", DateParts())], indicator=False), list(datetime)))
     if not transformers:

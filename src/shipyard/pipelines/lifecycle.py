@@ -33,10 +33,20 @@ def run_standard(ctx: Context, *, executor: str | None = None, use_cache: bool =
     if version.kind != "table":
         raise ConfigError(f"{SPEC_FILE}: data.dataset = {spec.data.dataset!r} is a set of files; training needs a table.")
     kinds = {name: str(stats.get("kind")) for name, stats in ((version.profile or {}).get("columns") or {}).items()}
-    check_columns(spec, [c["name"] for c in version.table_schema or []], version.version_id, kinds=kinds)
+    columns = [c["name"] for c in version.table_schema or []]
+    plan = None
+    if spec.features.views:  # the label data, with the views' features joined on: what the model trains on
+        from shipyard.pipelines.training_sets import KINDS, plan_views, training_spec
+
+        plan = plan_views(ctx, spec, version)
+        spec = training_spec(spec, plan)
+        columns += list(plan.columns)
+        kinds.update({column: KINDS[kind] for column, kind in plan.columns.items()})
+    check_columns(spec, columns, version.version_id, kinds=kinds)
     if spec.data.split.holdout:
         get_version(ctx, spec.data.split.holdout)  # fails early, naming what exists
     if promote is not None:
         spec = spec.model_copy(update={"promote": spec.promote.model_copy(update={"enabled": promote})})
-    pipeline = build_pipeline(spec, version=version.version_id, workspace=str(ctx.workspace.root), candidate=candidate)
+    pipeline = build_pipeline(spec, version=version.version_id, workspace=str(ctx.workspace.root), candidate=candidate,
+                              views=plan)
     return run_pipeline(ctx, pipeline, {}, executor=executor, use_cache=use_cache, on_change=on_change)

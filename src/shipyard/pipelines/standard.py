@@ -1,16 +1,21 @@
 """The standard training pipeline generated from shipyard.yaml:
-validate data → prepare → train (or a sweep of trains and a selection) → evaluate → register → gates."""
+validate data → (join feature views) → prepare → train (or a sweep of trains and a selection) → evaluate →
+register → gates."""
 
 from __future__ import annotations
 
 import importlib
 import itertools
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.policy.lifecycle import LifecycleSpec
 from shipyard.pipelines.materialize import Stored
 from shipyard.pipelines.steps import Pipeline, pipeline, step
+from shipyard.pipelines.training_sets import join_features
+
+if TYPE_CHECKING:
+    from shipyard.pipelines.training_sets import ViewPlan
 
 
 @step
@@ -126,10 +131,11 @@ def select(candidates: list[Stored], scores: list[dict[str, float]], metric: str
 
 @step(cache=False)
 def register(model: Stored, metrics: dict[str, float], example: Any, target: str, name: str, version: str,
-             pipeline_tag: str, workspace: str) -> dict[str, Any]:
+             pipeline_tag: str, workspace: str, feature_views: dict[str, Any] | None = None) -> dict[str, Any]:
     """Register the artifact the train step stored, as it is, with its metrics, a signature inferred from
     the whole training frame and lineage to the data version. When a version of the model already has
-    that artifact (an unchanged re-run), nothing is registered: the result says which version it is."""
+    that artifact (an unchanged re-run), nothing is registered: the result says which version it is.
+    `feature_views` (the feature views it trained with) is kept as the version's `details["features"]`."""
     from shipyard.context import open_context
     from shipyard.models.records import Artifact
     from shipyard.models.registry import register_artifact, store_artifact
@@ -153,7 +159,8 @@ def register(model: Stored, metrics: dict[str, float], example: Any, target: str
     features = example.drop(columns=[target])
     registration = register_artifact(ctx, name, native, artifact, input_example=features.head(20),
                                      signature_frame=features, run_id=run_id, dataset_version=version,
-                                     metrics=metrics, description=pipeline_tag)
+                                     metrics=metrics, description=pipeline_tag,
+                                     details={"features": feature_views} if feature_views else None)
     ref = registration.version.version_id
     if not registration.created:
         return {"version": ref, "unchanged": True, "message": f"unchanged: already {ref}"}
@@ -272,9 +279,12 @@ def _candidates(spec: LifecycleSpec) -> list[dict[str, Any]]:
     return [{**spec.model.params, **g} for g in grid]
 
 
-def build_pipeline(spec: LifecycleSpec, *, version: str, workspace: str, candidate: bool = False) -> Pipeline:
+def build_pipeline(spec: LifecycleSpec, *, version: str, workspace: str, candidate: bool = False,
+                   views: ViewPlan | None = None) -> Pipeline:
     """The standard pipeline for a resolved dataset version (so a new version misses the cache). With
-    `candidate` it ends by gating the trained model without registering it (CI)."""
+    `candidate` it ends by gating the trained model without registering it (CI). With `views` (the resolved
+    features.views) the dataset version is the label data, and the model trains on the training set joined
+    from it."""
     data, features, model = spec.data, spec.features, spec.model
     preparation = features.model_dump(include={"categorical", "datetime", "max_categories", "impute", "scale"})
     metrics = list(spec.evaluation.metrics)
@@ -283,7 +293,11 @@ def build_pipeline(spec: LifecycleSpec, *, version: str, workspace: str, candida
     @pipeline(name=f"train-{model.name}")
     def standard() -> Any:
         checked = validate_data(version, data.schema_file, workspace)
-        train_frame, test_frame, split = prepare(version, checked, data.target, features.drop, features.function,
+        training: Any = version
+        if views is not None:
+            training = join_features(version, checked, views.features, views.views, views.timestamp,
+                                     views.training_set, workspace)
+        train_frame, test_frame, split = prepare(training, checked, data.target, features.drop, features.function,
                                                  data.split.test_size, data.split.random_state, data.split.stratify,
                                                  data.split.holdout, workspace)
         candidates = [train(train_frame, data.target, model.estimator, params, preparation)
@@ -295,9 +309,11 @@ def build_pipeline(spec: LifecycleSpec, *, version: str, workspace: str, candida
             best = select(candidates, scores, primary)
             best_scores = evaluate(best, test_frame, data.target, metrics, split)
         if candidate:
-            return gate_candidate(best, best_scores, train_frame, data.target, model.name, version, split, workspace)
-        registered = register(best, best_scores, train_frame, data.target, model.name, version,
-                              f"trained by the standard pipeline on {version}", workspace)
+            return gate_candidate(best, best_scores, train_frame, data.target, model.name, training, split, workspace)
+        trained_on = version if views is None else f"{version} joined with {', '.join(views.views)}"
+        registered = register(best, best_scores, train_frame, data.target, model.name, training,
+                              f"trained by the standard pipeline on {trained_on}", workspace,
+                              views.record() if views is not None else None)
         return gate_and_promote(registered, spec.promote.enabled, split, workspace)
 
     return standard

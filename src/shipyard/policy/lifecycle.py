@@ -45,6 +45,11 @@ class FeaturesSpec(_Spec):
     impute: bool = True  # missing numbers (and date parts) become the median of the training rows
     scale: bool = False  # standardise numeric columns
     function: str | None = None  # module:function(frame) -> frame, applied to each part of the split
+    # Features of registered feature views joined point-in-time onto data.dataset (the label data):
+    # VIEW:FEATURE, VIEW@V:FEATURE (a pinned version), VIEW:a,b or VIEW:* (every feature of the view).
+    views: list[str] = Field(default_factory=list)
+    timestamp: str | None = None  # the label data's time column for that join (default event_timestamp)
+    training_set: str | None = None  # the dataset the joined rows are versioned as (default DATASET-training)
 
 
 class SweepSpec(_Spec):
@@ -189,7 +194,9 @@ def _check_params(spec: LifecycleSpec, estimator: Any, source: str) -> None:
 
 
 def _check_features(spec: LifecycleSpec, source: str) -> None:
-    """A column has one role: dropped, categorical or datetime (the target none of them)."""
+    """A column has one role: dropped, categorical or datetime (the target none of them); each feature view
+    reference reads VIEW:FEATURE, and the join's settings come with views to join."""
+    _check_views(spec, source)
     roles: dict[str, str] = {}
     for role in ("drop", "categorical", "datetime"):
         for i, column in enumerate(getattr(spec.features, role)):
@@ -229,3 +236,26 @@ def check_columns(spec: LifecycleSpec, columns: list[str], dataset: str, source:
             f"{source}: column '{column}' of dataset '{dataset}' holds {kind} values, which the model cannot take as "
             f"numbers: add it to {roles}features.drop."
         )
+
+
+def _check_views(spec: LifecycleSpec, source: str) -> None:
+    features = spec.features
+    for i, ref in enumerate(features.views):
+        view, sep, names = ref.partition(":")
+        if not sep or not view.strip() or not all(n.strip() for n in names.split(",")):
+            raise ConfigError(f"{source}: features.views[{i}] = {ref!r}: expected VIEW:FEATURE, e.g. "
+                              "'customer_stats:spend_30d' (VIEW@2:FEATURE for a version, VIEW:a,b for several, "
+                              "VIEW:* for all of a view's features).")
+    if features.views and spec.data.split.holdout:
+        raise ConfigError(f"{source}: data.split.holdout: with features.views the model trains on the training set "
+                          "joined from the label data, and evaluates on rows held out of it; a holdout dataset has no "
+                          "features joined. Remove data.split.holdout (split.test_size sets how many rows are held "
+                          "out).")
+    if not features.views:
+        for key in ("timestamp", "training_set"):
+            if getattr(features, key) is not None:
+                raise ConfigError(f"{source}: features.{key} is set, but features.views names no feature view to "
+                                  f"join: add features.views, or remove features.{key}.")
+    if features.timestamp is not None and features.timestamp == spec.data.target:
+        raise ConfigError(f"{source}: features.timestamp: '{features.timestamp}' is the target (data.target); name "
+                          "the column that holds each row's time.")
