@@ -8,6 +8,7 @@ DataFrames and reads through the same reader."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from shipyard.context import Context
 from shipyard.errors import NotFoundError, ValidationError, did_you_mean
 from shipyard.features import registry
-from shipyard.features.codec import decode_values, encode_key
+from shipyard.features.codec import decode_value, encode_key
 from shipyard.features.historical import parse_features
 from shipyard.features.online import OnlineStore, _instant_ns, _known, online_store
 from shipyard.features.online_lookup import (
@@ -42,16 +43,21 @@ if TYPE_CHECKING:
 RECHECK_SECONDS = 1.0
 
 # Declared feature types as plain Python values; timestamps stay pandas Timestamps (UTC), as decoded.
-_PLAIN: dict[str, Callable[[Any], Any]] = {"float64": float, "float32": float, "int64": int, "int32": int,
+def _float(value: Any) -> float | None:
+    number = float(value)
+    return None if number != number else number  # NaN is a null float, as pandas has it
+
+
+_PLAIN: dict[str, Callable[[Any], Any]] = {"float64": _float, "float32": _float, "int64": int, "int32": int,
                                            "bool": bool, "string": str}
 
 
 class OnlineRows(NamedTuple):
     """The answer of `OnlineReader.get`, one entry per entity row asked for. `values[i]` maps the entity columns
     (as given) then each feature column to its value in the declared type as a plain Python value (float, int,
-    bool, str; timestamps as UTC pandas Timestamps), None where the value is not present. `statuses[i]` maps each
-    feature column to "present", "missing" (no row for the entity) or "expired" (a row exists but is not valid at
-    the request time under the view's TTL)."""
+    bool, str; timestamps as UTC pandas Timestamps), None where the value is null (NaN too) or not present.
+    `statuses[i]` maps each feature column to "present", "missing" (no row for the entity) or "expired" (a row
+    exists but is not valid at the request time under the view's TTL)."""
 
     values: list[dict[str, Any]]
     statuses: list[dict[str, str]]
@@ -124,17 +130,16 @@ class OnlineReader:
         plan = self.plan(features, full_names)
         if isinstance(entity_rows, Sequence) and not isinstance(entity_rows, str | bytes):
             try:
-                return _to_frames(plan, entity_rows, self._read(plan, entity_rows, at))
+                result = self._read(plan, entity_rows, at)
+                return OnlineFeatures(build=lambda: _to_frames(plan, result))
             except _Slow:
                 pass
         return self._frames(plan, entity_rows, at)
 
     def plan(self, features: Sequence[str] | str, full_names: bool) -> _Plan:
         """The validated request for these references, cached until the views are resolved again."""
-        if isinstance(at_key := features, str):
-            at_key = (features,)
         try:
-            key = (tuple(at_key), full_names)
+            key = ((features,) if isinstance(features, str) else tuple(features), full_names)
             hash(key)
         except TypeError:
             return self._resolve(features, full_names)
@@ -222,17 +227,17 @@ class OnlineReader:
         at_ns = _times(at, count)
         keys_per_view: list[tuple[list[str], tuple[str, ...]]] = []
         for w in plan.reads:
-            columns = []
-            kinds = []
+            columns: list[list[Any]] = []
+            kinds: list[str] = []
             for entity in w.entities:
                 try:
                     column = [r[entity] for r in rows]
                 except KeyError:
                     raise _Slow from None
-                kind = {type(v) for v in column}
-                if kind == {int}:
+                types = {type(v) for v in column}
+                if types == {int}:
                     kinds.append("int")
-                elif kind == {str}:
+                elif types == {str}:
                     kinds.append("str")
                 else:  # numpy ints, floats, None, mixed kinds: converted or refused by the DataFrame path
                     raise _Slow
@@ -245,13 +250,13 @@ class OnlineReader:
 
         values: list[dict[str, Any]] = [{e: r[e] for e in plan.entities} for r in rows]
         statuses: list[dict[str, str]] = [{} for _ in rows]
-        columns = iter(plan.columns)
-        for w, (keys, kinds) in zip(plan.reads, keys_per_view, strict=True):
+        named = iter(plan.columns)
+        for w, (keys, given) in zip(plan.reads, keys_per_view, strict=True):
             version = str(w.version)
             info = _known(infos, w.view, version, self.store)
-            _check_request(info, tuple(w.entities), kinds, w.features)
+            _check_request(info, tuple(w.entities), given, w.features)
             ttl_ns = None if w.ttl_seconds is None else int(round(w.ttl_seconds * 1e9))
-            outs = [next(columns) for _ in w.features]
+            outs = [next(named) for _ in w.features]
             for i, key in enumerate(keys):
                 hit = found.get((w.view, version, key))
                 row, status = values[i], statuses[i]
@@ -261,9 +266,11 @@ class OnlineReader:
                         row[out] = None
                         status[out] = state
                     continue
-                decoded = decode_values(hit[2])
+                decoded = json.loads(hit[2])
                 for (_, out, kind), name in zip(outs, w.features, strict=True):
                     value = decoded.get(name)
+                    if type(value) is dict or type(value) is list:
+                        value = decode_value(value)
                     convert = _PLAIN.get(kind)
                     row[out] = convert(value) if value is not None and convert is not None else value
                     status[out] = PRESENT
@@ -281,12 +288,12 @@ def _times(at: Any, count: int) -> list[int]:
     raise _Slow  # one time per row: the DataFrame path checks and converts them
 
 
-def _to_frames(plan: _Plan, rows: Sequence[Mapping[str, Any]], result: OnlineRows) -> OnlineFeatures:
+def _to_frames(plan: _Plan, result: OnlineRows) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The DataFrames `lookup` and `get_online` give, built from a plain answer."""
     import numpy as np
     import pandas as pd
 
-    given = pd.DataFrame(list(rows))
+    given = pd.DataFrame([{e: v[e] for e in plan.entities} for v in result.values])
     data: dict[str, Any] = {e: given[e].to_numpy() for e in plan.entities}
     for _, column, _ in plan.columns:
         data[column] = _typed([v[column] for v in result.values])
@@ -294,9 +301,10 @@ def _to_frames(plan: _Plan, rows: Sequence[Mapping[str, Any]], result: OnlineRow
     for _, column, kind in plan.columns:
         values[column] = values[column].astype(TYPES[kind])
     codes = {PRESENT: 0, MISSING: 1, EXPIRED: 2}
-    status = {c: pd.Categorical.from_codes(np.array([codes[s[c]] for s in result.statuses]), categories=_STATUSES)
+    kind = pd.CategoricalDtype(_STATUSES)
+    status = {c: pd.Categorical.from_codes(np.array([codes[s[c]] for s in result.statuses]), dtype=kind)
               for c in plan.outputs}
-    return OnlineFeatures(values, pd.DataFrame(status, index=given.index, columns=plan.outputs))
+    return values, pd.DataFrame(status, index=given.index, columns=plan.outputs)
 
 
 def _as_rows(found: OnlineFeatures) -> OnlineRows:
