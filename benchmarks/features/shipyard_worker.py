@@ -1,12 +1,13 @@
 """Shipyard side of the features benchmark (project virtualenv, PYTHONPATH at the checkout's src, a workspace
 in SHIPYARD_WORKSPACE): the same feature view, registered with ``shipyard.features.apply``, retrieved with
-``get_historical``, materialised into the SQLite online store (the workspace's default) and read with
-``get_online``.
+``get_historical``, materialised into the SQLite online store (the workspace's default) and read online as a
+server would: one ``features.online_reader()`` made up front (as Feast's ``FeatureStore`` is), then per read
+``reader.get(refs, rows)`` turned into a dict of columns, as Feast's ``get_online_features(...).to_dict()`` gives.
 
     setup --folder F                     init the workspace and apply the feature view
     historical --folder F                time get_historical(labels, refs)
     materialize --folder F               time materialize() into the online store
-    online --folder F --reads N          time get_online for 1 and for 100 customers, N reads each
+    online --folder F --reads N          time online reads for 1 and for 100 customers, N reads each
 
 Each command prints one ``BENCH_RESULT {json}`` line; peak memory is this process's ru_maxrss. While the feature
 store's API is not in this checkout, each prints ``{"unavailable": reason}`` instead.
@@ -101,8 +102,15 @@ def cmd_online(args: argparse.Namespace) -> dict[str, Any]:
     spec = load_spec(folder)
     refs = feature_refs()
 
-    def read(ids: list[int]) -> Any:
-        return features.get_online(refs, [{ENTITY: i} for i in ids])
+    if hasattr(features, "online_reader"):
+        reader = features.online_reader()
+
+        def read(ids: list[int]) -> Any:
+            values, _ = reader.get(refs, [{ENTITY: i} for i in ids])
+            return {name: [row[name] for row in values] for name in (values[0] if values else {})}
+    else:
+        def read(ids: list[int]) -> Any:
+            return features.get_online(refs, [{ENTITY: i} for i in ids]).values
 
     out: dict[str, Any] = {}
     for batch in (1, 100):

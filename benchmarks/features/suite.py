@@ -197,7 +197,8 @@ def render(result: dict[str, Any], console: Any) -> None:
     console.table(f"(c) Online reads from SQLite{quick}",
                   ["Customers per read", "Tool", "Reads", "p50", "p99", "Max", "Reads/s", "p50 Feast/Shipyard",
                    "p99 Feast/Shipyard"], rows, right_align={0, 2, 3, 4, 5, 6, 7, 8})
-    console.note("In-process calls (Feast: get_online_features(...).to_dict(); Shipyard: get_online), the same "
+    console.note("In-process calls (Feast: get_online_features(...).to_dict() on one FeatureStore; Shipyard: "
+                 "reader.get(...) on one online_reader(), turned into a dict of columns), the same "
                  f"sequence of random customers for both, after {WARMUP_READS} warm-up reads per size.")
     _render_online_agreement(result, console)
     for note in result.get("notes", []):

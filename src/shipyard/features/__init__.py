@@ -27,12 +27,13 @@ if TYPE_CHECKING:
 
     from shipyard.context import Context
     from shipyard.features.materialization import ViewLoad
+    from shipyard.features.online_features import OnlineReader
     from shipyard.features.online_lookup import OnlineFeatures
     from shipyard.features.registry import ApplyResult, RegisteredView
     from shipyard.features.training import TrainingSet
 
 __all__ = ["FeatureView", "apply", "build_training_set", "get", "get_historical", "get_online", "list_views",
-           "materialize", "versions"]
+           "materialize", "online_reader", "versions"]
 
 PathLike = str | os.PathLike[str]
 
@@ -142,3 +143,15 @@ def get_online(
     from shipyard.features.online_features import get_online as read
 
     return read(_ctx(workspace), features, entity_rows, at=at, full_names=full_names)
+
+
+def online_reader(*, workspace: PathLike | None = None) -> OnlineReader:
+    """A reader of the workspace's online store for serving, kept for many reads: `reader.get(features, rows,
+    at=None)` with rows a list of dicts of entity keys (or one dict) returns `(values, statuses)`, one dict per
+    row (plain Python values, None where not present; "present", "missing" or "expired" per feature), the same
+    answer as `get_online` without DataFrames. It keeps the store open and the resolved views cached (views named
+    without a version are looked up again after a new version is applied in this process, or within a second of
+    one applied elsewhere)."""
+    from shipyard.features.online_features import online_reader as shared
+
+    return shared(_ctx(workspace))

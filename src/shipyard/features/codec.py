@@ -107,6 +107,11 @@ def decode_values(payload: str) -> dict[str, Any]:
     return {name: _revive(value) for name, value in values.items()}
 
 
+def decode_value(value: Any) -> Any:
+    """One value of a stored row's JSON as it went in (timestamps as UTC pandas Timestamps)."""
+    return _revive(value)
+
+
 def utc_ns(series: pd.Series) -> Any:
     """A datetime64[ns, UTC] series as int64 nanoseconds (NaT as the smallest int64)."""
     return series.to_numpy(dtype="datetime64[ns]").view("int64")

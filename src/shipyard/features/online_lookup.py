@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,15 +47,37 @@ class Wanted:
     ttl_seconds: float | None = None
 
 
-@dataclass(frozen=True)
 class OnlineFeatures:
     """The result of `lookup`: one row per entity row asked for, with its index. `values` holds the entity
     columns then the features (null where not present); `status` has the same feature columns, each value
     (categorical) `present`, `missing` (no row for the entity) or `expired` (a row exists, but is not valid at
-    the request time under the TTL)."""
+    the request time under the TTL). Either may be given as a function that builds the pair, called on first
+    use of `values` or `status`."""
 
-    values: pd.DataFrame
-    status: pd.DataFrame
+    def __init__(self, values: pd.DataFrame | None = None, status: pd.DataFrame | None = None, *,
+                 build: Callable[[], tuple[pd.DataFrame, pd.DataFrame]] | None = None) -> None:
+        if build is None and (values is None or status is None):
+            raise ValueError("OnlineFeatures takes values and status, or build.")
+        self._frames = None if build is not None else (values, status)
+        self._build = build
+
+    def _pair(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if self._frames is None:
+            assert self._build is not None
+            self._frames = self._build()
+            self._build = None
+        return self._frames
+
+    @property
+    def values(self) -> pd.DataFrame:
+        return self._pair()[0]
+
+    @property
+    def status(self) -> pd.DataFrame:
+        return self._pair()[1]
+
+    def __repr__(self) -> str:
+        return f"OnlineFeatures(values={self.values!r}, status={self.status!r})"
 
 
 def lookup(store: OnlineStore, wanted: Sequence[Wanted], entity_rows: pd.DataFrame | Sequence[Mapping[str, Any]],

@@ -22,6 +22,14 @@ from shipyard.store.tables import feature_views
 
 FEATURE_VIEW = lineage.register_kind("feature_view", "a version of a feature view")
 
+_registered = 0  # versions registered by this process: readers that cache views compare it
+
+
+def registrations() -> int:
+    """How many feature view versions this process has registered so far; a change tells a cache of resolved
+    views (`shipyard.features.online_features.OnlineReader`) to resolve them again."""
+    return _registered
+
 
 @dataclass(frozen=True)
 class RegisteredView:
@@ -133,6 +141,8 @@ def _apply_one(ctx: Context, view: FeatureView, source_version: str | None) -> A
     except DBIntegrityError as exc:
         raise ConflictError(f"Another process applied feature view '{view.name}' at the same moment; nothing was "
                             "written by this one. Apply again.") from exc
+    global _registered
+    _registered += 1
     return ApplyResult(get_view(ctx, f"{view.name}@{number}"), True)
 
 
