@@ -121,6 +121,11 @@ def test_a_request_without_a_time_is_read_now(client: TestClient) -> None:
     ([{"customer_id": 3, "avg_amount": 1.0}], 422, "The request gives column(s) 'avg_amount', which model 'churn' "
                                                    "reads from the online store"),
     ([{"customer_id": 3}, {"customer_id": None}], 422, "Column 'customer_id' has an empty entity key at row 1"),
+    ([{"customer_id": 3, "event_timestamp": "yesterday"}], 422,
+     "Column 'event_timestamp' is each row's request time (the features are read as they are then), but it holds a "
+     "value that is not a time"),
+    ([{"customer_id": 3, "event_timestamp": 1772323200}], 422, "but it holds numbers such as 1772323200. Send ISO "
+                                                               "8601 times"),
 ])
 def test_bad_input_is_refused_and_the_server_keeps_serving(client: TestClient, rows: list[dict[str, Any]],
                                                           status: int, message: str) -> None:
@@ -139,3 +144,35 @@ def test_an_unreachable_online_store_is_a_503(trained: Path, monkeypatch: pytest
     assert response.status_code == 503
     assert response.json()["error"].startswith("The online feature store cannot be read, so the request cannot be "
                                                "enriched:")
+
+
+def test_a_view_version_not_in_the_online_store_is_a_503(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = _project(workspace, monkeypatch)
+    run_standard(open_context())  # trained, never materialised
+    client = TestClient(create_app(open_context(project), ["churn/1"]), raise_server_exceptions=False)
+    response = client.post("/predict/churn", json=records(SOON))
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert "does not hold the features this model was trained on" in error and "materialise it first" in error
+
+
+def test_label_columns_the_model_takes_directly_are_sent_with_the_keys(workspace: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    project = _project(workspace, monkeypatch)
+    spec = project / "shipyard.yaml"
+    # the label data's note is a feature: the client sends it with the keys
+    spec.write_text(spec.read_text().replace("drop: [note]", "categorical: [note]"))
+    run_standard(open_context())
+    assert main(["features", "materialize"]) == 0
+    client = TestClient(create_app(open_context(project), ["churn/1"]), raise_server_exceptions=False)
+    inputs = client.get("/v2/models/churn").json()["inputs"]
+    assert [(i["name"], i["datatype"]) for i in inputs] == [("customer_id", "INT64"), ("note", "BYTES")]
+
+    rows = get_historical(pd.DataFrame({"customer_id": CUSTOMERS, "event_timestamp": [SOON] * len(CUSTOMERS),
+                                        "note": "x"}), FEATURES)
+    expected = shipyard.models.load("churn/1").predict(rows[[*INPUTS, "note"]]).tolist()
+    response = client.post("/predict/churn", json=[{**r, "note": "x"} for r in records(SOON)])
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"] == expected
+    response = client.post("/predict/churn", json=records(SOON))
+    assert response.status_code == 422 and "'note'" in response.json()["error"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shipyard.errors import BackendError, ValidationError
+from shipyard.errors import BackendError, NotFoundError, ValidationError
 from shipyard.serving.http import HTTPProblem, UnprocessableInput
 
 if TYPE_CHECKING:
@@ -69,7 +69,8 @@ class Enrichment:
         column = frame[self.timestamp]
         problem = None
         if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            problem = f"numbers such as {column.iloc[0]!r}"
+            first = column.iloc[0]
+            problem = f"numbers such as {first.item() if hasattr(first, 'item') else first!r}"
         else:
             try:
                 times = pd.to_datetime(column, utc=True, format="ISO8601")
@@ -88,7 +89,8 @@ class Enrichment:
 
 def read_online(ctx: Context, refs: list[str], rows: pd.DataFrame, at: Any) -> OnlineFeatures:
     """One online read of `refs` for the entity rows at `at` (None: now; or one time per row). The store out
-    of reach is a 503; entity keys the store cannot match (a wrong type) are a 422 naming the key."""
+    of reach, or not holding a view version the model needs, is a 503; entity keys the store cannot match (a
+    wrong type) are a 422 naming the key."""
     from shipyard.features.online_features import get_online
 
     try:
@@ -96,6 +98,10 @@ def read_online(ctx: Context, refs: list[str], rows: pd.DataFrame, at: Any) -> O
     except BackendError as exc:
         raise HTTPProblem(503, f"The online feature store cannot be read, so the request cannot be enriched: "
                                f"{exc.message}") from None
+    except NotFoundError as exc:
+        raise HTTPProblem(503, f"The online feature store does not hold the features this model was trained on, "
+                               f"so the request cannot be enriched: {exc.message} (shipyard features materialize "
+                               "VIEW@VERSION).") from None
     except ValidationError as exc:
         raise UnprocessableInput(f"The request cannot be enriched from the online store: {exc.message}",
                                  **exc.fields) from None
