@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from shipyard.models.loading import LoadedModel
+    from shipyard.models.signature import Signature
     from shipyard.serving.routing import Chosen, Follower, RouteTable
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "HTTPProblem", "Runtime", "ServeOptions", "Served", "UnprocessableInput",
@@ -245,8 +246,9 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         model = chosen(request)
         table = served.table(request.path_params["name"])
         if table is None:
-            return JSONResponse(metadata(model, served.versions(model.version.model)))
-        described = metadata(model, [str(v) for v in dict.fromkeys(r.version for r in table.routes if r.answers)])
+            return JSONResponse(metadata(model, served.versions(model.version.model), runtime.request_signature(model)))
+        described = metadata(model, [str(v) for v in dict.fromkeys(r.version for r in table.routes if r.answers)],
+                             runtime.request_signature(model))
         return JSONResponse({**described, "name": table.deployment})
 
     async def model_ready(request: Request) -> Response:
@@ -259,7 +261,7 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         model = chosen(request)
         mark(request, "infer", model)
         body = await body_json(request)
-        frame, wanted = decode_oip(body, model.signature)
+        frame, wanted = decode_oip(body, runtime.request_signature(model))
         picked, table = route(request, request.path_params["name"], frame)
         if picked is not None:
             model = picked.model
@@ -302,7 +304,7 @@ def build_app(served: Served, ctx: Context | None = None, options: ServeOptions 
         if kind == "text/csv":
             frame = parse_csv(raw)
         elif kind == "application/json":
-            frame = decode_mlflow_json(parse_json(raw), model.signature)
+            frame = decode_mlflow_json(parse_json(raw), runtime.request_signature(model))
         else:
             raise HTTPProblem(415, f"Content type '{kind or 'none'}' is not accepted by /invocations; send "
                                    "application/json or text/csv.")
@@ -418,10 +420,13 @@ def outputs_of(model: LoadedModel) -> list[str]:
     return ["predict", "predict_proba"] if hasattr(native, "predict_proba") else ["predict"]
 
 
-def metadata(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
+def metadata(model: LoadedModel, versions: list[str], request: Signature | None = None) -> dict[str, Any]:
+    """The OIP model metadata: its inputs are what a client sends (`request`, default the model's signature;
+    for a model enriched from the online store, its entity keys and direct inputs, not the features)."""
     signature = model.signature
+    request = request if request is not None else signature
     inputs = [{"name": c.name, "datatype": column_datatype(c.kind), "shape": [-1]}
-              for c in (signature.inputs if signature is not None else [])]
+              for c in (request.inputs if request is not None else [])]
     classes = (signature.output.get("classes") if signature is not None else None) or []
     predict_type = dtype_datatype(signature.output.get("dtype")) if signature is not None else None
     if predict_type is None:  # no predictions recorded: guess from the classes

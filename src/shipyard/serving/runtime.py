@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from shipyard.models.loading import LoadedModel
+    from shipyard.models.signature import Signature
     from shipyard.serving.app import Served
+    from shipyard.serving.enrichment import Enrichment
     from shipyard.serving.metrics import ServerMetrics
     from shipyard.serving.predlog import PredictionLog
     from shipyard.serving.routing import Chosen, RouteTable
@@ -53,6 +55,7 @@ class Runtime:
         self.log: PredictionLog | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._batchers: dict[int, Batcher] = {}
+        self._enrichments: dict[int, Enrichment | None] = {}
         self._shadows: set[Any] = set()  # shadow predictions still running
         self._logged = 0
         for (name, version), seconds in served.load_seconds.items():
@@ -113,8 +116,38 @@ class Runtime:
 
     async def predict(self, model: LoadedModel, frame: pd.DataFrame, wanted: tuple[str, ...] = ("predict",)
                       ) -> Answer:
-        """The outputs `wanted` for the frame's rows, computed in a batch with other requests for the model."""
+        """The outputs `wanted` for the frame's rows, computed in a batch with other requests for the model. A
+        model trained through feature views predicts on the frame enriched from the online store, and the
+        answer's frame (what the prediction log keeps) is that enriched frame."""
         self.start()
+        enrichment = self.enrichment(model)
+        if enrichment is not None:
+            import asyncio
+
+            if self.ctx is None:
+                raise HTTPProblem(503, f"Model '{model.version.model}' reads its features from the online store, "
+                                       "but this app was built without a workspace.")
+            enriched = await asyncio.get_running_loop().run_in_executor(
+                self._executor, enrichment.enrich, self.ctx, frame)
+            answer = await self._batcher(model).submit(enriched, wanted)
+            return Answer(answer.values, enriched.assign(**{c: answer.frame[c] for c in answer.frame.columns}))
+        return await self._batcher(model).submit(frame, wanted)
+
+    def enrichment(self, model: LoadedModel) -> Enrichment | None:
+        """What the model reads from the online store for each request (None: nothing)."""
+        if id(model) not in self._enrichments:
+            from shipyard.serving.enrichment import enrichment_of
+
+            self._enrichments[id(model)] = enrichment_of(self.ctx, model)
+        return self._enrichments[id(model)]
+
+    def request_signature(self, model: LoadedModel) -> Signature | None:
+        """The columns a client sends: for an enriched model its entity keys and direct inputs, else the
+        model's signature."""
+        enrichment = self.enrichment(model)
+        return enrichment.request if enrichment is not None else model.signature
+
+    def _batcher(self, model: LoadedModel) -> Batcher:
         batcher = self._batchers.get(id(model))
         if batcher is None:
             assert self._executor is not None
@@ -122,7 +155,7 @@ class Runtime:
             batcher = self._batchers[id(model)] = Batcher(
                 lambda f: _prepare(model, f), lambda name, f: _output(model, name, f), self._executor,
                 self.options.batching, self._observer(labels))
-        return await batcher.submit(frame, wanted)
+        return batcher
 
     def _observer(self, labels: tuple[str, str]) -> Any:
         seconds = self.metrics.model_seconds.labels(*labels)
