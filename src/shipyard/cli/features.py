@@ -1,4 +1,4 @@
-"""`shipyard features list|show|apply|get|materialize`."""
+"""`shipyard features list|show|apply|get|materialize|skew`."""
 
 from __future__ import annotations
 
@@ -248,6 +248,71 @@ def materialize(
     console().print(table(None, ["view", "rows read", "in window", "written", "watermark", ""], rows))
     if not rows:
         console().print("No feature views yet. Register some with `shipyard features apply MODULE`.")
+
+
+#: Served values differ from the offline recomputation: the same code as `monitor run` with a breached rule.
+EXIT_SKEW = 3
+
+
+@app.command("skew")
+def skew(
+    view: Annotated[str, typer.Argument(help="The feature view: NAME (any of its versions) or NAME@VERSION.")],
+    model: Annotated[Optional[str], typer.Option("--model", help="Only this model version's requests (NAME/V); "
+                                                                 "default every model trained through the view.")]
+    = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="Requests logged from then on: a time (naive: UTC) "
+                                                                 "or a span back from now (30m, 1h).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="The newest N logged rows per model version.")]
+    = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare the feature values served (from the prediction log) with an offline recomputation for the same
+    entity keys and request times, per feature. Exit code 3 when any differ."""
+    from shipyard.serving.skew import feature_skew
+
+    report = feature_skew(context(), view, model=model, since=_since(since), limit=limit)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        out = console()
+        rows = [[f.feature, f.compared, f.matches, f.mismatches, f.served_null, f.offline_null]
+                for f in report.features]
+        out.print(table(f"{report.view}: {report.rows} served rows of {', '.join(report.models)}",
+                        ["feature", "compared", "match", "differ", "served null", "offline null"], rows))
+        for f in report.features:
+            for e in f.examples:
+                out.print(f"  {f.feature} {e['key']} at {e['at']}: served {e['served']!r}, offline {e['offline']!r}",
+                          markup=False)
+        out.print(f"{report.differing} served value(s) differ from the offline recomputation." if report.differing
+                  else "Every served value matches the offline recomputation.")
+    if report.differing:
+        raise typer.Exit(EXIT_SKEW)
+
+
+def _since(since: str | None) -> float | None:
+    """--since as unix seconds: a span back from now (1h) or a time (naive: UTC)."""
+    import time
+
+    import pandas as pd
+
+    from shipyard.errors import ValidationError
+    from shipyard.policy.deploy import duration_seconds
+
+    if since is None:
+        return None
+    try:
+        return time.time() - duration_seconds(since, "--since")
+    except ValidationError:
+        pass
+    try:
+        stamp = pd.Timestamp(since)
+    except (ValueError, TypeError):
+        raise ValidationError(f"Invalid --since {since!r}: give a time (2026-03-01T12:00) or a span back from now "
+                              "(30m, 1h).", value=since) from None
+    if pd.isna(stamp):
+        raise ValidationError(f"Invalid --since {since!r}: give a time (2026-03-01T12:00) or a span back from now "
+                              "(30m, 1h).", value=since)
+    return float((stamp if stamp.tzinfo else stamp.tz_localize("UTC")).timestamp())
 
 
 def _output_path(output: str) -> Path:
