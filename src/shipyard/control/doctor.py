@@ -161,7 +161,7 @@ def diagnose(ctx: Context, target: str | None = None, *, last: float | None = No
              until: float | None = None, tolerance: float = DEFAULT_TOLERANCE) -> Diagnosis:
     """Run the four playbooks against `target` over the last `last` seconds (default an hour) or the newest
     `rows` rows of its prediction log. Nothing is stored: the doctor only reads."""
-    from shipyard.control.inputs import accuracy_check, input_evidence, skew_check
+    from shipyard.control.inputs import accuracy_check, feature_view_skew, input_evidence, skew_check
     from shipyard.control.runtime import dependency_check, latency_check
     from shipyard.monitoring.windows import read_window
 
@@ -179,7 +179,7 @@ def diagnose(ctx: Context, target: str | None = None, *, last: float | None = No
                                  rows=rows, until=until)
     evidence = input_evidence(ctx, version, window)
     checks = [accuracy_check(ctx, version, window, evidence, tolerance),
-              skew_check(version, window, evidence),
+              feature_view_skew(ctx, version, window, skew_check(version, window, evidence)),
               latency_check(ctx, version, window),
               dependency_check(version)]
     return Diagnosis(subject, window.to_dict(), checks)

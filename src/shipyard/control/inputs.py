@@ -374,3 +374,37 @@ def _outside(column: ColumnSkew) -> str:
     return (f"{column.column}: {column.share:.0%} of values outside the training range "
             f"{column.trained['min']:.4g}..{column.trained['max']:.4g} (served median {served['median']:.4g}, "
             f"range {served['min']:.4g}..{served['max']:.4g})")
+
+
+def feature_view_skew(ctx: Context, version: ModelVersion, window: Window, check: CheckResult) -> CheckResult:
+    """For a model trained through feature views: the served feature values of the window against an offline
+    recomputation (`features skew`), FAIL when any differ."""
+    from shipyard.errors import ShipyardError
+    from shipyard.serving.skew import feature_skew
+
+    recorded = version.details.get("features") if isinstance(version.details, dict) else None
+    if not recorded or window.rows == 0:
+        return check
+    views = sorted({ref.partition(":")[0].partition("@")[0] for ref in recorded.get("features") or []})
+    found: dict[str, Any] = {}
+    for view in views:
+        try:
+            report = feature_skew(ctx, view, model=version.version_id, since=window.since,
+                                  limit=int(window.size) if window.kind == "count" else None)
+        except ShipyardError as exc:
+            found[view] = {"error": exc.message}
+            continue
+        found[view] = report.to_dict()
+        check.looked_at.append(f"{report.rows} served rows of feature view {view} against get_historical")
+        for feature in report.features:
+            if feature.differing:
+                e = feature.examples[0]
+                check.findings.append(
+                    f"{feature.feature}: {feature.differing} of {feature.compared} served values differ from the "
+                    f"offline recomputation (e.g. {e['key']} at {e['at']}: served {e['served']!r}, offline "
+                    f"{e['offline']!r}); see `shipyard features skew {view}`")
+    check.evidence["feature_views"] = found
+    if any(v.get("differing") for v in found.values()):
+        check.status = "FAIL"
+        check.summary = "; ".join(f for f in check.findings if "served values differ" in f)
+    return check

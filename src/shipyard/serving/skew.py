@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import NotFoundError, ValidationError
-from shipyard.features.skew import DEFAULT_TOLERANCE, FeatureSkew, compare
+from shipyard.features.consistency import DEFAULT_TOLERANCE, FeatureSkew, compare
 
 if TYPE_CHECKING:
     import pandas as pd
