@@ -125,6 +125,9 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
         (["features", "get", "--online", "--entities", '[{{"id": 1}}]', "--features", "nope:x"], "'nope'"),
         (["features", "get", "--online", "--entities", '[{{"id": 1}}]', "--features", "v:x", "--at", "soon"], "'soon'"),
     ],
+    "features skew": [(["features", "skew", "nope"], "'nope'"), (["features", "skew", "bad name!"], "'bad name!'"),
+                      (["features", "skew", "v", "--since", "soon"], "'soon'"),
+                      (["features", "skew", "v", "--limit", "0"], "0")],
     "features materialize": [
         (["features", "materialize", "nope"], "'nope'"),
         (["features", "materialize", "bad name!"], "'bad name!'"),
