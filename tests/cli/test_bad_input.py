@@ -127,7 +127,7 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
     ],
     "features skew": [(["features", "skew", "nope"], "'nope'"), (["features", "skew", "bad name!"], "'bad name!'"),
                       (["features", "skew", "v", "--since", "soon"], "'soon'"),
-                      (["features", "skew", "v", "--limit", "0"], "0")],
+                      (["features", "skew", "v", "--limit", "0"], "limit 0")],
     "features materialize": [
         (["features", "materialize", "nope"], "'nope'"),
         (["features", "materialize", "bad name!"], "'bad name!'"),
