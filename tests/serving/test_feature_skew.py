@@ -51,7 +51,7 @@ def test_no_skew_when_the_online_store_holds_the_source(trained: Path,  # noqa: 
     with TestClient(create_app(open_context(trained), ["churn/1"])) as client:  # no request time: read now
         assert client.post("/predict/churn", json=[{"customer_id": c} for c in CUSTOMERS]).status_code == 200
     close_all()
-    report = shipyard.features.skew("last_order")
+    report = shipyard.serving.feature_skew("last_order")
     assert report.models == ["churn/1"] and report.rows == 3 * len(CUSTOMERS)
     assert [f.feature for f in report.features] == ["last_order@1:amount_per_item", "last_order@1:channel"]
     for found in report.features:
@@ -71,7 +71,7 @@ def test_planted_skew_is_reported_with_examples(trained: Path,  # noqa: F811
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     plant(trained)
     serve(trained)
-    report = shipyard.features.skew("last_order", limit=4)  # the newest request only
+    report = shipyard.serving.feature_skew("last_order", limit=4)  # the newest request only
     assert report.rows == len(CUSTOMERS)
     per_item, channel = report.features
     assert (per_item.compared, per_item.matches, per_item.mismatches) == (4, 3, 1)
@@ -80,7 +80,7 @@ def test_planted_skew_is_reported_with_examples(trained: Path,  # noqa: F811
     assert example["key"] == {"customer_id": PLANTED} and example["at"] == SOON.isoformat()
     assert example["offline"] > example["served"]
     assert channel.differing == 0
-    assert shipyard.features.skew("customer_stats").differing == 0  # the other view is untouched
+    assert shipyard.serving.feature_skew("customer_stats").differing == 0  # the other view is untouched
 
     capsys.readouterr()
     assert main(["features", "skew", "last_order"]) == 3
@@ -110,7 +110,7 @@ def test_values_written_to_the_online_store_behind_the_view_are_reported(trained
     write_online(trained, [{"customer_id": 28, "event_ts": newer, "amount_per_item": -1.0, "channel": "web"},
                            {"customer_id": 1000, "event_ts": newer, "amount_per_item": 5.0, "channel": "app"}])
     serve(trained, times=1)
-    per_item, channel = shipyard.features.skew("last_order", model="churn/1").features
+    per_item, channel = shipyard.serving.feature_skew("last_order", model="churn/1").features
     assert (per_item.compared, per_item.matches, per_item.mismatches, per_item.offline_null) == (4, 2, 1, 1)
     assert {(e["key"]["customer_id"], e["kind"], e["served"]) for e in per_item.examples} == \
         {(28, "mismatch", -1.0), (1000, "offline_null", 5.0)}
@@ -124,6 +124,6 @@ def test_served_nulls_where_offline_has_a_value_are_counted(trained: Path) -> No
     orders = pd.read_parquet(trained / "orders.parquet")  # customer 1000 gets an order the store never saw
     extra = orders.head(1).assign(customer_id=1000)
     pd.concat([orders, extra], ignore_index=True).to_parquet(trained / "orders.parquet")
-    per_item = shipyard.features.skew("last_order").features[0]
+    per_item = shipyard.serving.feature_skew("last_order").features[0]
     assert (per_item.served_null, per_item.offline_null, per_item.mismatches) == (1, 0, 0)
     assert per_item.examples[0]["served"] is None and per_item.examples[0]["key"] == {"customer_id": 1000}

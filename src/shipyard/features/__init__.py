@@ -29,12 +29,11 @@ if TYPE_CHECKING:
     from shipyard.features.materialization import ViewLoad
     from shipyard.features.online_features import OnlineReader
     from shipyard.features.online_lookup import OnlineFeatures
-    from shipyard.serving.skew import SkewReport
     from shipyard.features.registry import ApplyResult, RegisteredView
     from shipyard.features.training import TrainingSet
 
 __all__ = ["FeatureView", "apply", "build_training_set", "get", "get_historical", "get_online", "list_views",
-           "materialize", "online_reader", "skew", "versions"]
+           "materialize", "online_reader", "versions"]
 
 PathLike = str | os.PathLike[str]
 
@@ -157,16 +156,3 @@ def online_reader(*, workspace: PathLike | None = None) -> OnlineReader:
 
     return shared(_ctx(workspace))
 
-
-def skew(view: str, *, model: str | None = None, since: object = None, limit: int | None = None,
-         tolerance: float = 1e-9, workspace: PathLike | None = None) -> SkewReport:
-    """Compare the values of `view`'s features served to the models trained through it (or to `model`, NAME/V),
-    as the prediction log recorded them, with `get_historical` for the same entity keys at the times the server
-    read them (the request's timestamp column, else when it was served): per feature the rows compared, matches,
-    mismatches, served-null and offline-null counts, with examples. Floats match within `tolerance` (relative),
-    other values exactly. `since` (unix seconds or a datetime) and `limit` (newest rows per model version)
-    narrow the log read."""
-    from shipyard.serving.skew import feature_skew
-
-    return feature_skew(_ctx(workspace), view, model=model, since=since, limit=limit,  # type: ignore[arg-type]
-                        tolerance=tolerance)

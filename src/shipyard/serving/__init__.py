@@ -8,6 +8,7 @@ and need no server:
     shipyard.serving.record_feedback("credit", "3f2a…", "yes")
     shipyard.serving.predictions("credit")          # the prediction log, one row per predicted row
     shipyard.serving.feedback_report("credit")      # matched / unmatched feedback
+    shipyard.serving.feature_skew("customer_stats")  # served feature values against get_historical
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from shipyard.context import Context
     from shipyard.serving.feedback import FeedbackReport
+    from shipyard.serving.skew import SkewReport
 
 PathLike = str | os.PathLike[str]
 
@@ -59,3 +61,17 @@ def predictions(model: str, version: int | None = None, *, since: float | dt.dat
     from shipyard.serving.batches import read_predictions
 
     return read_predictions(ctx, model, version, since)
+
+
+def feature_skew(view: str, *, model: str | None = None, since: float | dt.datetime | None = None,
+                 limit: int | None = None, tolerance: float = 1e-9,
+                 workspace: PathLike | None = None) -> SkewReport:
+    """Compare the values of feature view `view`'s features served to the models trained through it (or to
+    `model`, NAME/V), as the prediction log recorded them, with `get_historical` for the same entity keys at the
+    times the server read them (the request's timestamp column, else when it was served): per feature the rows
+    compared, matches, mismatches, served-null and offline-null counts, with examples. Floats match within
+    `tolerance` (relative), other values exactly. `since` (unix seconds or a datetime) and `limit` (the newest
+    rows per model version) narrow the log read."""
+    from shipyard.serving.skew import feature_skew as compare
+
+    return compare(_ctx(workspace), view, model=model, since=since, limit=limit, tolerance=tolerance)
