@@ -155,4 +155,3 @@ def online_reader(*, workspace: PathLike | None = None) -> OnlineReader:
     from shipyard.features.online_features import online_reader as shared
 
     return shared(_ctx(workspace))
-
