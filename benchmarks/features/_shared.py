@@ -79,6 +79,22 @@ def latency_summary(seconds: list[float]) -> dict[str, Any]:
             "mean": statistics.fmean(ordered), "total": sum(ordered)}
 
 
+def time_reads(spec: dict[str, Any], read: Callable[[list[int]], Any], reads: int) -> dict[str, Any]:
+    """Per batch size (1 and 100 entities): `reads` timed calls of `read` after WARMUP_READS untimed ones, over
+    the same sequence of entities for both tools."""
+    out: dict[str, Any] = {}
+    for batch in (1, 100):
+        for ids in read_batches(spec, batch, WARMUP_READS, seed=1):
+            read(ids)
+        timings = []
+        for ids in read_batches(spec, batch, reads, seed=2):
+            t0 = time.perf_counter()
+            read(ids)
+            timings.append(time.perf_counter() - t0)
+        out[str(batch)] = latency_summary(timings)
+    return out
+
+
 def emit(result: dict[str, Any]) -> None:
     sys.stdout.write("BENCH_RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from _shared import (CREATED_TS, ENTITY, EVENT_TS, FEATURES, FEATURES_FILE, LABEL_TS, LABELS_FILE, PROBE_BATCH,
-                     TTL_SECONDS, VIEW, WARMUP_LABELS, WARMUP_READS, emit, feature_refs, latency_summary, load_spec,
-                     peak_mb, probe_ids, read_batches, timed)
+                     TTL_SECONDS, VIEW, WARMUP_LABELS, emit, feature_refs, load_spec,
+                     peak_mb, probe_ids, time_reads, timed)
 
 PROJECT = "bench"
 CONFIG = """project: {project}
@@ -122,16 +122,7 @@ def cmd_online(args: argparse.Namespace) -> dict[str, Any]:
     def read(ids: list[int]) -> dict[str, Any]:
         return store.get_online_features(features=refs, entity_rows=[{ENTITY: i} for i in ids]).to_dict()
 
-    out: dict[str, Any] = {}
-    for batch in (1, 100):
-        for ids in read_batches(spec, batch, WARMUP_READS, seed=1):
-            read(ids)
-        timings = []
-        for ids in read_batches(spec, batch, args.reads, seed=2):
-            t0 = time.perf_counter()
-            read(ids)
-            timings.append(time.perf_counter() - t0)
-        out[str(batch)] = latency_summary(timings)
+    out = time_reads(spec, read, args.reads)
     frames = []
     probes = probe_ids(spec)
     for i in range(0, len(probes), PROBE_BATCH):

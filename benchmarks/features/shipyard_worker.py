@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from _shared import (CREATED_TS, ENTITY, EVENT_TS, FEATURES, FEATURES_FILE, LABEL_TS, LABELS_FILE, PROBE_BATCH,
-                     TTL_SECONDS, VIEW, WARMUP_LABELS, WARMUP_READS, emit, feature_refs, latency_summary, load_spec,
-                     peak_mb, probe_ids, read_batches, timed)
+                     TTL_SECONDS, VIEW, WARMUP_LABELS, emit, feature_refs, load_spec,
+                     peak_mb, probe_ids, time_reads, timed)
 
 os.environ.setdefault("SHIPYARD_USER", "bench")
 API = ("FeatureView", "apply", "get_historical", "materialize", "get_online")
@@ -102,26 +102,13 @@ def cmd_online(args: argparse.Namespace) -> dict[str, Any]:
     spec = load_spec(folder)
     refs = feature_refs()
 
-    if hasattr(features, "online_reader"):
-        reader = features.online_reader()
+    reader = features.online_reader()
 
-        def read(ids: list[int]) -> Any:
-            values, _ = reader.get(refs, [{ENTITY: i} for i in ids])
-            return {name: [row[name] for row in values] for name in (values[0] if values else {})}
-    else:
-        def read(ids: list[int]) -> Any:
-            return features.get_online(refs, [{ENTITY: i} for i in ids]).values
+    def read(ids: list[int]) -> Any:
+        values, _ = reader.get(refs, [{ENTITY: i} for i in ids])
+        return {name: [row[name] for row in values] for name in (values[0] if values else {})}
 
-    out: dict[str, Any] = {}
-    for batch in (1, 100):
-        for ids in read_batches(spec, batch, WARMUP_READS, seed=1):
-            read(ids)
-        timings = []
-        for ids in read_batches(spec, batch, args.reads, seed=2):
-            t0 = time.perf_counter()
-            read(ids)
-            timings.append(time.perf_counter() - t0)
-        out[str(batch)] = latency_summary(timings)
+    out = time_reads(spec, read, args.reads)
     frames = []
     probes = probe_ids(spec)
     for i in range(0, len(probes), PROBE_BATCH):
