@@ -42,8 +42,45 @@ def feature_refs() -> list[str]:
 
 
 def peak_mb() -> float:
-    """This process's peak resident set so far, in MB (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set since start or since the last reset_peak(), in MB (VmHWM; ru_maxrss
+    where /proc is missing, which a reset does not lower)."""
+    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """This process's resident set now, in MB."""
+    return _status_mb("VmRSS") or peak_mb()
+
+
+def reset_peak() -> bool:
+    """Lower the peak resident set to the current one (Linux: 5 into /proc/self/clear_refs), so that the next
+    peak_mb() is the peak of what runs after; False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def measured(fn: Callable[[], T]) -> tuple[float, T, dict[str, Any]]:
+    """Time `fn` and measure its memory: the resident set before it, its peak while `fn` ran, and the
+    difference (what the call itself added on top of imports and data already loaded)."""
+    before = rss_mb()
+    isolated = reset_peak()
+    seconds, value = timed(fn)
+    peak = peak_mb()
+    return seconds, value, {"rss_before_mb": before, "peak_mb": peak, "added_mb": peak - before,
+                            "peak_of_call": isolated}
 
 
 def timed(fn: Callable[[], T]) -> tuple[float, T]:

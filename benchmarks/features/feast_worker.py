@@ -6,7 +6,8 @@ the local file offline store (Dask over the Parquet FileSource) and the SQLite o
     materialize --folder F --repo R      time materialize(start, end) of the whole table into SQLite
     online --folder F --repo R --reads N time get_online_features for 1 and for 100 customers, N reads each
 
-Each command prints one ``BENCH_RESULT {json}`` line; peak memory is this process's ru_maxrss.
+Each command prints one ``BENCH_RESULT {json}`` line; memory is measured around the timed call (_shared.measured: the
+resident set before it, and its peak while it ran).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from _shared import (CREATED_TS, ENTITY, EVENT_TS, FEATURES, FEATURES_FILE, LABEL_TS, LABELS_FILE, PROBE_BATCH,
                      TTL_SECONDS, VIEW, WARMUP_LABELS, emit, feature_refs, load_spec,
-                     peak_mb, probe_ids, time_reads, timed)
+                     measured, peak_mb, probe_ids, time_reads, timed)
 
 PROJECT = "bench"
 CONFIG = """project: {project}
@@ -81,13 +82,12 @@ def cmd_historical(args: argparse.Namespace) -> dict[str, Any]:
     load_s, entity_df = timed(lambda: labels(folder))
     refs = feature_refs()
     store.get_historical_features(entity_df=entity_df.head(WARMUP_LABELS), features=refs).to_df()  # off the clock
-    before = peak_mb()
-    seconds, result = timed(lambda: store.get_historical_features(entity_df=entity_df, features=refs).to_df())
-    peak = peak_mb()
+    seconds, result, memory = measured(
+        lambda: store.get_historical_features(entity_df=entity_df, features=refs).to_df())
     result.to_parquet(folder / "feast_historical.parquet", index=False)
     return {"version": feast.__version__, "dask": dask.__version__, "label_rows": len(entity_df),
-            "rows": len(result), "load_seconds": load_s, "seconds": seconds, "peak_mb_before": before,
-            "peak_mb": peak, "columns": list(result.columns)}
+            "rows": len(result), "load_seconds": load_s, "seconds": seconds, **memory,
+            "columns": list(result.columns)}
 
 
 def online_rows(repo: Path) -> int:
@@ -104,11 +104,9 @@ def cmd_materialize(args: argparse.Namespace) -> dict[str, Any]:
     end = dt.datetime.now(dt.timezone.utc)
     # Off the clock: imports and a first read of the source, over a window before any data (writes nothing).
     store.materialize(start - dt.timedelta(days=2), start - dt.timedelta(days=1))
-    before = peak_mb()
-    seconds, _ = timed(lambda: store.materialize(start, end))
+    seconds, _, memory = measured(lambda: store.materialize(start, end))
     return {"source_rows": spec["feature_rows"], "entities": spec["entities"], "entities_written": online_rows(repo),
-            "seconds": seconds,
-            "peak_mb_before": before, "peak_mb": peak_mb()}
+            "seconds": seconds, **memory}
 
 
 def cmd_online(args: argparse.Namespace) -> dict[str, Any]:

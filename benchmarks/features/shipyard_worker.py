@@ -9,7 +9,7 @@ server would: one ``features.online_reader()`` made up front (as Feast's ``Featu
     materialize --folder F               time materialize() into the online store
     online --folder F --reads N          time online reads for 1 and for 100 customers, N reads each
 
-Each command prints one ``BENCH_RESULT {json}`` line; peak memory is this process's ru_maxrss. While the feature
+Each command prints one ``BENCH_RESULT {json}`` line; memory is measured around the timed call (_shared.measured). While the feature
 store's API is not in this checkout, each prints ``{"unavailable": reason}`` instead.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from _shared import (CREATED_TS, ENTITY, EVENT_TS, FEATURES, FEATURES_FILE, LABEL_TS, LABELS_FILE, PROBE_BATCH,
                      TTL_SECONDS, VIEW, WARMUP_LABELS, emit, feature_refs, load_spec,
-                     peak_mb, probe_ids, time_reads, timed)
+                     measured, peak_mb, probe_ids, time_reads, timed)
 
 os.environ.setdefault("SHIPYARD_USER", "bench")
 API = ("FeatureView", "apply", "get_historical", "materialize", "get_online")
@@ -69,23 +69,19 @@ def cmd_historical(args: argparse.Namespace) -> dict[str, Any]:
     refs = feature_refs()
     extra = timestamp_argument(features.get_historical)
     features.get_historical(entity_df.head(WARMUP_LABELS), refs, **extra)  # off the clock
-    before = peak_mb()
-    seconds, result = timed(lambda: features.get_historical(entity_df, refs, **extra))
-    peak = peak_mb()
+    seconds, result, memory = measured(lambda: features.get_historical(entity_df, refs, **extra))
     result.to_parquet(folder / "shipyard_historical.parquet", index=False)
     return {"label_rows": len(entity_df), "rows": len(result), "load_seconds": load_s, "seconds": seconds,
-            "peak_mb_before": before, "peak_mb": peak, "columns": [str(c) for c in result.columns]}
+            **memory, "columns": [str(c) for c in result.columns]}
 
 
 def cmd_materialize(args: argparse.Namespace) -> dict[str, Any]:
     from shipyard import features
 
     spec = load_spec(Path(args.folder))
-    before = peak_mb()
-    seconds, written = timed(features.materialize)
+    seconds, loads, memory = measured(features.materialize)
     return {"source_rows": spec["feature_rows"], "entities": spec["entities"],
-            "entities_written": written if isinstance(written, int) else None, "returned": repr(written)[:200],
-            "seconds": seconds, "peak_mb_before": before, "peak_mb": peak_mb()}
+            "entities_written": sum(load.loaded.written for load in loads), "seconds": seconds, **memory}
 
 
 def as_frame(answer: Any) -> Any:

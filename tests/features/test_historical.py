@@ -4,6 +4,7 @@ one clear error naming the value."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 import shipyard
 from shipyard.context import open_context
-from shipyard.errors import NotFoundError, ValidationError
+from shipyard.errors import IntegrityError, NotFoundError, ValidationError
 from shipyard.features import FeatureView, apply, build_training_set, get_historical
 from shipyard.store.lineage import Node, neighbours
 
@@ -84,10 +85,19 @@ entity_rows = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["x", "y", "
                                  st.sampled_from([-1, 0, 1, None])), min_size=1, max_size=20)  # None: no time
 
 
-def test_matches_a_brute_force_reference(workspace: Path) -> None:
+def unchanged(df: pd.DataFrame) -> pd.DataFrame:
+    return df
+
+
+@pytest.mark.parametrize("read", ["in place", "through pandas"])
+def test_matches_a_brute_force_reference(workspace: Path, read: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways of reading a source: a Parquet file DuckDB joins in place, and (with a transform) pandas."""
     write_orders(workspace, [(1, 0, None)])
     write_visits(workspace, [(1, "x", 0)])
-    apply([ORDERS, VISITS])
+    views = [ORDERS, VISITS] if read == "in place" else \
+        [dataclasses.replace(v, transform=unchanged) for v in (ORDERS, VISITS)]
+    apply(views)
+    joins = _count_in_place_joins(monkeypatch)
 
     @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(orders=order_rows, visits=visit_rows, rows=entity_rows)
@@ -116,6 +126,22 @@ def test_matches_a_brute_force_reference(workspace: Path) -> None:
     matched: list[int] = []
     check()
     assert sum(matched) > 50  # the examples do exercise matches, not only misses
+    assert (joins[0] > 0) == (read == "in place")
+
+
+def _count_in_place_joins(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts calls of the in-place join (element 0), which still runs."""
+    from shipyard.features import parquet_asof
+
+    calls = [0]
+    real = parquet_asof.join
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parquet_asof, "join", counted)
+    return calls
 
 
 def _entities(*rows: tuple[int, pd.Timestamp]) -> pd.DataFrame:
@@ -283,3 +309,37 @@ def test_a_csv_source_reads_its_timestamps_as_utc(workspace: Path) -> None:
     assert got["rates__rate"].tolist() == [0.5, 0.7, 0.9] and got["naive__rate"].tolist()[2] == 0.9
     with pytest.raises(ValidationError, match="'event_ts' of feature view mixed@1 must hold timestamps"):
         get_historical(_entities((1, BASE)), ["mixed:rate"])
+
+
+def test_sources_whose_schema_settles_their_types_are_read_in_place_and_agree_with_pandas(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Parquet file and a dataset version are joined in place; a key stored as floats and an integer feature
+    stored as floats need their values looked at, so pandas reads them; all give the same training set."""
+    write_orders(workspace, [(1, 0, 1), (1, 0, 2), (1, 1, None), (2, 0, 1), (None, 1, 1), (3, 2, None)])
+    frame = pd.read_parquet(workspace / "orders.parquet")
+    shipyard.data.add("orders-src", frame)
+    frame.astype({"customer_id": "float64"}).to_parquet(workspace / "float_keys.parquet")
+    frame.astype({"seq": "float64"}).to_parquet(workspace / "float_seq.parquet")
+    sources = {"orders.parquet": True, "orders-src": True, "float_keys.parquet": False, "float_seq.parquet": False}
+    apply([dataclasses.replace(ORDERS, name=f"v{i}", source=source) for i, source in enumerate(sources)])
+    entities = _entities((1, BASE), (1, BASE + MINUTE), (2, BASE + 5 * MINUTE), (3, BASE + 2 * MINUTE), (4, BASE))
+    answers = []
+    for i, in_place in enumerate(sources.values()):
+        joins = _count_in_place_joins(monkeypatch)
+        answers.append(get_historical(entities, [f"v{i}:seq", "amount"]))
+        assert joins[0] == int(in_place)
+    assert answers[0]["seq"].fillna(-1).tolist() == [1, 2, -1, 5, -1]  # customer 2: past the TTL
+    assert answers[0]["amount"].tolist()[:2] == [1.5, 2.5]
+    for other in answers[1:]:
+        pd.testing.assert_frame_equal(other, answers[0])
+
+
+def test_a_dataset_source_changed_on_disk_is_refused_rather_than_read(workspace: Path) -> None:
+    write_orders(workspace, [(1, 0, 1)])
+    version = shipyard.data.add("orders-src", pd.read_parquet(workspace / "orders.parquet"))
+    apply([dataclasses.replace(ORDERS, source="orders-src")])
+    path = open_context().blobs.local_path(str(version.version.table_digest))
+    assert path is not None
+    path.write_bytes(path.read_bytes()[:-8] + b"PAR1PAR1")
+    with pytest.raises(IntegrityError):
+        get_historical(_entities((1, BASE)), ["orders:seq"])

@@ -157,19 +157,73 @@ def _load_dataset(ctx: Context, ref: str) -> tuple[pd.DataFrame, DatasetVersion]
 
 def _join_view(ctx: Context, view: RegisteredView, entity_frame: pd.DataFrame, at: pd.Series,
                wanted: list[str]) -> tuple[dict[str, pd.Series], str | None]:
-    """Per wanted feature, its values aligned with the entity rows (by position); and the dataset version read."""
+    """Per wanted feature, its values aligned with the entity rows (by position); and the dataset version read.
+    A Parquet source DuckDB can read in place takes that path (parquet_asof); any other, this one in pandas."""
+    import numpy as np
+    import pandas as pd
+
+    from shipyard.features import parquet_asof, sources
+
+    for key in view.entities:
+        if key not in entity_frame.columns:
+            raise ValidationError(
+                f"The entity data has no column '{key}', an entity key of feature view {view.version_id}."
+                f"{did_you_mean(key, map(str, entity_frame.columns))} Columns: "
+                f"{', '.join(map(str, entity_frame.columns))}.", column=key)
+    n = len(entity_frame)
+    located = sources.locate(ctx, view.definition["source"])
+    in_place = parquet_asof.parquet_source(ctx, view, located, wanted)
+    if in_place is None:
+        return _join_in_pandas(ctx, view, entity_frame, at, wanted)
+    usable = at.notna().to_numpy().copy()
+    entity_keys = {}
+    for key in view.entities:
+        mine = entity_frame[key].reset_index(drop=True)
+        entity_keys[key] = _entity_key(view, key, mine, in_place.key_kinds[key])
+        usable &= mine.notna().to_numpy()
+    matches = parquet_asof.join(view, in_place, entity_keys, _ns(at.fillna(pd.Timestamp(0, tz="UTC"))), usable,
+                                wanted)
+    valid = live(matches.events.view("datetime64[ns]"), matches.times.view("datetime64[ns]"), view.ttl_seconds)
+    positions = np.full(n, -1, dtype=np.int64)
+    positions[matches.rows[valid]] = np.flatnonzero(valid)
+    values = {feature: pd.Series(column.array.take(positions, allow_fill=True), dtype=TYPES[view.features[feature]])
+              for feature, column in matches.values.items()}
+    return values, located.dataset_version
+
+
+def _entity_key(view: RegisteredView, key: str, mine: pd.Series, theirs: str) -> pd.Series:
+    """An entity key column in the form the in-place join compares it (`theirs`: the source key's kind from its
+    schema), or the error naming both kinds."""
+    import pandas as pd
+
+    if mine.isna().all():
+        return mine.astype(object)  # no row of it can match: nothing to compare
+    kind = value_kind(mine)
+    if kind != theirs:
+        raise _key_mismatch(view, key, mine, kind, theirs)
+    if kind == "timestamp":
+        stamps = to_utc(mine, f"entity key '{key}'")
+        return pd.Series(_ns(stamps.fillna(stamps.dropna().iloc[0])))  # its nulls are left out by `usable`
+    return mine
+
+
+def _key_mismatch(view: RegisteredView, key: str, mine: pd.Series, a: str, b: str) -> ValidationError:
+    example = plain(mine.dropna().iloc[0]) if mine.notna().any() else None
+    return ValidationError(
+        f"Entity key '{key}' is {a} in the entity data (e.g. {example!r}) but {b} in the source of feature view "
+        f"{view.version_id}: convert the entity data's column, e.g. df['{key}'] = df['{key}'].astype(...).",
+        column=key)
+
+
+def _join_in_pandas(ctx: Context, view: RegisteredView, entity_frame: pd.DataFrame, at: pd.Series,
+                    wanted: list[str]) -> tuple[dict[str, pd.Series], str | None]:
+    """The as-of join of a source read into pandas (after the view's transform, every value checked)."""
     import numpy as np
     import pandas as pd
 
     from shipyard.features import sources
 
     keys, created = view.entities, view.definition["created_timestamp"]
-    for key in keys:
-        if key not in entity_frame.columns:
-            raise ValidationError(
-                f"The entity data has no column '{key}', an entity key of feature view {view.version_id}."
-                f"{did_you_mean(key, map(str, entity_frame.columns))} Columns: "
-                f"{', '.join(map(str, entity_frame.columns))}.", column=key)
     source = sources.rows(ctx, view, wanted)
     n = len(entity_frame)
     right = pd.DataFrame({"ev": _ns(source.event), "o": np.arange(len(source.event))})
@@ -193,8 +247,6 @@ def _join_view(ctx: Context, view: RegisteredView, entity_frame: pd.DataFrame, a
     values = {feature: pd.Series(column.array.take(positions, allow_fill=True), dtype=TYPES[view.features[feature]])
               for feature, column in source.features.items()}
     return values, source.dataset_version
-
-
 def _ns(stamps: pd.Series) -> np.ndarray:
     """UTC timestamps as int64 nanoseconds (a null becomes the smallest int64: filter nulls out first)."""
     return stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view("int64")
@@ -229,11 +281,7 @@ def _key_columns(view: RegisteredView, key: str, mine: pd.Series, theirs: pd.Ser
     if mine.isna().all() or theirs.isna().all():  # nothing to compare: no row of this side can match anyway
         a = b = a if theirs.isna().all() else b
     if a != b:
-        example = plain(mine.dropna().iloc[0]) if mine.notna().any() else None
-        raise ValidationError(
-            f"Entity key '{key}' is {a} in the entity data (e.g. {example!r}) but {b} in the source of feature view "
-            f"{view.version_id}: convert the entity data's column, e.g. df['{key}'] = df['{key}'].astype(...).",
-            column=key)
+        raise _key_mismatch(view, key, mine, a, b)
     if a == "integer":
         return mine.astype("Int64"), theirs.astype("Int64")
     if a == "float":

@@ -315,6 +315,15 @@ class BlobStore:
                 tmp.unlink()
         return target
 
+    def local_path(self, digest: str) -> Path | None:
+        """Where a blob lies on this machine, for readers that open files in place; None in a remote store."""
+        if self.remote:
+            return None
+        path = Path(self._path(check_digest(digest)))
+        if not path.is_file():
+            raise self._missing(digest)
+        return path
+
     def verify(self, digest: str) -> None:
         """Re-hash a stored blob; raise IntegrityError when its content no longer matches."""
         with self.open(digest) as reader:
