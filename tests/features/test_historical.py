@@ -112,7 +112,7 @@ def test_matches_a_brute_force_reference(workspace: Path, read: str, monkeypatch
                                          for r in rows], dtype="datetime64[ns, UTC]"),
         })
         entities.index = [f"r{(len(rows) - i) % 4}" for i in range(len(rows))]  # its own index, repeating: kept
-        got = get_historical(entities, ["orders:amount", "visits:count", "orders:seq"])
+        got = get_historical(entities, ["orders:amount", "visits:count", "orders:seq"], allow_duplicates=True)
         assert list(got.columns) == ["label", "customer_id", "store", "event_timestamp", "amount", "count", "seq"]
         pd.testing.assert_frame_equal(got[list(entities.columns)], entities)
         expected = reference(entities, orders, visits)
@@ -250,6 +250,29 @@ def test_bad_input_gets_a_clear_error(workspace: Path, change: Any, features: li
     with pytest.raises(error) as caught:
         get_historical(entities, features)
     assert fragment in str(caught.value)
+
+
+def test_entity_rows_repeating_keys_and_time_are_refused_unless_allowed(workspace: Path) -> None:
+    entities = _prepared(workspace)
+    berlin = dt.timezone(dt.timedelta(hours=1))
+    # row 2 is row 0 again (its time written in another zone); row 3 differs from row 1 in the visits key only
+    rows = pd.concat([entities, entities.assign(event_timestamp=entities["event_timestamp"].dt.tz_convert(berlin),
+                                                store=["x", "y"])], ignore_index=True)
+    assert get_historical(rows, ["orders:seq"], allow_duplicates=True)["seq"].tolist() == [0, 1, 0, 1]
+    for features in (["orders:seq"], ["visits:count"], ["orders:seq", "visits:count"]):
+        with pytest.raises(ValidationError) as caught:
+            get_historical(rows, features)
+        keys = "customer_id=1" + (", store='x'" if "visits:count" in features else "")
+        assert f"the rows at positions 0 and 2 ({keys} at 2026-03-01T00:00:00+00:00)" in str(caught.value)
+        assert "drop_duplicates" in str(caught.value) and "allow_duplicates=True" in str(caught.value)
+    apart = rows.drop(index=2)  # rows 1 and 3 (now at 1 and 2) differ in the visits key only
+    assert get_historical(apart, ["visits:count"])["count"].notna().tolist() == [True, False, False]
+    with pytest.raises(ValidationError, match="the rows at positions 1 and 2 \\(customer_id=2 at"):
+        get_historical(apart, ["orders:seq"])
+    with pytest.raises(ValidationError, match="share their entity keys and time"):
+        build_training_set("training", rows, ["orders:seq"])
+    with open_context().store.read() as conn:
+        assert not neighbours(conn, Node("dataset_version", "training@1"), upstream=True)  # nothing was saved
 
 
 def test_a_source_that_lost_a_column_or_changed_its_type_is_named(workspace: Path) -> None:

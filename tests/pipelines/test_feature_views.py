@@ -82,7 +82,7 @@ def _labels(seed: int = 0) -> pd.DataFrame:
                            "note": ["x"] * n})
     labels["churned"] = (customers % 10 >= 5).astype(int)
     labels.loc[::40, "customer_id"] = 1000  # a customer no view knows: null features, which the model takes
-    return labels
+    return labels.drop_duplicates(["customer_id", "event_timestamp"])  # one row per customer and time
 
 
 @pytest.fixture

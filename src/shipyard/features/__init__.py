@@ -80,6 +80,7 @@ def get_historical(
     version: int | None = None,
     full_names: bool = False,
     save_as: str | None = None,
+    allow_duplicates: bool = False,
     workspace: PathLike | None = None,
 ) -> pd.DataFrame:
     """A point-in-time-correct frame: `entity_df` (a DataFrame with the views' entity keys and a `timestamp`
@@ -87,15 +88,17 @@ def get_historical(
     row's time: the latest value at or before it and within the view's TTL, null when there is none.
 
     `version` pins the views named without a version to that version. `full_names` names the columns
-    VIEW__FEATURE (with the view as written: orders@2__amount for "orders@2:amount"). `save_as` also versions the frame as dataset `save_as`, with lineage from the feature view
-    versions and datasets it was made from."""
+    VIEW__FEATURE (with the view as written: orders@2__amount for "orders@2:amount"). `save_as` also versions
+    the frame as dataset `save_as`, with lineage from the feature view versions and datasets it was made from.
+    Entity rows repeating another's keys and time are an error unless `allow_duplicates`."""
     if save_as is not None:
         return build_training_set(save_as, entity_df, features, timestamp=timestamp, version=version,
-                                  full_names=full_names, workspace=workspace).frame
+                                  full_names=full_names, allow_duplicates=allow_duplicates,
+                                  workspace=workspace).frame
     from shipyard.features.historical import historical
 
     return historical(_ctx(workspace), entity_df, features, timestamp=timestamp, version=version,
-                      full_names=full_names).frame
+                      full_names=full_names, allow_duplicates=allow_duplicates).frame
 
 
 def build_training_set(
@@ -107,13 +110,14 @@ def build_training_set(
     version: int | None = None,
     full_names: bool = False,
     message: str | None = None,
+    allow_duplicates: bool = False,
     workspace: PathLike | None = None,
 ) -> TrainingSet:
     """get_historical, versioned as the next version of dataset `name` (nothing new when unchanged)."""
     from shipyard.features.training import build
 
     return build(_ctx(workspace), name, entity_df, features, timestamp=timestamp, version=version,
-                 full_names=full_names, message=message)
+                 full_names=full_names, message=message, allow_duplicates=allow_duplicates)
 
 
 def materialize(views: Sequence[str] | str | None = None, *, start: object = None, end: object = None,

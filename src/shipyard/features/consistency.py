@@ -56,7 +56,7 @@ def compare(ctx: Context, refs: list[str], entities: list[str], served: pd.DataF
 
     rows = served[entities].reset_index(drop=True).copy()
     rows[_AT] = at.reset_index(drop=True)
-    offline = historical(ctx, rows, refs, timestamp=_AT, full_names=True).frame
+    offline = historical(ctx, rows, refs, timestamp=_AT, full_names=True, allow_duplicates=True).frame
     found = []
     for ref in refs:
         view, _, feature = ref.partition(":")

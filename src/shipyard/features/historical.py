@@ -81,9 +81,11 @@ class Retrieval:
 
 def historical(ctx: Context, entity_df: pd.DataFrame | str, features: Sequence[str] | str, *,
                timestamp: str = DEFAULT_TIMESTAMP, version: int | None = None,
-               full_names: bool = False) -> Retrieval:
+               full_names: bool = False, allow_duplicates: bool = False) -> Retrieval:
     """Join the requested features onto `entity_df` (a DataFrame, or a dataset version NAME@V) as they were at
-    each row's time. The rows and columns of `entity_df` come back in their order, the features after them."""
+    each row's time. The rows and columns of `entity_df` come back in their order, the features after them.
+    Two rows with the same entity keys and time are refused unless `allow_duplicates`: in a training set they
+    are one example counted twice, usually a join gone wrong upstream."""
     import pandas as pd
 
     entity_version: str | None = None
@@ -118,6 +120,8 @@ def historical(ctx: Context, entity_df: pd.DataFrame | str, features: Sequence[s
             f" Columns: {', '.join(map(str, entity_frame.columns))}. Name the column that holds each row's time "
             "(timestamp=...).", column=timestamp)
     at = to_utc(entity_frame[timestamp].reset_index(drop=True), f"the entity data's timestamp column '{timestamp}'")
+    if not allow_duplicates:
+        _refuse_duplicates(entity_frame, at, timestamp, list(views.values()))
     result = entity_frame.copy()
     retrieval = Retrieval(result, list(views.values()), [entity_version] if entity_version else [])
     for name, wanted in groups.items():
@@ -132,6 +136,30 @@ def historical(ctx: Context, entity_df: pd.DataFrame | str, features: Sequence[s
     ordered = [*entity_frame.columns, *outputs.values()]
     retrieval.frame = result[ordered]
     return retrieval
+
+
+def _refuse_duplicates(entity_frame: pd.DataFrame, at: pd.Series, timestamp: str,
+                       views: list[RegisteredView]) -> None:
+    """An error naming the first two entity rows with the same keys (of the requested views) and time; rows
+    without a time or a key are not compared (they get nulls)."""
+    import pandas as pd
+
+    keys = [k for k in dict.fromkeys(k for view in views for k in view.entities) if k in entity_frame.columns]
+    rows = pd.DataFrame({f"k{i}": entity_frame[k].reset_index(drop=True) for i, k in enumerate(keys)})
+    rows["at"] = at
+    rows = rows[rows.notna().all(axis=1).to_numpy()]
+    repeated = rows.duplicated(keep=False)
+    if not repeated.any():
+        return
+    first = rows[repeated].iloc[0]
+    same = rows.index[(rows == first).all(axis=1).to_numpy()][:2]
+    where = ", ".join(f"{k}={plain(first[f'k{i}'])!r}" for i, k in enumerate(keys))
+    raise ValidationError(
+        f"The entity data has {int(repeated.sum())} rows that share their entity keys and time with another, e.g. "
+        f"the rows at positions {same[0]} and {same[1]} ({where} at {first['at'].isoformat()}): a training set "
+        "wants one row per entity "
+        f"and time. Drop the repeats (df.drop_duplicates([{', '.join(repr(k) for k in [*keys, timestamp])}])), "
+        "or pass allow_duplicates=True to keep them.", column=timestamp)
 
 
 def _check_output_names(entity_frame: pd.DataFrame, outputs: dict[str, str]) -> None:

@@ -98,7 +98,8 @@ def _read_table(ctx: Context, source: Source, columns: list[str] | None) -> pa.T
         if source.path.suffix.lower() == ".csv":
             import pyarrow.csv as pcsv
 
-            options = pcsv.ConvertOptions(include_columns=columns) if columns is not None else None
+            # an empty cell is a missing value in every column, text too (as pandas.read_csv and Parquet have it)
+            options = pcsv.ConvertOptions(include_columns=columns or [], strings_can_be_null=True)
             return pcsv.read_csv(source.path, convert_options=options)
         import pyarrow.parquet as pq
 

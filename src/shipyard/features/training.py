@@ -34,9 +34,10 @@ class TrainingSet:
 
 def build(ctx: Context, name: str, entity_df: pd.DataFrame | str, features: Sequence[str] | str, *,
           timestamp: str = DEFAULT_TIMESTAMP, version: int | None = None, full_names: bool = False,
-          message: str | None = None) -> TrainingSet:
+          message: str | None = None, allow_duplicates: bool = False) -> TrainingSet:
     check_dataset_name(name)  # before the join, which may take a while
-    found = historical(ctx, entity_df, features, timestamp=timestamp, version=version, full_names=full_names)
+    found = historical(ctx, entity_df, features, timestamp=timestamp, version=version, full_names=full_names,
+                       allow_duplicates=allow_duplicates)
     sources = [(Node(FEATURE_VIEW, v.version_id), "input") for v in found.views]
     sources += [(Node(DATASET_VERSION, d), "input") for d in found.dataset_versions]
     added = add_version(ctx, name, found.frame, message=message, sources=sources)
