@@ -38,11 +38,21 @@ def load_views(target: str) -> list[FeatureView]:
     target = target.strip()
     is_path = target.endswith(".py") or "/" in target or os.sep in target
     module = import_file(Path(target)) if is_path else import_module(target)
-    views = [v for v in vars(module).values() if isinstance(v, FeatureView)]
-    if not views:
+    found: dict[int, tuple[str, FeatureView]] = {}  # by identity: one view bound to two names is one view
+    by_name: dict[str, str] = {}
+    for variable, value in vars(module).items():
+        if not isinstance(value, FeatureView) or id(value) in found:
+            continue
+        if value.name in by_name:
+            raise ValidationError(
+                f"{target} declares feature view '{value.name}' twice, as `{by_name[value.name]}` and `{variable}`: "
+                "give each view its own name, or remove one of them. Nothing was registered.", view=value.name)
+        found[id(value)] = (variable, value)
+        by_name[value.name] = variable
+    if not found:
         raise ValidationError(f"{target} defines no feature view at its top level: declare them as "
                               "`name = FeatureView(...)` in the module.")
-    return views
+    return [view for _, view in found.values()]
 
 
 def import_module(name: str) -> types.ModuleType:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
@@ -19,6 +19,9 @@ from shipyard.store import lineage
 from shipyard.store.db import now_ms
 from shipyard.store.lineage import Node
 from shipyard.store.tables import feature_views
+
+if TYPE_CHECKING:
+    from shipyard.features.sources import Source
 
 FEATURE_VIEW = lineage.register_kind("feature_view", "a version of a feature view")
 
@@ -108,6 +111,7 @@ def apply(ctx: Context, views: Iterable[FeatureView]) -> list[ApplyResult]:
                     f"Feature view '{view.name}' declares column {missing[0]!r}, which its source {source.label} does "
                     f"not have.{did_you_mean(missing[0], available)} Columns: {', '.join(available)}.",
                     view=view.name, column=missing[0])
+            _check_time_columns(ctx, view, source)
         found.append((view, source.dataset_version))
     results = [_apply_one(ctx, view, version) for view, version in found]
     from shipyard.features.loading import remember
@@ -115,6 +119,36 @@ def apply(ctx: Context, views: Iterable[FeatureView]) -> list[ApplyResult]:
     for view in chosen:
         remember(view)
     return results
+
+
+def _check_time_columns(ctx: Context, view: FeatureView, source: Source) -> None:
+    """A view's time columns must hold times where the source stores its column types (a dataset version, a
+    Parquet file), else every read of the view would fail; a CSV file's types are guessed, so it is checked when
+    it is read."""
+    types = _column_types(ctx, source)
+    for role, column in (("timestamp", view.timestamp), ("created timestamp", view.created_timestamp)):
+        kind = types.get(column or "", "")
+        if column and kind and not kind.startswith(("timestamp", "date", "null")):
+            raise ValidationError(
+                f"Feature view '{view.name}' takes {role} column {column!r} of its source {source.label}, which holds "
+                f"{kind} values, not times. Name the column that holds each row's time ({role}=...), store "
+                "that column as timestamps, or convert it in the view's transform.", view=view.name, column=column)
+
+
+def _column_types(ctx: Context, source: Source) -> dict[str, str]:
+    if source.dataset_version is not None:
+        from shipyard.data.versions import get_version
+
+        schema = get_version(ctx, source.dataset_version).table_schema or []
+        return {c["name"]: str(c.get("type", "")) for c in schema}
+    if source.path is not None and source.path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            return {field.name: str(field.type) for field in pq.read_schema(source.path)}
+        except (OSError, ValueError):
+            return {}  # columns_of has read this schema already; a failure here is reported when it is read
+    return {}
 
 
 def _apply_one(ctx: Context, view: FeatureView, source_version: str | None) -> ApplyResult:

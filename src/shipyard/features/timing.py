@@ -37,9 +37,44 @@ def to_utc(values: Any, what: str) -> pd.Series:
                                   "none (naive timestamps are taken as UTC).", column=what)
         if all(isinstance(v, dt.datetime | dt.date | pd.Timestamp) for v in present):
             return pd.to_datetime(series, utc=True).astype("datetime64[ns, UTC]")
-    example = series.dropna().iloc[0] if series.notna().any() else None
+    example = _plain(series.dropna().iloc[0]) if series.notna().any() else None
+    mixed = _mixed_offsets(series)
+    if mixed is not None:
+        raise ValidationError(f"{what} must hold timestamps, got text that mixes times with and without a UTC offset, "
+                              f"such as {mixed[0]!r} and {mixed[1]!r}: give them all an offset, or none (naive "
+                              "times are taken as UTC).", column=what)
     raise ValidationError(f"{what} must hold timestamps, got {series.dtype} values such as {example!r}: parse it "
                           "first (pandas.to_datetime) or name the column that holds the event time.", column=what)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, for messages (1772323200 rather than np.int64(1772323200))."""
+    return value.item() if hasattr(value, "item") and type(value).__module__ == "numpy" else value
+
+
+def _mixed_offsets(series: pd.Series) -> tuple[str, str] | None:
+    """For text that reads as ISO 8601 times (a CSV file read without parsing them, since they mix), one time
+    with a UTC offset and one without; else None."""
+    import pandas as pd
+
+    present = series.dropna().iloc[:10_000]  # an error message: a bounded look is enough
+    texts = [v for v in present.tolist() if isinstance(v, str)]
+    if not texts or len(texts) != len(present):
+        return None
+    aware: str | None = None
+    naive: str | None = None
+    for text in texts:
+        try:
+            stamp = pd.Timestamp(text)
+        except (ValueError, TypeError):
+            return None
+        if pd.isna(stamp):
+            return None
+        if stamp.tzinfo is not None:
+            aware = aware or text
+        else:
+            naive = naive or text
+    return (aware, naive) if aware is not None and naive is not None else None
 
 
 def live(event: np.ndarray, at: np.ndarray, ttl_seconds: float | None) -> np.ndarray:
