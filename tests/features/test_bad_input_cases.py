@@ -141,8 +141,6 @@ def test_cli_entity_data_mixing_aware_and_naive_times_names_both(ws: Path,
 # -- duplicate entity rows at one time ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="historical.py accepts entity rows repeating a key at one time (each gets the same "
-                          "features); the check belongs in the join, which is being rewritten", strict=True)
 def test_entity_rows_repeating_a_key_at_one_time_are_refused(ws: Path) -> None:
     labels = pd.DataFrame({"account": ["A-1", "A-2", "A-1"], "event_timestamp": [T0 + DAY] * 3, "label": [0, 1, 1]})
     with pytest.raises(ValidationError, match="'A-1'"):
@@ -326,8 +324,6 @@ def test_redis_failing_between_two_views_keeps_the_first_and_a_rerun_ends_as_a_c
 # -- missing cells in a CSV source --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="sources.py reads a CSV file's empty text cells as '' rather than null, so a row with an "
-                          "empty key is kept under the key '' and an empty text feature is ''", strict=True)
 def test_empty_cells_of_a_csv_source_are_nulls_as_in_parquet(workspace: Path) -> None:
     (workspace / "notes.csv").write_text("customer,ts,note\nalice,2026-03-01T00:00:00,\n,2026-03-01T00:00:00,x\n")
     fs.apply([fs.FeatureView("notes", entities=["customer"], source="notes.csv", timestamp="ts",
