@@ -99,7 +99,8 @@ def test_matches_a_brute_force_reference(workspace: Path, read: str, monkeypatch
     apply(views)
     joins = _count_in_place_joins(monkeypatch)
 
-    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=100, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(orders=order_rows, visits=visit_rows, rows=entity_rows)
     def check(orders: list[tuple[int | None, int, int | None]], visits: list[tuple[int, str, int]],
               rows: list[tuple[int, str, int, int | None]]) -> None:

@@ -154,14 +154,25 @@ def join(view: RegisteredView, found: ParquetSource, entity_keys: dict[str, pd.S
     columns = ", ".join(_key_expr(col, found.key_kinds[key]) + f" AS {name}"
                         for name, key, col in zip(keys, view.entities, map(_ident, view.entities)))
     tie = ("c DESC NULLS LAST, " if created else "") + "o DESC"
+    # Source rows no entity row can take: later than every entity row's time, older than the earliest one by
+    # more than the TTL (expired wherever they would be the latest, which a missing row also gives), or of keys
+    # no entity row has. Leaving them out early spares the reduction and the join most of a long history.
+    ev = f"epoch_ns({_ident(d['timestamp'])})"
+    window = [f"{ev} <= {int(left['at'].max())}"]
+    if view.ttl_seconds is not None:
+        window.append(f"{ev} >= {int(left['at'].min()) - int(round(view.ttl_seconds * 1e9))}")
+    present = " AND ".join(f"{_ident(c)} IS NOT NULL" for c in [*view.entities, d["timestamp"]])
     query = f"""
         WITH src AS (
-            SELECT {columns}, epoch_ns({_ident(d["timestamp"])}) AS ev,
+            SELECT {columns}, {ev} AS ev,
                    {f"epoch_ns({_ident(created)})" if created else "NULL"} AS c, file_row_number AS o
             FROM read_parquet({source}, file_row_number = true)
-            WHERE {" AND ".join(f"{_ident(c)} IS NOT NULL" for c in [*view.entities, d["timestamp"]])}),
+            WHERE {present} AND {" AND ".join(window)}),
+        wanted AS (
+            SELECT src.* FROM src SEMI JOIN (SELECT DISTINCT {", ".join(keys)} FROM entity_rows) e
+            ON {" AND ".join(f"src.{k} = e.{k}" for k in keys)}),
         latest AS (
-            SELECT {", ".join(keys)}, ev, o FROM src
+            SELECT {", ".join(keys)}, ev, o FROM wanted
             QUALIFY row_number() OVER (PARTITION BY {", ".join(keys)}, ev ORDER BY {tie}) = 1),
         matched AS (
             SELECT l.r, l.at, s.ev, s.o FROM entity_rows l
