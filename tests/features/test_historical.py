@@ -367,3 +367,40 @@ def test_a_dataset_source_changed_on_disk_is_refused_rather_than_read(workspace:
     path.write_bytes(path.read_bytes()[:-8] + b"PAR1PAR1")
     with pytest.raises(IntegrityError):
         get_historical(_entities((1, BASE)), ["orders:seq"])
+
+
+def test_the_in_place_join_agrees_with_pandas_on_every_column_type(workspace: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys of text, whole numbers of several widths and timestamps; naive and millisecond source times;
+    features of every declared type with missing values: the same answer read in place and through pandas."""
+    rng = np.random.default_rng(3)
+    n = 400
+    day = pd.Timestamp("2026-03-01")
+    frame = pd.DataFrame({
+        "name": rng.choice(["ann", "bob", "cy", None], n),
+        "shard": rng.integers(0, 3, n).astype("uint8"),
+        "opened": pd.Series(day + pd.to_timedelta(rng.integers(0, 2, n), unit="D")).astype("datetime64[ms]"),
+        "ts": pd.Series(day + pd.to_timedelta(rng.integers(0, 600, n), unit="min")).astype("datetime64[ms]"),
+        "score": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n)),
+        "count": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(-5, 5, n)), dtype="Int32"),
+        "flag": pd.array(np.where(rng.random(n) < 0.1, None, rng.random(n) < 0.5), dtype="boolean"),
+        "label": rng.choice(["x", "y", None], n),
+        "seen": pd.Series(day + pd.to_timedelta(rng.integers(0, 9, n), unit="h")).dt.tz_localize("UTC"),
+    })
+    frame.to_parquet(workspace / "odd.parquet")
+    features = {"score": "float64", "count": "int32", "flag": "bool", "label": "string", "seen": "timestamp"}
+    odd = FeatureView("odd", entities=["name", "shard", "opened"], source="odd.parquet", timestamp="ts",
+                      features=features, ttl="2h")
+    apply([odd, dataclasses.replace(odd, name="odd_pandas", transform=unchanged)])
+    entities = frame[["name", "shard", "opened"]].sample(300, random_state=1, replace=True).reset_index(drop=True)
+    entities["shard"] = entities["shard"].astype("int64")
+    entities["opened"] = entities["opened"].dt.tz_localize("UTC").dt.tz_convert("Asia/Tokyo")
+    entities["event_timestamp"] = (day + pd.to_timedelta(rng.integers(-30, 700, 300), unit="min")).tz_localize("UTC")
+    entities = entities.drop_duplicates(["name", "shard", "opened", "event_timestamp"])
+    joins = _count_in_place_joins(monkeypatch)
+    in_place = get_historical(entities, [f"odd:{f}" for f in features])
+    assert joins[0] == 1
+    through_pandas = get_historical(entities, [f"odd_pandas:{f}" for f in features])
+    assert joins[0] == 1
+    pd.testing.assert_frame_equal(in_place, through_pandas)
+    assert 30 < in_place["score"].notna().sum() < len(entities)  # matches, misses and expiries all happen
