@@ -5,9 +5,8 @@ SIGKILL, or (with --hold DIR) says so in DIR/reached and waits for DIR/go before
 POINT is a cycle state, reached where its transition is committed (`triggered`: `start_cycle`, the others:
 `advance`), or a step inside one: `pipeline` (the standard pipeline of `_register`), `register` (the pipeline's
 registration of the challenger), `start_canary`, `review` (the rollout review an approval policy requests).
-WHEN is `before` (the point has not happened) or `after` (it is committed). --lease-seconds shortens the
-controller's lease, so that a test need not wait long for a dead controller's lease to run out; --no-renew stops
-the controller from renewing it (a controller stalled past its lease)."""
+WHEN is `before` (the point has not happened) or `after` (it is committed). --no-renew stops the controller from
+renewing its lease (a controller stalled past its lease)."""
 
 from __future__ import annotations
 
@@ -88,15 +87,11 @@ def main(argv: list[str]) -> int:
     point, when, *options = ours
     if when not in ("before", "after"):
         raise SystemExit(f"WHEN is before or after, not {when!r}")
-    from shipyard.control import controller
-
     hold: Path | None = None
     while options:
         option = options.pop(0)
         if option == "--hold":
             hold = Path(options.pop(0))
-        elif option == "--lease-seconds":
-            controller.LEASE_SECONDS = float(options.pop(0))
         elif option == "--no-renew":
             from shipyard.store import leases
 

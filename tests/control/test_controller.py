@@ -19,6 +19,7 @@ from shipyard.store import leases
 from shipyard.synthetic import credit
 
 from tests.control.lifecycle import FEATURES, lifecycle
+from tests.templates import copy_into, prepare
 
 SPEC = """
 monitor:
@@ -71,9 +72,21 @@ def log(ctx: Context, frame: object, *, route: str = "primary", model: str = "cr
         store_batch(ctx, batch)
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare(tmp_path_factory.mktemp("controller") / "ws", lambda workspace: setup(workspace, minimum=0.5))
+
+
+@pytest.fixture
+def drifted(workspace: Path, template: Path) -> Context:
+    """The workspace of setup() (a copy of one built once for the module: the logged traffic is minutes old)."""
+    copy_into(template, workspace, lambda workspace: setup(workspace, minimum=0.5))
+    return open_context()
+
+
 def test_a_drifted_stream_retrains_gates_waits_for_approval_and_rolls_back_an_unproven_canary(
-        workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ctx = setup(workspace, minimum=0.5)
+        workspace: Path, drifted: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = drifted
     spec = ctx.policy.document()
     from shipyard.policy.retrain import retrain_spec
 
@@ -120,8 +133,8 @@ def test_a_drifted_stream_retrains_gates_waits_for_approval_and_rolls_back_an_un
                        "retrain.canary", "retrain.rolled_back"]
 
 
-def test_a_challenger_that_fails_its_gates_is_never_rolled_out(workspace: Path) -> None:
-    ctx = setup(workspace, minimum=0.5)
+def test_a_challenger_that_fails_its_gates_is_never_rolled_out(workspace: Path, drifted: Context) -> None:
+    ctx = drifted
     path = workspace / "shipyard.yaml"
     path.write_text(path.read_text().replace("accuracy: {min: 0.5}", "accuracy: {min: 0.99}"))
     from shipyard.policy.retrain import retrain_spec
@@ -144,8 +157,8 @@ def test_a_challenger_that_fails_its_gates_is_never_rolled_out(workspace: Path) 
         cycles.start_cycle(ctx, "credit-api", "credit-api", {}, None, lease=other)
 
 
-def test_watch_acts_for_a_deployment_under_its_lease_and_leaves_one_held_elsewhere(workspace: Path) -> None:
-    ctx = setup(workspace, minimum=0.5)
+def test_watch_acts_for_a_deployment_under_its_lease_and_leaves_one_held_elsewhere(drifted: Context) -> None:
+    ctx = drifted
     name = controller.lease_name("credit-api")
     other = leases.acquire(ctx.store, ctx.actor, name, "elsewhere:9:z", 600)
     assert other is not None
@@ -170,12 +183,13 @@ def test_watch_acts_for_a_deployment_under_its_lease_and_leaves_one_held_elsewhe
 
 
 @pytest.mark.parametrize("cut", ["during the canary", "after the promotion", "by hand"])
-def test_a_canary_left_by_a_stopped_controller_is_carried_on_by_the_next(workspace: Path, cut: str) -> None:
+def test_a_canary_left_by_a_stopped_controller_is_carried_on_by_the_next(workspace: Path, drifted: Context,
+                                                                        cut: str) -> None:
     from shipyard.deployments.strategies import canary as start
     from shipyard.deployments.strategies import rollback
     from shipyard.policy.retrain import retrain_spec
 
-    ctx = setup(workspace, minimum=0.5)
+    ctx = drifted
     path = workspace / "shipyard.yaml"
     path.write_text(path.read_text().replace("{cooldown: 1h, approval: true}", "{cooldown: 1h}"))
     policy = retrain_spec(ctx.policy.document(), "credit-api")

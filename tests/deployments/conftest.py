@@ -10,6 +10,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import shipyard
+from tests.templates import copy_into, prepare
 
 GATES = """
 gates:
@@ -41,10 +42,15 @@ def register_versions(root: Path) -> None:
         run_gates(ctx, f"credit/{version}")
 
 
+@pytest.fixture(scope="session")
+def models_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare(tmp_path_factory.mktemp("models") / "ws", register_versions)
+
+
 @pytest.fixture
-def models(workspace: Path) -> Path:
-    register_versions(workspace)
-    return workspace
+def models(workspace: Path, models_template: Path) -> Path:
+    """The workspace with credit/1-4 registered and gated (a copy of one built once)."""
+    return copy_into(models_template, workspace, register_versions)
 
 
 @pytest.fixture

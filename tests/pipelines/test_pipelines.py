@@ -226,9 +226,12 @@ def test_wiring_errors(workspace: Path) -> None:
     assert join("a", "b") == "ab"  # outside a pipeline a step is a plain call
 
 
-def test_unreachable_dask_scheduler(workspace: Path) -> None:
+def test_unreachable_dask_scheduler(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("distributed")
     from shipyard.errors import BackendError
+    from shipyard.pipelines import executors
+
+    monkeypatch.setattr(executors, "CONNECT_SECONDS", 0.5)  # nothing listens there: no need to keep trying
 
     with pytest.raises(BackendError, match="Cannot reach the Dask scheduler at 127.0.0.1:9"):
         branches.run(executor="dask://127.0.0.1:9")

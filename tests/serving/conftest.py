@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.templates import copy_into, prepare
+
 
 def training_frame() -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(0)
@@ -16,8 +18,8 @@ def training_frame() -> tuple[pd.DataFrame, pd.Series]:
     return x, y
 
 
-@pytest.fixture
-def model_workspace(workspace: Path) -> Path:
+def register_model(workspace: Path) -> None:
+    """credit/1 and credit/2 (C=1 and C=0.1) logged by one run, credit/2 aliased staging."""
     import shipyard
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -29,4 +31,14 @@ def model_workspace(workspace: Path) -> Path:
             model = make_pipeline(StandardScaler(), LogisticRegression(C=c)).fit(x, y)
             run.log_model(model, "credit", input_example=x.head(), signature_frame=x)
     shipyard.models.set_alias("credit/2", "staging")
-    return workspace
+
+
+@pytest.fixture(scope="session")
+def model_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare(tmp_path_factory.mktemp("model") / "ws", register_model)
+
+
+@pytest.fixture
+def model_workspace(workspace: Path, model_template: Path) -> Path:
+    """The workspace with the classifier registered (a copy of one built once)."""
+    return copy_into(model_template, workspace, register_model)

@@ -248,8 +248,12 @@ def test_a_bad_executor_address_is_named(scored: pd.DataFrame, executor: str) ->
         predict_batch(ctx(), "credit/1", "applicants@1", "o.parquet", executor=executor)
 
 
-def test_an_unreachable_scheduler_is_a_backend_error(scored: pd.DataFrame, model_workspace: Path) -> None:
+def test_an_unreachable_scheduler_is_a_backend_error(scored: pd.DataFrame, model_workspace: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.serving import batch
     from tests.services import free_port
+
+    monkeypatch.setattr(batch, "CONNECT_SECONDS", 0.5)  # nothing listens there: no need to keep trying
 
     address = f"127.0.0.1:{free_port()}"
     with pytest.raises(BackendError, match=f"Cannot reach the Dask scheduler at {address}"):

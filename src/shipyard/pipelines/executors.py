@@ -116,10 +116,13 @@ class LocalExecutor:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+CONNECT_SECONDS = 10.0  # how long a Dask client keeps trying to reach its scheduler before the pipeline fails
+
+
 class DaskExecutor:
     """Steps as tasks on a dask.distributed cluster; results come back as concurrent futures."""
 
-    def __init__(self, address: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, address: str, *, timeout: float | None = None) -> None:
         try:
             from distributed import Client
         except ModuleNotFoundError:
@@ -129,7 +132,8 @@ class DaskExecutor:
         self.address = address
         self.name = f"dask://{address}"
         try:
-            self._client = Client(address, timeout=timeout, set_as_default=False)
+            self._client = Client(address, timeout=CONNECT_SECONDS if timeout is None else timeout,
+                                  set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise BackendError(
                 f"Cannot reach the Dask scheduler at {address}: {exc}. Start one with `dask scheduler` or "

@@ -32,6 +32,8 @@ DEFAULT_CHUNK_ROWS = 50_000
 OUTPUT_FILE = "predictions.parquet"
 #: Chunks sent to a Dask cluster ahead of the one being written: bounds what the driver holds.
 IN_FLIGHT_PER_WORKER = 2
+#: How long a Dask client keeps trying to reach its scheduler before scoring fails.
+CONNECT_SECONDS = 5.0
 
 FILE = lineage.register_kind("file", "a local file read as input, named by its path and content digest")
 
@@ -253,7 +255,7 @@ def _dask_client(address: str) -> Any:
         raise BackendError("Scoring on Dask needs dask.distributed. Install it with "
                            "`pip install 'shipyard-mlops[dask]'`.") from None
     try:
-        return Client(address, timeout=5, set_as_default=False)
+        return Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise BackendError(f"Cannot reach the Dask scheduler at {address}: {exc}. Start one with `dask scheduler` "
                            "or check the address (--executor dask://HOST:PORT).", executor=address) from None
