@@ -181,7 +181,7 @@ def render(result: dict[str, Any], console: Any) -> None:
                    "Peak RSS", "Time Feast/Shipyard"], rows, right_align={1, 2, 3, 4, 5, 6, 7})
     console.note("The latest row of every customer, from the whole Parquet table, written to the SQLite online "
                  "store (Feast: materialize(start, end) over all the data, one SQLite row per customer and "
-                 "feature; Shipyard: materialize()), after a warm-up (Feast: an empty window).")
+                 "feature; Shipyard: materialize()), after a warm-up that loads a window ending before the data.")
 
     rows = []
     fo, so = _step(result, "feast", "online"), _step(result, "shipyard", "online")
