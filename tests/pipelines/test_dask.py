@@ -48,13 +48,14 @@ def cluster() -> Iterator[str]:
                 time.sleep(0.5)
         yield f"dask://{address}"
     finally:
-        for proc in procs:
+        # Workers first: a worker whose scheduler went away first waits to reconnect before it exits.
+        for proc in reversed(procs):
             proc.terminate()
-        for proc in procs:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
 
 
 def test_pipeline_and_sweep_on_the_cluster(workspace: Path, cluster: str) -> None:
