@@ -108,6 +108,11 @@ class BackendError(ShipyardError):
     status_code = 503
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, for messages (1772323200 rather than np.int64(1772323200))."""
+    return value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") else value
+
+
 def did_you_mean(value: str, candidates: Iterable[str], *, cutoff: float = 0.6) -> str:
     """Return " Did you mean 'x'?" for the closest candidate, or "" when none is close."""
     matches = difflib.get_close_matches(value, list(candidates), n=1, cutoff=cutoff)

@@ -214,7 +214,7 @@ def _plain(value: object) -> object:
     """A cell as JSON takes it: numpy scalars as numbers, nulls as None, timestamps as ISO text."""
     import pandas as pd
 
-    from shipyard.features.sources import plain
+    from shipyard.errors import plain
 
     if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):
         return None

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shipyard.context import Context
-from shipyard.errors import NotFoundError, ValidationError, did_you_mean
+from shipyard.errors import NotFoundError, ValidationError, did_you_mean, plain
 from shipyard.features.registry import RegisteredView, get_view, parse_view_ref
-from shipyard.features.sources import plain, value_kind
+from shipyard.features.sources import value_kind
 from shipyard.features.timing import live, to_utc
 from shipyard.features.views import TYPES
 
@@ -157,8 +157,7 @@ def _refuse_duplicates(entity_frame: pd.DataFrame, at: pd.Series, timestamp: str
     raise ValidationError(
         f"The entity data has {int(repeated.sum())} rows that share their entity keys and time with another, e.g. "
         f"the rows at positions {same[0]} and {same[1]} ({where} at {first['at'].isoformat()}): a training set "
-        "wants one row per entity "
-        f"and time. Drop the repeats (df.drop_duplicates([{', '.join(repr(k) for k in [*keys, timestamp])}])), "
+        f"wants one row per entity and time. Drop the repeats (df.drop_duplicates([{', '.join(repr(k) for k in [*keys, timestamp])}])), "
         "or pass allow_duplicates=True to keep them.", column=timestamp)
 
 
@@ -211,12 +210,23 @@ def _join_view(ctx: Context, view: RegisteredView, entity_frame: pd.DataFrame, a
         usable &= mine.notna().to_numpy()
     matches = parquet_asof.join(view, in_place, entity_keys, _ns(at.fillna(pd.Timestamp(0, tz="UTC"))), usable,
                                 wanted)
-    valid = live(matches.events.view("datetime64[ns]"), matches.times.view("datetime64[ns]"), view.ttl_seconds)
+    found = np.arange(len(matches.rows))  # the fetched values are one per match, in the matches' order
+    return _aligned(view, n, matches.rows, found, matches.events, matches.times, matches.values), \
+        located.dataset_version
+
+
+def _aligned(view: RegisteredView, n: int, rows: np.ndarray, found: np.ndarray, events: np.ndarray,
+             times: np.ndarray, columns: dict[str, pd.Series]) -> dict[str, pd.Series]:
+    """Per feature, `n` values by entity row: entity row rows[i] takes columns' value at found[i] when the match
+    is still valid at the row's time (timing.live: the one TTL rule), else null."""
+    import numpy as np
+    import pandas as pd
+
+    valid = live(events.view("datetime64[ns]"), times.view("datetime64[ns]"), view.ttl_seconds)
     positions = np.full(n, -1, dtype=np.int64)
-    positions[matches.rows[valid]] = np.flatnonzero(valid)
-    values = {feature: pd.Series(column.array.take(positions, allow_fill=True), dtype=TYPES[view.features[feature]])
-              for feature, column in matches.values.items()}
-    return values, located.dataset_version
+    positions[rows[valid]] = found[valid]
+    return {feature: pd.Series(column.array.take(positions, allow_fill=True), dtype=TYPES[view.features[feature]])
+            for feature, column in columns.items()}
 
 
 def _entity_key(view: RegisteredView, key: str, mine: pd.Series, theirs: str) -> pd.Series:
@@ -269,12 +279,9 @@ def _join_in_pandas(ctx: Context, view: RegisteredView, entity_frame: pd.DataFra
         usable_right &= theirs.notna().to_numpy()
         by.append(f"k{i}")
     rows, found, events, times = _asof(left[usable_left], right[usable_right], by, created is not None)
-    valid = live(events.view("datetime64[ns]"), times.view("datetime64[ns]"), view.ttl_seconds)
-    positions = np.full(n, -1, dtype=np.int64)
-    positions[rows[valid]] = found[valid]
-    values = {feature: pd.Series(column.array.take(positions, allow_fill=True), dtype=TYPES[view.features[feature]])
-              for feature, column in source.features.items()}
-    return values, source.dataset_version
+    return _aligned(view, n, rows, found, events, times, source.features), source.dataset_version
+
+
 def _ns(stamps: pd.Series) -> np.ndarray:
     """UTC timestamps as int64 nanoseconds (a null becomes the smallest int64: filter nulls out first)."""
     return stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view("int64")

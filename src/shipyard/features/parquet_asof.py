@@ -1,7 +1,7 @@
 """The as-of join for a view whose source is a Parquet file on this machine and needs no transform: DuckDB reads
 the file in place (only the key, time and wanted feature columns), reduces ties and joins, so the source never
-becomes a pandas frame. On 1M source rows and 100k entity rows this halves the retrieval's memory and time
-against reading the source into pandas first (benchmarks/features).
+becomes a pandas frame. On 1M source rows and 100k entity rows the retrieval took 0.43 s and peaked at 350 MB,
+where reading the source into pandas first took 0.60 s and 495 MB (benchmarks/features).
 
 Which columns qualify is decided from the file's schema alone: a column whose values would need looking at to be
 typed (floats declared as integers, timestamps stored as text, keys stored as floats) sends the view down the

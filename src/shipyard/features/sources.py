@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.context import Context
 from shipyard.data.versions import get_version
-from shipyard.errors import NotFoundError, ValidationError, did_you_mean
+from shipyard.errors import NotFoundError, ValidationError, did_you_mean, plain
 from shipyard.features.timing import to_utc
 from shipyard.features.views import TYPES
 
@@ -206,10 +206,3 @@ def _typed(view: RegisteredView, feature: str, values: pd.Series) -> pd.Series:
             f"Feature '{feature}' of view {view.version_id} is declared {kind}, but its source column holds "
             f"{value_kind(values)} values such as {example!r}. Change the declared type (and apply the view again), or "
             "convert the column in the view's transform.", view=view.version_id, feature=feature) from exc
-
-
-def plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds, for messages (1.0 rather than np.float64(1.0))."""
-    import numpy as np
-
-    return value.item() if isinstance(value, np.number | np.bool_) else value

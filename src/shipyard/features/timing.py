@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from shipyard.errors import ValidationError
+from shipyard.errors import ValidationError, plain
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +37,7 @@ def to_utc(values: Any, what: str) -> pd.Series:
                                   "none (naive timestamps are taken as UTC).", column=what)
         if all(isinstance(v, dt.datetime | dt.date | pd.Timestamp) for v in present):
             return pd.to_datetime(series, utc=True).astype("datetime64[ns, UTC]")
-    example = _plain(series.dropna().iloc[0]) if series.notna().any() else None
+    example = plain(series.dropna().iloc[0]) if series.notna().any() else None
     mixed = _mixed_offsets(series)
     if mixed is not None:
         raise ValidationError(f"{what} must hold timestamps, got text that mixes times with and without a UTC offset, "
@@ -45,11 +45,6 @@ def to_utc(values: Any, what: str) -> pd.Series:
                               "times are taken as UTC).", column=what)
     raise ValidationError(f"{what} must hold timestamps, got {series.dtype} values such as {example!r}: parse it "
                           "first (pandas.to_datetime) or name the column that holds the event time.", column=what)
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds, for messages (1772323200 rather than np.int64(1772323200))."""
-    return value.item() if hasattr(value, "item") and type(value).__module__ == "numpy" else value
 
 
 def _mixed_offsets(series: pd.Series) -> tuple[str, str] | None:
